@@ -1,0 +1,26 @@
+// Sparsity and work counts of a layer, as `convgen --list` reports them.
+#pragma once
+
+#include "model/ModelFile.h"
+
+#include <cstdint>
+
+namespace convgen {
+
+struct LayerStats {
+  int64_t weightCount = 0;
+  int64_t nonzeroCount = 0; ///< weights != 0 (-0.0 counts as zero)
+  int64_t denseMultiplyAdds = 0;  ///< N*O*Ho*Wo*(C/groups)*kh*kw
+  int64_t sparseMultiplyAdds = 0; ///< N*Ho*Wo*nnz: only the nonzero weights' work
+
+  double sparsity() const {
+    return weightCount ? 1.0 - double(nonzeroCount) / double(weightCount) : 0.0;
+  }
+  /// FLOPs count a multiply-add as 2, as the reference paper and cuDNN do.
+  int64_t denseFlops() const { return 2 * denseMultiplyAdds; }
+  int64_t sparseFlops() const { return 2 * sparseMultiplyAdds; }
+};
+
+LayerStats computeLayerStats(const ConvLayer &layer);
+
+} // namespace convgen

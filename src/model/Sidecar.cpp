@@ -1,0 +1,203 @@
+#include "model/Sidecar.h"
+
+#include "support/Error.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+namespace convgen {
+
+using nlohmann::json;
+
+std::vector<std::string> Sidecar::layerNames() const {
+  std::vector<std::string> names;
+  for (const LayerSpec &layer : layers)
+    names.push_back(layer.name);
+  return names;
+}
+
+const LayerSpec *Sidecar::find(std::string_view name) const {
+  for (const LayerSpec &layer : layers)
+    if (layer.name == name)
+      return &layer;
+  return nullptr;
+}
+
+namespace {
+
+/// Reads the fields of one JSON object, each with a precise error.
+class FieldReader {
+public:
+  FieldReader(const json &object, ErrorContext context)
+      : Object(object), Context(std::move(context)) {}
+
+  [[noreturn]] void fail(const std::string &field, const std::string &problem) const {
+    ErrorContext context = Context;
+    context.field = Context.field.empty() ? field : Context.field + "." + field;
+    throw InputError(context, problem);
+  }
+
+  bool has(const std::string &field) const { return Object.contains(field); }
+
+  const json &required(const std::string &field) const {
+    auto it = Object.find(field);
+    if (it == Object.end())
+      fail(field, "missing required field");
+    return *it;
+  }
+
+  std::string string(const std::string &field) const {
+    const json &value = required(field);
+    if (!value.is_string() || value.get_ref<const std::string &>().empty())
+      fail(field, "must be a non-empty string, got " + value.dump());
+    return value.get<std::string>();
+  }
+
+  int64_t integer(const std::string &field, int64_t min, const json &value) const {
+    if (!value.is_number_integer())
+      fail(field, "must be an integer, got " + value.dump());
+    int64_t v = value.is_number_unsigned() && value.get<uint64_t>() > uint64_t(MaxGeometryValue)
+                    ? MaxGeometryValue + 1
+                    : value.get<int64_t>();
+    if (v < min || v > MaxGeometryValue)
+      fail(field, "must be in [" + std::to_string(min) + ", " + std::to_string(MaxGeometryValue) +
+                      "], got " + value.dump());
+    return v;
+  }
+
+  int64_t integer(const std::string &field, int64_t min) const {
+    return integer(field, min, required(field));
+  }
+
+  std::vector<int64_t> integers(const std::string &field, size_t count, int64_t min,
+                                const char *meaning) const {
+    const json &value = required(field);
+    if (!value.is_array() || value.size() != count)
+      fail(field, std::string("must be an array of ") + std::to_string(count) + " integers " +
+                      meaning + ", got " + value.dump());
+    std::vector<int64_t> out;
+    for (const json &element : value)
+      out.push_back(integer(field, min, element));
+    return out;
+  }
+
+  HW pair(const std::string &field, int64_t min) const {
+    auto values = integers(field, 2, min, "[h, w]");
+    return {values[0], values[1]};
+  }
+
+  Shape4 shape(const std::string &field) const {
+    auto values = integers(field, 4, 1, "[N, C, H, W]");
+    return {values[0], values[1], values[2], values[3]};
+  }
+
+  void rejectUnknown(const std::set<std::string> &known) const {
+    for (auto it = Object.begin(); it != Object.end(); ++it)
+      if (!known.count(it.key()))
+        fail(it.key(), "unknown field");
+  }
+
+private:
+  const json &Object;
+  ErrorContext Context;
+};
+
+Activation parseActivation(const FieldReader &reader) {
+  const json &value = reader.required("activation");
+  if (value.is_null())
+    return Activation::None;
+  if (value.is_string()) {
+    const auto &name = value.get_ref<const std::string &>();
+    if (name == "relu")
+      return Activation::Relu;
+    if (name == "relu6")
+      return Activation::Relu6;
+  }
+  reader.fail("activation", "must be null, \"relu\" or \"relu6\", got " + value.dump());
+}
+
+LayerSpec parseLayer(const json &object, const std::string &path, size_t index) {
+  std::string where = "layers[" + std::to_string(index) + "]";
+  if (!object.is_object())
+    throw InputError({path, "", where}, "must be an object");
+  FieldReader named(object, {path, "", where});
+  LayerSpec layer;
+  layer.name = named.string("name");
+
+  FieldReader reader(object, {path, layer.name, ""});
+  reader.rejectUnknown({"name", "weight", "bias", "input", "stride", "padding", "dilation",
+                        "groups", "activation", "output"});
+  layer.weightKey = reader.string("weight");
+  if (reader.has("bias") && !object["bias"].is_null())
+    layer.biasKey = reader.string("bias");
+  layer.input = reader.shape("input");
+  layer.stride = reader.pair("stride", 1);
+  layer.padding = reader.pair("padding", 0);
+  layer.dilation = reader.pair("dilation", 1);
+  layer.groups = reader.integer("groups", 1);
+  layer.activation = parseActivation(reader);
+  if (reader.has("output"))
+    layer.declaredOutput = reader.shape("output");
+  return layer;
+}
+
+} // namespace
+
+Sidecar parseSidecar(std::string_view text, const std::string &path) {
+  json document;
+  try {
+    document = json::parse(text);
+  } catch (const json::parse_error &error) {
+    // nlohmann's message reads "[json.exception.parse_error.101] parse error at
+    // line 3, column 5: ..."; keep the part after the bracketed id.
+    std::string message = error.what();
+    auto bracket = message.find("] ");
+    if (bracket != std::string::npos)
+      message = message.substr(bracket + 2);
+    throw InputError({path, "", ""}, "malformed JSON: " + message);
+  }
+  if (!document.is_object())
+    throw InputError({path, "", ""}, "geometry sidecar must be a JSON object with a \"layers\" array");
+
+  FieldReader top(document, {path, "", ""});
+  top.rejectUnknown({"model", "layers"});
+  Sidecar sidecar;
+  sidecar.path = path;
+  if (top.has("model") && !document["model"].is_null())
+    sidecar.model = top.string("model");
+  const json &layers = top.required("layers");
+  if (!layers.is_array())
+    top.fail("layers", "must be an array of layer objects");
+  if (layers.empty())
+    top.fail("layers", "is empty: the sidecar describes no convolution layer");
+
+  std::set<std::string> seen;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    LayerSpec layer = parseLayer(layers[i], path, i);
+    if (!seen.insert(layer.name).second)
+      throw InputError({path, layer.name, "name"}, "duplicate layer name");
+    sidecar.layers.push_back(std::move(layer));
+  }
+  return sidecar;
+}
+
+Sidecar loadSidecar(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw InputError({path, "", ""}, "cannot open geometry sidecar (pass --geometry FILE, or put "
+                                     "it next to the .npz with the same stem and .json)");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad())
+    throw InputError({path, "", ""}, "cannot read geometry sidecar");
+  return parseSidecar(text.str(), path);
+}
+
+std::string defaultSidecarPath(const std::string &npzPath) {
+  return std::filesystem::path(npzPath).replace_extension(".json").string();
+}
+
+} // namespace convgen

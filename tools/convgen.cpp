@@ -1,0 +1,157 @@
+// convgen: generate sparsity-specialised convolution kernels for a pruned model.
+//
+//   convgen --weights pruned.npz --layer conv3     one layer -> generated/
+//   convgen --weights pruned.npz --all             every layer
+//   convgen --weights pruned.npz --list            layers, geometry, sparsity, FLOPs
+//
+// Exit codes: 0 success, 1 a check failed, 2 bad input or usage, 3 internal error.
+#include "ListCommand.h"
+#include "codegen/LayerGenerator.h"
+#include "codegen/NvptxTarget.h"
+#include "model/ModelFile.h"
+#include "support/Error.h"
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <iostream>
+
+using namespace convgen;
+
+namespace {
+
+struct Options {
+  std::string weights;
+  std::string geometry;
+  std::vector<std::string> layers;
+  bool all = false;
+  bool list = false;
+  bool json = false;
+  std::string outputDir = "generated";
+  std::string arch = DefaultArch;
+  std::vector<std::string> emit;
+  bool verbose = false;
+};
+
+void configure(CLI::App &app, Options &options) {
+  app.description("Generate sparsity-specialised CUDA convolution kernels (PTX) for the layers "
+                  "of a pruned model.");
+  app.add_option("--weights", options.weights, "Pruned weights: a PyTorch state_dict saved as .npz")
+      ->required()
+      ->check(CLI::ExistingFile);
+  app.add_option("--geometry", options.geometry,
+                 "Geometry sidecar JSON (default: the .npz's path with .json)")
+      ->check(CLI::ExistingFile);
+
+  auto *layer = app.add_option("--layer", options.layers,
+                               "Generate this layer (a sidecar 'name'); may be repeated");
+  auto *all = app.add_flag("--all", options.all, "Generate every layer of the model");
+  auto *list = app.add_flag("--list", options.list,
+                            "List the layers: shape, geometry, sparsity, dense and sparse FLOPs");
+  layer->excludes(all)->excludes(list);
+  all->excludes(list);
+  app.add_flag("--json", options.json, "With --list: print JSON instead of a table")->needs(list);
+
+  app.add_option("-o,--output-dir", options.outputDir, "Output directory")
+      ->capture_default_str();
+  app.add_option("--arch", options.arch,
+                 "Target GPU (sm_70 .. sm_90). sm_80 PTX also runs on H100/H200 through "
+                 "the driver's JIT")
+      ->capture_default_str();
+  app.add_option("--emit", options.emit, "Extra artefacts: ll (the specialised LLVM IR), "
+                                         "weightmap (the weight map as text); comma-separated")
+      ->delimiter(',')
+      ->check(CLI::IsMember(EmittableArtefacts));
+  app.add_flag("-v,--verbose", options.verbose, "Say what is read, validated and written");
+}
+
+class Log {
+public:
+  explicit Log(bool enabled) : Enabled(enabled) {}
+  void operator()(const std::string &message) const {
+    if (Enabled)
+      std::cerr << "convgen: " << message << "\n";
+  }
+
+private:
+  bool Enabled;
+};
+
+int generate(const ModelFile &model, const Options &options, const Log &log) {
+  GenerateOptions generateOptions;
+  generateOptions.arch = parseArch(options.arch);
+  generateOptions.outputDir = options.outputDir;
+  generateOptions.emit = {options.emit.begin(), options.emit.end()};
+  generateOptions.verbose = options.verbose;
+
+  std::vector<const LayerSpec *> specs;
+  if (options.all)
+    for (const LayerSpec &spec : model.sidecar().layers)
+      specs.push_back(&spec);
+  else
+    for (const std::string &name : options.layers)
+      specs.push_back(&model.findLayer(name));
+
+  // Read and validate every requested layer before generating any, so bad
+  // input is reported before work is done or files are written.
+  std::vector<ConvLayer> layers;
+  for (const LayerSpec *spec : specs) {
+    auto start = std::chrono::steady_clock::now();
+    layers.push_back(model.loadLayer(*spec));
+    auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start);
+    log("layer '" + spec->name + "': " + layers.back().geometry.summary() + ", weights from '" +
+        layers.back().weightSource + "' (" + std::to_string(int(ms.count())) + " ms)");
+  }
+  log("target " + generateOptions.arch.name + ", output directory " + options.outputDir);
+  for (const ConvLayer &layer : layers)
+    generateLayer(layer, generateOptions);
+  return ExitSuccess;
+}
+
+int run(const Options &options) {
+  Log log(options.verbose);
+  if (!options.list && !options.all && options.layers.empty())
+    throw InputError({"", "", ""}, "nothing to do: give --layer NAME, --all or --list");
+  std::string sidecarPath =
+      options.geometry.empty() ? defaultSidecarPath(options.weights) : options.geometry;
+  log("weights " + options.weights + ", geometry " + sidecarPath);
+  ModelFile model = ModelFile::open(options.weights, sidecarPath);
+  log(std::to_string(model.sidecar().layers.size()) + " layers in the sidecar, " +
+      std::to_string(model.archive().keys().size()) + " arrays in the .npz");
+
+  if (options.list) {
+    printLayerList(model, options.json, std::cout);
+    return ExitSuccess;
+  }
+  return generate(model, options, log);
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  CLI::App app{"convgen"};
+  Options options;
+  configure(app, options);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp &e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp &e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError &e) {
+    std::cerr << "convgen: error: " << e.what() << " (see convgen --help)\n";
+    return ExitBadInput;
+  }
+
+  try {
+    return run(options);
+  } catch (const Error &e) {
+    std::cerr << "convgen: error: " << e.what() << "\n";
+    return e.exitCode();
+  } catch (const std::bad_alloc &) {
+    std::cerr << "convgen: error: out of memory\n";
+    return ExitBadInput;
+  } catch (const std::exception &e) {
+    std::cerr << "convgen: internal error: " << e.what() << " (please report this)\n";
+    return 3;
+  }
+}
