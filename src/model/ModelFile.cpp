@@ -98,9 +98,7 @@ static void checkFinite(const std::vector<float> &values, const std::vector<int6
   }
 }
 
-/// Checks the weights' OIHW shape against the sidecar and builds the full
-/// geometry, with every derived size overflow-checked.
-static ConvGeometry buildGeometry(const LayerSpec &spec, const std::vector<int64_t> &weightShape,
+ConvGeometry buildConvGeometry(const LayerSpec &spec, const std::vector<int64_t> &weightShape,
                                   const ErrorContext &weightContext, const std::string &sidecar) {
   ErrorContext layerContext{sidecar, spec.name, ""};
   auto fail = [&layerContext](const std::string &field, const std::string &problem) {
@@ -181,7 +179,7 @@ ConvLayer ModelFile::loadLayer(const LayerSpec &spec) const {
   layer.name = spec.name;
   Tensor weight = readFloatTensor(spec.weightKey, spec.name);
   ErrorContext weightContext{Archive.name(), spec.name, weight.source};
-  layer.geometry = buildGeometry(spec, weight.shape, weightContext, Geometry.path);
+  layer.geometry = buildConvGeometry(spec, weight.shape, weightContext, Geometry.path);
   checkFinite(weight.values, weight.shape, weightContext);
   layer.weightSource = weight.source;
   layer.weights = std::move(weight.values);

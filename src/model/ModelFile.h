@@ -7,6 +7,7 @@
 #include "io/Npz.h"
 #include "model/ConvGeometry.h"
 #include "model/Sidecar.h"
+#include "support/Error.h"
 
 #include <string>
 #include <vector>
@@ -23,6 +24,13 @@ struct ConvLayer {
   std::vector<float> weights; ///< OIHW, geometry.weightShape()
   std::vector<float> bias;    ///< outChannels values, or empty
 };
+
+/// Checks a weight shape against a sidecar entry and derives the full
+/// geometry: OIHW [O, C/groups, kh, kw], groups dividing C and O, a positive
+/// output matching the optional declared one, and every size overflow-free.
+/// \p weightContext names the weight array in errors; \p sidecarPath the sidecar.
+ConvGeometry buildConvGeometry(const LayerSpec &spec, const std::vector<int64_t> &weightShape,
+                               const ErrorContext &weightContext, const std::string &sidecarPath);
 
 class ModelFile {
 public:

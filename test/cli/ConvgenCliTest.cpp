@@ -1,0 +1,214 @@
+// The convgen tool end to end: for each kind of bad input, exit code 2 and
+// one line that names the file, layer or field and what is wrong; for good
+// input, the listing; and never a partial output.
+#include "support/TestFiles.h"
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+
+using namespace convgen::test;
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int exitCode = -1;
+  std::string out, err;
+};
+
+std::string quote(const std::string &arg) {
+  std::string quoted = "'";
+  for (char c : arg)
+    quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+std::string slurp(const fs::path &path) {
+  Bytes bytes = readFile(path);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+Result runConvgen(const std::vector<std::string> &args, const TempDir &dir) {
+  std::string command = quote(CONVGEN_TOOL);
+  for (const std::string &arg : args)
+    command += " " + quote(arg);
+  command += " >" + quote((dir / "stdout").string()) + " 2>" + quote((dir / "stderr").string());
+  int status = std::system(command.c_str());
+  Result result;
+  result.exitCode = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  result.out = slurp(dir / "stdout");
+  result.err = slurp(dir / "stderr");
+  fs::remove(dir / "stdout");
+  fs::remove(dir / "stderr");
+  return result;
+}
+
+const std::string ExampleNpz =
+    std::string(CONVGEN_EXAMPLES_DIR) + "/esrgan_medium_x4/esrgan_medium_x4-s90.npz";
+
+class ConvgenCli : public ::testing::Test {
+protected:
+  /// Writes the tiny model as m.npz + m.json into the temp dir.
+  std::string writeModel() {
+    writeNpz(Dir / "m.npz", Model.arrays);
+    writeText(Dir / "m.json", Model.sidecarJson());
+    return (Dir / "m.npz").string();
+  }
+  Result run(std::vector<std::string> args) { return runConvgen(args, Dir); }
+
+  /// Exit code 2, exactly one line on stderr containing every fragment, and
+  /// nothing in the output directory.
+  void expectBadInput(const Result &result, const std::vector<std::string> &fragments) {
+    EXPECT_EQ(result.exitCode, 2) << result.err;
+    EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
+    EXPECT_THAT(result.err, HasSubstr("convgen: error: "));
+    for (const std::string &fragment : fragments)
+      EXPECT_THAT(result.err, HasSubstr(fragment));
+    EXPECT_FALSE(fs::exists(Dir / "out")) << "a failed run wrote output";
+  }
+  void setLayerField(const std::string &field, const std::string &json) {
+    auto layer = nlohmann::ordered_json::parse(Model.sidecarLayerJson);
+    layer[field] = nlohmann::ordered_json::parse(json);
+    Model.sidecarLayerJson = layer.dump();
+  }
+  std::string out() const { return (Dir / "out").string(); }
+
+  TempDir Dir;
+  TinyModel Model = makeTinyModel();
+};
+
+} // namespace
+
+TEST_F(ConvgenCli, ListsTheExampleModel) {
+  Result result = run({"--weights", ExampleNpz, "--list"});
+  ASSERT_EQ(result.exitCode, 0) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("esrgan_medium_x4: 28 convolution layers"));
+  EXPECT_THAT(result.out, HasSubstr("UPN1"));
+  EXPECT_THAT(result.out, HasSubstr("10240/102400"));
+  EXPECT_THAT(result.out, HasSubstr("total (28 layers)"));
+  EXPECT_EQ(result.err, "");
+}
+
+TEST_F(ConvgenCli, ListJson) {
+  Result result = run({"--weights", writeModel(), "--list", "--json"});
+  ASSERT_EQ(result.exitCode, 0) << result.err;
+  auto document = nlohmann::json::parse(result.out);
+  const auto &layer = document["layers"].at(0);
+  EXPECT_EQ(layer["name"], "conv");
+  EXPECT_EQ(layer["weights"], 72);
+  EXPECT_EQ(layer["nonzeros"], 48); // every third weight of the tiny model is zero
+  EXPECT_EQ(layer["dense_flops"], 2 * 4 * 5 * 5 * 18);
+  EXPECT_EQ(layer["sparse_flops"], 2 * 5 * 5 * 48);
+  EXPECT_EQ(layer["activation"], "relu");
+  EXPECT_EQ(layer["output"], nlohmann::json({1, 4, 5, 5}));
+}
+
+TEST_F(ConvgenCli, GeometryOption) {
+  std::string npz = writeModel();
+  fs::rename(Dir / "m.json", Dir / "geometry.json");
+  expectBadInput(run({"--weights", npz, "--list"}), {"m.json: cannot open geometry sidecar"});
+  Result result = run({"--weights", npz, "--geometry", (Dir / "geometry.json").string(), "--list"});
+  EXPECT_EQ(result.exitCode, 0) << result.err;
+}
+
+TEST_F(ConvgenCli, TruncatedNpz) {
+  Bytes bytes = readFile(ExampleNpz);
+  bytes.resize(bytes.size() / 2);
+  writeFile(Dir / "m.npz", bytes);
+  writeText(Dir / "m.json", Model.sidecarJson());
+  expectBadInput(run({"--weights", (Dir / "m.npz").string(), "--all", "-o", out()}),
+                 {"m.npz: ", "truncated"});
+}
+
+TEST_F(ConvgenCli, NotAZipFile) {
+  writeText(Dir / "m.npz", "{\"oops\": \"this is JSON\"}\n");
+  writeText(Dir / "m.json", Model.sidecarJson());
+  expectBadInput(run({"--weights", (Dir / "m.npz").string(), "--layer", "conv", "-o", out()}),
+                 {"m.npz: not an .npz file: not a zip archive"});
+}
+
+TEST_F(ConvgenCli, CorruptNpyHeader) {
+  Model.arrays["conv.weight"] =
+      makeNpyWithHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 2, 3 3), }",
+                        Bytes(72 * 4));
+  expectBadInput(run({"--weights", writeModel(), "--layer", "conv", "-o", out()}),
+                 {"m.npz[conv.weight]: corrupt npy header", "expected ',' or ')' in shape"});
+}
+
+TEST_F(ConvgenCli, WrongDType) {
+  Model.arrays["conv.weight"] = makeNpy("<f8", {4, 2, 3, 3}, Bytes(72 * 8));
+  expectBadInput(run({"--weights", writeModel(), "--all", "-o", out()}),
+                 {"m.npz[conv.weight]: unsupported dtype '<f8'"});
+}
+
+TEST_F(ConvgenCli, MissingKey) {
+  Model.arrays.erase("conv.bias");
+  expectBadInput(run({"--weights", writeModel(), "--list"}),
+                 {"m.npz: layer 'conv': 'conv.bias': array not found"});
+}
+
+TEST_F(ConvgenCli, ShapeDisagreesWithGeometry) {
+  setLayerField("input", "[1, 3, 5, 5]");
+  expectBadInput(run({"--weights", writeModel(), "--layer", "conv", "-o", out()}),
+                 {"m.json: layer 'conv': 'input': has 3 channels",
+                  "'conv.weight' has shape (4, 2, 3, 3)"});
+  setLayerField("input", "[1, 2, 5, 5]");
+  setLayerField("output", "[1, 4, 3, 3]");
+  expectBadInput(run({"--weights", writeModel(), "--list"}),
+                 {"layer 'conv': 'output': [1, 4, 3, 3] disagrees"});
+}
+
+TEST_F(ConvgenCli, NaNAndInfWeights) {
+  std::vector<float> weights(72, 1.0f);
+  weights[10] = std::numeric_limits<float>::quiet_NaN();
+  Model.arrays["conv.weight"] = makeNpy("<f4", {4, 2, 3, 3}, floatBytes(weights));
+  expectBadInput(run({"--weights", writeModel(), "--all", "-o", out()}),
+                 {"m.npz: layer 'conv': 'conv.weight': NaN at index (0, 1, 0, 1)"});
+  weights[10] = std::numeric_limits<float>::infinity();
+  Model.arrays["conv.weight"] = makeNpy("<f4", {4, 2, 3, 3}, floatBytes(weights));
+  expectBadInput(run({"--weights", writeModel(), "--list"}), {"Inf at index (0, 1, 0, 1)"});
+}
+
+TEST_F(ConvgenCli, MalformedJson) {
+  writeModel();
+  writeText(Dir / "m.json", "{\"layers\": [\n  {\"name\": \"conv\",, }\n]}\n");
+  expectBadInput(run({"--weights", (Dir / "m.npz").string(), "--list"}),
+                 {"m.json: malformed JSON: parse error at line 2"});
+}
+
+TEST_F(ConvgenCli, MissingLayerSuggestsTheClosest) {
+  Result result = run({"--weights", ExampleNpz, "--layer", "UPN4", "-o", out()});
+  expectBadInput(result, {"no layer named 'UPN4'; did you mean 'UPN1'?", "Layers: F_m1, F_0,"});
+}
+
+TEST_F(ConvgenCli, UsageErrors) {
+  expectBadInput(run({"--list"}), {"--weights is required"});
+  expectBadInput(run({"--weights", ExampleNpz}), {"nothing to do"});
+  expectBadInput(run({"--weights", ExampleNpz, "--all", "--list"}), {"excludes"});
+  expectBadInput(run({"--weights", ExampleNpz, "--all", "--emit", "sass"}), {"--emit"});
+  expectBadInput(run({"--weights", ExampleNpz, "--all", "--arch", "sm_61"}),
+                 {"--arch: unsupported target 'sm_61'; supported: sm_70"});
+  expectBadInput(run({"--weights", (Dir / "absent.npz").string(), "--list"}),
+                 {"absent.npz", "does not exist"});
+  expectBadInput(run({"--weights", ExampleNpz, "--list", "--frobnicate"}), {"--frobnicate"});
+}
+
+TEST_F(ConvgenCli, HelpExitsZero) {
+  Result result = run({"--help"});
+  EXPECT_EQ(result.exitCode, 0);
+  EXPECT_THAT(result.out, HasSubstr("--weights"));
+  EXPECT_THAT(result.out, HasSubstr("sm_80"));
+}
+
+// Until the code generator lands (issue #3), generation fails clearly after
+// validating, and writes nothing.
+TEST_F(ConvgenCli, GenerationNotImplementedYetWritesNothing) {
+  Result result = run({"--weights", ExampleNpz, "--layer", "F_0", "-o", out(), "--emit", "ll"});
+  expectBadInput(result, {"layer 'F_0': code generation is not implemented yet"});
+}
