@@ -1,0 +1,170 @@
+"""tools/export_pytorch.py on a small network: geometry, BatchNorm folding,
+activation fusion, pruning, and the round trip through `convgen --list`."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from convgen_tool import SOURCE_DIR, convgen_list
+import export_pytorch
+import small_nets
+
+EXPORTER = os.path.join(SOURCE_DIR, "tools", "export_pytorch.py")
+SMALL_NETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "small_nets.py")
+
+
+def _capture_outputs(model, x):
+    """Output of every leaf module on x (first call of each), by module name."""
+    outputs, handles = {}, []
+
+    def record(name):
+        def hook(module, inputs, output):  # must return None: a value would replace the output
+            outputs.setdefault(name, (inputs[0].clone(), output.clone()))
+        return hook
+
+    for name, module in model.named_modules():
+        if not list(module.children()):
+            handles.append(module.register_forward_hook(record(name)))
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return outputs
+
+
+class ExportSmallNet(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.npz = os.path.join(self.dir.name, "small.npz")
+        torch.manual_seed(0)
+        self.model = small_nets.SmallNet().eval()
+        self.x = torch.randn(2, 3, 17, 15)
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def layers(self, sidecar):
+        return {layer["name"]: layer for layer in sidecar["layers"]}
+
+    def test_geometry_and_fusion(self):
+        layers = self.layers(export_pytorch.export(self.model, self.x, self.npz))
+        self.assertEqual(list(layers), ["conv1", "dw", "pw", "conv4", "head"])
+        self.assertEqual(layers["conv1"]["input"], [2, 3, 17, 15])
+        self.assertEqual(layers["conv1"]["activation"], "relu")
+        self.assertEqual(layers["dw"]["groups"], 8)
+        self.assertEqual(layers["dw"]["stride"], [2, 2])
+        self.assertEqual(layers["dw"]["output"], [2, 8, 9, 8])
+        self.assertEqual(layers["dw"]["activation"], "relu6")
+        self.assertIsNone(layers["pw"]["activation"])
+        self.assertEqual(layers["conv4"]["dilation"], [2, 2])
+        self.assertEqual(layers["conv4"]["padding"], [2, 2])
+        # The ReLU after `out += x` sees a modified tensor: fusing it would be wrong.
+        self.assertIsNone(layers["conv4"]["activation"])
+        self.assertEqual(layers["head"]["padding"], [0, 1])
+        self.assertIsNone(layers["head"]["activation"])  # functional relu: not a module
+        # Folding BatchNorm creates a bias where the conv had none.
+        self.assertEqual(layers["conv1"]["bias"], "conv1.bias")
+        with open(os.path.splitext(self.npz)[0] + ".json") as f:
+            self.assertEqual(self.layers(json.load(f)), layers)
+
+    def test_folded_layers_reproduce_the_model(self):
+        sidecar = export_pytorch.export(self.model, self.x, self.npz)
+        arrays = np.load(self.npz)
+        seen = _capture_outputs(self.model, self.x)
+        # What each exported layer must reproduce: the output of the last module fused into it.
+        fused_output = {"conv1": "relu", "dw": "act6", "pw": "pw", "conv4": "bn4", "head": "head"}
+        for layer in sidecar["layers"]:
+            name = layer["name"]
+            with self.subTest(layer=name):
+                layer_input = seen[name][0]
+                weight = torch.from_numpy(arrays[layer["weight"]])
+                bias = torch.from_numpy(arrays[layer["bias"]]) if "bias" in layer else None
+                y = F.conv2d(layer_input, weight, bias, stride=layer["stride"],
+                             padding=layer["padding"], dilation=layer["dilation"],
+                             groups=layer["groups"])
+                if layer["activation"] == "relu":
+                    y = F.relu(y)
+                elif layer["activation"] == "relu6":
+                    y = F.relu6(y)
+                expected = seen[fused_output[name]][1]
+                self.assertEqual(list(y.shape), layer["output"])
+                torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-5)
+
+    def test_prune_and_round_trip_through_convgen(self):
+        sidecar = export_pytorch.export(self.model, self.x, self.npz, prune=0.9, compressed=True)
+        arrays = np.load(self.npz)
+        listing = {layer["name"]: layer for layer in convgen_list(self.npz)["layers"]}
+        self.assertEqual(list(listing), [layer["name"] for layer in sidecar["layers"]])
+        for layer in sidecar["layers"]:
+            with self.subTest(layer=layer["name"]):
+                weight = arrays[layer["weight"]]
+                expected_zeros = round(0.9 * weight.size)  # torch's l1_unstructured rounding
+                self.assertEqual(weight.size - np.count_nonzero(weight), expected_zeros)
+                listed = listing[layer["name"]]
+                self.assertEqual(listed["nonzeros"], np.count_nonzero(weight))
+                self.assertEqual(listed["weights"], weight.size)
+                self.assertEqual(listed["output"], layer["output"])
+                self.assertEqual(listed["activation"], layer["activation"] or "none")
+
+    def test_keep_mask_is_read_as_orig_times_mask(self):
+        export_pytorch.export(self.model, self.x, self.npz, prune=0.75, keep_mask=True)
+        arrays = np.load(self.npz)
+        self.assertNotIn("conv1.weight", arrays.files)
+        self.assertIn("conv1.weight_orig", arrays.files)
+        self.assertIn("conv1.weight_mask", arrays.files)
+        listing = convgen_list(self.npz)["layers"]
+        for layer in listing:
+            with self.subTest(layer=layer["name"]):
+                key = layer["name"] + ".weight"
+                effective = arrays[key + "_orig"] * arrays[key + "_mask"]
+                self.assertEqual(layer["weight_source"], f"{key}_orig * {key}_mask")
+                self.assertEqual(layer["nonzeros"], np.count_nonzero(effective))
+                # The orig tensor really does hold the pruned values.
+                self.assertGreater(np.count_nonzero(arrays[key + "_orig"]), layer["nonzeros"])
+
+    def test_no_fold_keeps_bias_absent(self):
+        layers = self.layers(export_pytorch.export(self.model, self.x, self.npz, fold_bn=False))
+        self.assertNotIn("bias", layers["conv1"])
+        self.assertIsNone(layers["conv1"]["activation"])  # BN sits between conv and ReLU
+
+
+class ExporterCommandLine(unittest.TestCase):
+    def run_exporter(self, *args):
+        return subprocess.run([sys.executable, EXPORTER, *args], capture_output=True, text=True)
+
+    def test_exports_from_a_python_file(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "net.npz")
+            result = self.run_exporter(f"{SMALL_NETS}:SmallNet", "--input-shape", "1,3,16,16",
+                                       "--prune", "0.5", "-o", out)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            self.assertIn("5 conv layers", result.stdout)
+            self.assertEqual(len(convgen_list(out)["layers"]), 5)
+
+    def test_bad_input_exits_2_and_writes_nothing(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "net.npz")
+            cases = [
+                ([f"{SMALL_NETS}:NoConv", "--input-shape", "1,3,8,8"], "ran no nn.Conv2d"),
+                ([f"{SMALL_NETS}:Missing", "--input-shape", "1,3,8,8"], "has no attribute 'Missing'"),
+                ([f"{SMALL_NETS}:SmallNet", "--input-shape", "1,4,8,8"], "failed on the example input"),
+                ([f"{SMALL_NETS}:SmallNet", "--input-shape", "1,3,8,8", "--prune", "1.5"],
+                 "--prune must be in [0, 1)"),
+            ]
+            for args, message in cases:
+                with self.subTest(message=message):
+                    result = self.run_exporter(*args, "-o", out)
+                    self.assertEqual(result.returncode, 2, result.stderr)
+                    self.assertIn(message, result.stderr)
+                    self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+                    self.assertEqual(os.listdir(d), [])
+
+
+if __name__ == "__main__":
+    unittest.main()

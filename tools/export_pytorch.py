@@ -1,0 +1,362 @@
+#!/usr/bin/env python3
+"""Export a PyTorch CNN's convolutions as convgen input: an .npz + a geometry sidecar.
+
+From Python:
+
+    from export_pytorch import export
+    export(model, torch.randn(1, 3, 224, 224), "resnet50.npz", prune=0.9)
+
+From the shell, with a module (a dotted name or a .py file) and a callable in it
+that returns the model:
+
+    python3 tools/export_pytorch.py torchvision.models:resnet50 \
+        --input-shape 1,3,224,224 --prune 0.9 -o resnet50-s90.npz
+
+What it does:
+- Runs the model once on the example input with forward hooks on every leaf
+  module, and records each nn.Conv2d's input shape, stride, padding, dilation,
+  groups and output shape.
+- Folds a BatchNorm2d that directly consumes a conv's output into the conv's
+  weight and bias, as inference does (eval mode, running statistics).
+- Records a ReLU or ReLU6 that directly consumes the (folded) conv output as
+  the layer's activation. A tensor modified in place in between (a residual
+  `out += identity` before the ReLU) is detected and the ReLU is not fused.
+- With --prune AMOUNT, prunes each conv's (folded) weight by magnitude with
+  torch.nn.utils.prune.l1_unstructured.
+- Writes NAME.weight (OIHW float32) and NAME.bias per conv to the .npz, or with
+  --keep-mask the NAME.weight_orig + NAME.weight_mask pair that
+  torch.nn.utils.prune leaves, and the sidecar (same stem, .json). Both files
+  are written atomically.
+
+Not detected: a conv output consumed both by a BatchNorm/ReLU and by
+something else (the fused layer would then differ from what the other consumer
+sees), and activations applied through torch.nn.functional rather than modules.
+A conv called more than once with different input shapes is rejected.
+
+Exit codes: 0 success, 2 bad input or usage.
+"""
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn.utils import prune as torch_prune
+
+
+class ExportError(Exception):
+    """Bad model or arguments; the message is one line for the user."""
+
+
+class _Call:
+    """One leaf-module call seen during the traced forward pass."""
+
+    def __init__(self, name, module, inputs, input_versions):
+        self.name = name
+        self.module = module
+        self.inputs = inputs
+        self.input_versions = input_versions
+        self.output = None
+        self.output_version = None
+
+
+def _trace(model, example_input):
+    """Runs the model once; returns the leaf-module calls in execution order."""
+    calls = []
+    handles = []
+
+    def pre_hook(name):
+        def hook(module, inputs):
+            tensors = tuple(t for t in inputs if torch.is_tensor(t))
+            # Versions before the call: an in-place op between producer and
+            # consumer shows up as a version bump.
+            calls.append(_Call(name, module, tensors, tuple(t._version for t in tensors)))
+        return hook
+
+    def post_hook(module, inputs, output):
+        call = next(c for c in reversed(calls) if c.module is module and c.output is None)
+        call.output = output if torch.is_tensor(output) else None
+        call.output_version = output._version if torch.is_tensor(output) else None
+
+    for name, module in model.named_modules():
+        if len(list(module.children())) == 0:
+            handles.append(module.register_forward_pre_hook(pre_hook(name)))
+            handles.append(module.register_forward_hook(post_hook))
+    try:
+        with torch.no_grad():
+            model(example_input)
+    except RuntimeError as error:  # torch's own errors, e.g. a channel mismatch
+        text = str(error).strip()
+        first_line = text.splitlines()[0] if text else repr(error)
+        raise ExportError(f"the model failed on the example input: {first_line}") from error
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def _consumer(calls, producer, kinds):
+    """The call of a module of one of `kinds` that takes producer's output unchanged."""
+    if producer.output is None:
+        return None
+    start = calls.index(producer) + 1
+    for call in calls[start:]:
+        if (isinstance(call.module, kinds) and len(call.inputs) == 1
+                and call.inputs[0] is producer.output
+                and call.input_versions[0] == producer.output_version):
+            return call
+    return None
+
+
+def _symmetric_padding(conv, name):
+    if conv.padding_mode != "zeros":
+        raise ExportError(f"layer '{name}': padding_mode '{conv.padding_mode}' is not supported "
+                          "(convgen pads with zeros)")
+    if conv.padding == "valid":
+        return [0, 0]
+    if conv.padding == "same":
+        # torch pads (total // 2) before and the rest after; symmetric only if even.
+        pads = []
+        for dilation, kernel in zip(conv.dilation, conv.kernel_size):
+            total = dilation * (kernel - 1)
+            if total % 2:
+                raise ExportError(f"layer '{name}': padding='same' with an even kernel is "
+                                  "asymmetric; convgen supports symmetric padding only")
+            pads.append(total // 2)
+        return pads
+    return [int(p) for p in conv.padding]
+
+
+def _fold_batchnorm(weight, bias, bn, name):
+    """Returns (weight, bias) of conv followed by bn in eval mode, in float64."""
+    if not bn.track_running_stats or bn.running_mean is None:
+        raise ExportError(f"layer '{name}': BatchNorm without running statistics cannot be folded; "
+                          "pass --no-fold-bn")
+    scale = bn.running_var.double().add(bn.eps).rsqrt()
+    if bn.affine:
+        scale = scale * bn.weight.double()
+    shift = -bn.running_mean.double() * scale
+    if bn.affine:
+        shift = shift + bn.bias.double()
+    weight = weight.double() * scale.reshape(-1, 1, 1, 1)
+    bias = (bias.double() if bias is not None else torch.zeros_like(shift)) * scale + shift
+    return weight, bias
+
+
+def _activation_name(module):
+    if isinstance(module, nn.ReLU6):
+        return "relu6"
+    if isinstance(module, nn.Hardtanh) and module.min_val == 0.0 and module.max_val == 6.0:
+        return "relu6"
+    if isinstance(module, nn.ReLU):
+        return "relu"
+    return None
+
+
+def _prune_by_magnitude(weight, amount):
+    """Prunes the `amount` fraction of smallest-|w| entries with torch.nn.utils.prune.
+
+    Returns (weight_orig, weight_mask, effective weight) as torch leaves them."""
+    holder = nn.Module()
+    holder.weight = nn.Parameter(weight.float().clone())
+    torch_prune.l1_unstructured(holder, "weight", amount=amount)
+    return (holder.weight_orig.detach().clone(), holder.weight_mask.detach().clone(),
+            holder.weight.detach().clone())
+
+
+def _write_atomically(path, write):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".tmp.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temp, 0o666 & ~_umask())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def export(model, example_input, npz_path, *, prune=None, fold_bn=True, keep_mask=False,
+           compressed=False, model_name=None, sidecar_path=None):
+    """Exports every nn.Conv2d of `model` to `npz_path` and its geometry sidecar.
+
+    Returns the sidecar as a dict. Raises ExportError for models convgen cannot take.
+    """
+    if prune is not None and not 0.0 <= prune < 1.0:
+        raise ExportError(f"--prune must be in [0, 1), got {prune}")
+    if keep_mask and prune is None:
+        raise ExportError("--keep-mask needs --prune (there is no mask otherwise)")
+    if example_input.dim() != 4:
+        raise ExportError(f"the example input must be 4-D (N, C, H, W), got shape "
+                          f"{tuple(example_input.shape)}")
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return _export_traced(model, _trace(model, example_input), npz_path, prune=prune,
+                                  fold_bn=fold_bn, keep_mask=keep_mask, compressed=compressed,
+                                  model_name=model_name, sidecar_path=sidecar_path)
+    finally:
+        model.train(was_training)
+
+
+def _export_traced(model, calls, npz_path, *, prune, fold_bn, keep_mask, compressed, model_name,
+                   sidecar_path):
+
+    arrays = {}
+    layers = []
+    seen = {}
+    for call in calls:
+        conv = call.module
+        if not isinstance(conv, nn.Conv2d):
+            continue
+        name = call.name
+        input_shape = list(call.inputs[0].shape)
+        if name in seen:
+            if seen[name] != input_shape:
+                raise ExportError(f"layer '{name}' runs on inputs of shapes {seen[name]} and "
+                                  f"{input_shape}; convgen needs one geometry per layer")
+            continue
+        seen[name] = input_shape
+        if len(input_shape) != 4:
+            raise ExportError(f"layer '{name}': input must be 4-D (N, C, H, W), got {input_shape}")
+
+        weight = conv.weight.detach()
+        bias = conv.bias.detach() if conv.bias is not None else None
+        last = call
+        bn_call = _consumer(calls, call, nn.BatchNorm2d) if fold_bn else None
+        if bn_call is not None:
+            weight, bias = _fold_batchnorm(weight, bias, bn_call.module, name)
+            last = bn_call
+        activation = None
+        act_call = _consumer(calls, last, (nn.ReLU, nn.ReLU6, nn.Hardtanh))
+        if act_call is not None:
+            activation = _activation_name(act_call.module)
+
+        weight = weight.float()
+        key = f"{name}.weight"
+        if prune is not None:
+            orig, mask, weight = _prune_by_magnitude(weight, prune)
+            if keep_mask:
+                # What a state_dict holds before prune.remove(); convgen reads orig * mask.
+                arrays[f"{key}_orig"] = orig.numpy()
+                arrays[f"{key}_mask"] = mask.numpy()
+        if not keep_mask:
+            arrays[key] = np.ascontiguousarray(weight.numpy(), dtype=np.float32)
+
+        layer = {"name": name, "weight": key}
+        if bias is not None:
+            arrays[f"{name}.bias"] = bias.float().numpy()
+            layer["bias"] = f"{name}.bias"
+        layer.update({
+            "input": input_shape,
+            "stride": [int(s) for s in conv.stride],
+            "padding": _symmetric_padding(conv, name),
+            "dilation": [int(d) for d in conv.dilation],
+            "groups": int(conv.groups),
+            "activation": activation,
+            "output": list(call.output.shape),
+        })
+        layers.append(layer)
+
+    if not layers:
+        raise ExportError("the model ran no nn.Conv2d on the example input; nothing to export")
+
+    sidecar = {"model": model_name or type(model).__name__, "layers": layers}
+    sidecar_path = sidecar_path or os.path.splitext(npz_path)[0] + ".json"
+    save = np.savez_compressed if compressed else np.savez
+    _write_atomically(npz_path, lambda f: save(f, **arrays))
+    _write_atomically(sidecar_path, lambda f: f.write((json.dumps(sidecar, indent=1) + "\n").encode()))
+    return sidecar
+
+
+def _load_model(spec):
+    """MODULE:CALLABLE, MODULE a dotted name or a path to a .py file."""
+    if ":" not in spec:
+        raise ExportError(f"model '{spec}' must be MODULE:CALLABLE, e.g. torchvision.models:resnet50")
+    module_name, _, attr = spec.rpartition(":")
+    try:
+        if module_name.endswith(".py"):
+            if not os.path.isfile(module_name):
+                raise ExportError(f"{module_name}: no such file")
+            loader = importlib.util.spec_from_file_location("convgen_user_model", module_name)
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ExportError(f"cannot import '{module_name}': {error}") from error
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise ExportError(f"'{module_name}' has no attribute '{attr}'")
+    model = factory() if not isinstance(factory, nn.Module) else factory
+    if not isinstance(model, nn.Module):
+        raise ExportError(f"'{spec}' did not return a torch.nn.Module")
+    return model
+
+
+def _input_shape(text):
+    try:
+        shape = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not N,C,H,W") from None
+    if len(shape) != 4 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not four positive integers N,C,H,W")
+    return shape
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Export a PyTorch CNN's convolutions as convgen input (.npz + geometry .json).")
+    parser.add_argument("model", help="MODULE:CALLABLE returning the nn.Module "
+                                      "(MODULE is a dotted name or a .py file)")
+    parser.add_argument("--input-shape", type=_input_shape, required=True, metavar="N,C,H,W",
+                        help="shape of the example input the geometry is recorded with")
+    parser.add_argument("-o", "--output", required=True, help="the .npz to write; the sidecar "
+                                                              "goes next to it with .json")
+    parser.add_argument("--prune", type=float, metavar="AMOUNT",
+                        help="prune each conv by magnitude to this fraction of zeros (e.g. 0.9)")
+    parser.add_argument("--keep-mask", action="store_true",
+                        help="write NAME.weight_orig + NAME.weight_mask as torch.nn.utils.prune "
+                             "leaves them, instead of NAME.weight")
+    parser.add_argument("--no-fold-bn", action="store_true",
+                        help="do not fold BatchNorm2d into the preceding conv")
+    parser.add_argument("--compressed", action="store_true", help="use np.savez_compressed")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the example input and any "
+                                                            "random initialisation (default 0)")
+    parser.add_argument("--name", help="model name for the sidecar (default: the class name)")
+    args = parser.parse_args(argv)
+
+    try:
+        torch.manual_seed(args.seed)
+        model = _load_model(args.model)
+        example = torch.randn(*args.input_shape)
+        sidecar = export(model, example, args.output, prune=args.prune,
+                         fold_bn=not args.no_fold_bn, keep_mask=args.keep_mask,
+                         compressed=args.compressed, model_name=args.name)
+    except ExportError as error:
+        print(f"export_pytorch: error: {error}", file=sys.stderr)
+        return 2
+    print(f"export_pytorch: wrote {args.output} and its sidecar: {len(sidecar['layers'])} conv layers")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
