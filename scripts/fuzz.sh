@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${1:-${CONVGEN_FUZZ_SECONDS:-20}}"
-build=build-fuzz
+build="${CONVGEN_FUZZ_BUILD_DIR:-build-fuzz}"
 clang=clang++-19
 command -v "$clang" >/dev/null || { echo "fuzz.sh: $clang not found; run scripts/setup.sh" >&2; exit 2; }
 

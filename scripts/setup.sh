@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs every convgen dependency from Debian packages (bookworm or later)
+# and checks for the CUDA toolkit. Safe to re-run: apt-get runs only when a
+# package is missing.
+#
+#   scripts/setup.sh
+#
+# CUDA is not a Debian package: convgen expects NVIDIA's toolkit at
+# /usr/local/cuda (or $CUDA_HOME) for cuda.h and ptxas. Without it convgen
+# still builds and generates PTX; validating PTX with ptxas and running
+# kernels need it.
+set -euo pipefail
+
+packages=(
+  # build
+  cmake ninja-build pkg-config g++
+  # LLVM 19: the IR passes and NVPTX backend; clang-19 compiles the templates
+  # and the fuzzers (libclang-rt-19-dev has libFuzzer and the sanitizers);
+  # llvm-19-tools has FileCheck for the IR/PTX text tests
+  llvm-19-dev clang-19 libclang-rt-19-dev llvm-19-tools
+  # libraries
+  nlohmann-json3-dev libcli11-dev libzip-dev zlib1g-dev
+  # tests
+  libgtest-dev libgmock-dev googletest
+  # the PyTorch exporter and its tests
+  python3 python3-numpy python3-torch
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "setup: not root and no sudo; install as root: apt-get install ${missing[*]}" >&2; exit 2; }
+    sudo=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "setup: all ${#packages[@]} Debian packages present"
+fi
+
+cuda="${CUDA_HOME:-/usr/local/cuda}"
+cuda_missing=()
+[[ -f "$cuda/include/cuda.h" ]] || cuda_missing+=("$cuda/include/cuda.h (CUDA Driver API header)")
+[[ -x "$cuda/bin/ptxas" ]] || cuda_missing+=("$cuda/bin/ptxas (PTX assembler, validates generated PTX)")
+if ((${#cuda_missing[@]})); then
+  echo "setup: warning: CUDA toolkit incomplete at $cuda (set CUDA_HOME to use another):" >&2
+  for item in "${cuda_missing[@]}"; do echo "setup:   missing $item" >&2; done
+  echo "setup: convgen still builds and generates PTX; tests that need ptxas are skipped." >&2
+else
+  echo "setup: CUDA toolkit at $cuda: $("$cuda/bin/ptxas" --version | tail -n 1)"
+fi
