@@ -105,8 +105,8 @@ void printLayerList(const ModelFile &model, bool asJson, std::ostream &out) {
                         {"sparse_flops", row.stats.sparseFlops()}});
     }
     nlohmann::json document = {{"model", model.sidecar().model},
-                               {"weights", model.archive().name()},
-                               {"geometry", model.sidecar().path},
+                               {"weights_file", model.archive().name()},
+                               {"geometry_file", model.sidecar().path},
                                {"layers", layers}};
     out << document.dump(2) << "\n";
     return;

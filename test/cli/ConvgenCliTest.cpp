@@ -99,6 +99,9 @@ TEST_F(ConvgenCli, ListJson) {
   Result result = run({"--weights", writeModel(), "--list", "--json"});
   ASSERT_EQ(result.exitCode, 0) << result.err;
   auto document = nlohmann::json::parse(result.out);
+  EXPECT_EQ(document["model"], "tiny");
+  EXPECT_EQ(document["weights_file"], (Dir / "m.npz").string());
+  EXPECT_EQ(document["geometry_file"], (Dir / "m.json").string());
   const auto &layer = document["layers"].at(0);
   EXPECT_EQ(layer["name"], "conv");
   EXPECT_EQ(layer["weights"], 72);
