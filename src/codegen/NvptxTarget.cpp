@@ -17,13 +17,14 @@ namespace convgen {
 static constexpr int MinComputeVersion = 70;
 static constexpr int MaxComputeVersion = 90;
 
-/// Registers only the NVPTX backend (not every target LLVM was built with).
-static const llvm::Target &nvptxTarget() {
+const llvm::Target &nvptxTarget() {
+  // Only the NVPTX backend, not every target LLVM was built with.
   static std::once_flag once;
   std::call_once(once, [] {
     LLVMInitializeNVPTXTargetInfo();
     LLVMInitializeNVPTXTarget();
     LLVMInitializeNVPTXTargetMC();
+    LLVMInitializeNVPTXAsmPrinter();
   });
   std::string error;
   const llvm::Target *target = llvm::TargetRegistry::lookupTarget(NvptxTriple, error);

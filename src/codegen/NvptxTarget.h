@@ -8,6 +8,10 @@
 #include <string>
 #include <vector>
 
+namespace llvm {
+class Target;
+}
+
 namespace convgen {
 
 inline constexpr const char *DefaultArch = "sm_80";
@@ -20,6 +24,9 @@ struct NvptxArch {
 
 /// Every arch convgen targets (sm_70 .. sm_90) that this LLVM's NVPTX backend knows.
 std::vector<std::string> supportedArchs();
+
+/// LLVM's NVPTX target, registered on first use.
+const llvm::Target &nvptxTarget();
 
 /// Checks \p name against supportedArchs(); an InputError naming the option
 /// and listing the supported values otherwise.
