@@ -108,7 +108,8 @@ void printLayerList(const ModelFile &model, bool asJson, std::ostream &out) {
                                {"weights_file", model.archive().name()},
                                {"geometry_file", model.sidecar().path},
                                {"layers", layers}};
-    out << document.dump(2) << "\n";
+    // Paths come from the command line and need not be UTF-8.
+    out << document.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return;
   }
 

@@ -241,7 +241,10 @@ uint32_t readLittleEndian(std::span<const uint8_t> bytes, size_t offset, size_t 
 
 } // namespace
 
-NpyArray parseNpy(std::span<const uint8_t> bytes, const std::string &source) {
+/// Validates everything but copies no data; returns the array without data
+/// and the offset at which the data starts.
+static NpyArray parseNpyHeader(std::span<const uint8_t> bytes, const std::string &source,
+                               size_t &dataOffset) {
   auto fail = [&source](const std::string &what) -> InputError {
     return InputError({source, "", ""}, what);
   };
@@ -291,8 +294,22 @@ NpyArray parseNpy(std::span<const uint8_t> bytes, const std::string &source) {
     throw fail("shape " + formatShape(array.shape) + " of " + npyDescr(array.dtype) + " needs " +
                std::to_string(*dataBytes) + " data bytes, file has " + std::to_string(present));
 
-  auto data = bytes.subspan(headerStart + headerLength);
-  array.data.assign(data.begin(), data.end());
+  dataOffset = headerStart + headerLength;
+  return array;
+}
+
+NpyArray parseNpy(std::span<const uint8_t> bytes, const std::string &source) {
+  size_t dataOffset = 0;
+  NpyArray array = parseNpyHeader(bytes, source, dataOffset);
+  array.data.assign(bytes.begin() + static_cast<ptrdiff_t>(dataOffset), bytes.end());
+  return array;
+}
+
+NpyArray parseNpy(std::vector<uint8_t> &&bytes, const std::string &source) {
+  size_t dataOffset = 0;
+  NpyArray array = parseNpyHeader(bytes, source, dataOffset);
+  bytes.erase(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(dataOffset));
+  array.data = std::move(bytes);
   return array;
 }
 

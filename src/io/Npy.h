@@ -39,6 +39,8 @@ struct NpyArray {
 /// Parses a whole .npy file held in memory. \p source names it in errors
 /// (for example "model.npz[conv1.weight]").
 NpyArray parseNpy(std::span<const uint8_t> bytes, const std::string &source);
+/// The same, reusing \p bytes' storage for the data instead of copying it.
+NpyArray parseNpy(std::vector<uint8_t> &&bytes, const std::string &source);
 
 /// "(64, 3, 3, 3)" as numpy prints shapes.
 std::string formatShape(std::span<const int64_t> shape);

@@ -3,6 +3,8 @@
 #include "support/Error.h"
 
 #include <algorithm>
+#include <new>
+#include <unordered_set>
 #include <zip.h>
 
 namespace convgen {
@@ -45,8 +47,9 @@ static std::string describeOpenFailure(int code) {
 
 NpzArchive::NpzArchive(std::unique_ptr<zip, ZipCloser> archive,
                        std::shared_ptr<std::vector<uint8_t>> buffer, std::string name)
-    : Archive(std::move(archive)), Buffer(std::move(buffer)), Name(std::move(name)) {
+    : Buffer(std::move(buffer)), Archive(std::move(archive)), Name(std::move(name)) {
   zip_int64_t count = zip_get_num_entries(Archive.get(), 0);
+  std::unordered_set<std::string> seen;
   for (zip_int64_t i = 0; i < count; ++i) {
     const char *member = zip_get_name(Archive.get(), static_cast<zip_uint64_t>(i), 0);
     if (!member)
@@ -56,7 +59,7 @@ NpzArchive::NpzArchive(std::unique_ptr<zip, ZipCloser> archive,
     if (memberName.size() <= 4 || !memberName.ends_with(NpySuffix))
       continue;
     std::string key = memberName.substr(0, memberName.size() - 4);
-    if (std::find(Keys.begin(), Keys.end(), key) != Keys.end())
+    if (!seen.insert(key).second)
       throw InputError({Name, "", key}, "corrupt .npz: duplicate member '" + memberName + "'");
     Keys.push_back(std::move(key));
   }
@@ -124,6 +127,12 @@ NpyArray NpzArchive::read(const std::string &key) const {
   // Grow with the data actually inflated rather than trusting the declared
   // size up front, so a lying header cannot make us allocate gigabytes.
   std::vector<uint8_t> bytes;
+  try {
+    bytes.reserve(std::min<uint64_t>(stat.size, 64 << 20));
+  } catch (const std::bad_alloc &) {
+    throw InputError({source, "", ""}, "out of memory reading a member of " +
+                                           std::to_string(stat.size) + " bytes");
+  }
   constexpr size_t Chunk = 1 << 20;
   for (;;) {
     size_t offset = bytes.size();
@@ -141,7 +150,7 @@ NpyArray NpzArchive::read(const std::string &key) const {
   if (bytes.size() != stat.size)
     throw InputError({source, "", ""}, "truncated .npz member: " + std::to_string(bytes.size()) +
                                            " of " + std::to_string(stat.size) + " bytes");
-  return parseNpy(bytes, source);
+  return parseNpy(std::move(bytes), source);
 }
 
 } // namespace convgen

@@ -36,7 +36,8 @@ public:
 
   /// Decompressed size limit for one member: far above any conv layer, low
   /// enough that a hostile archive cannot exhaust memory.
-  static constexpr uint64_t MaxMemberBytes = uint64_t{4} << 30;
+  /// (The largest conv weights in common CNNs are a few hundred MB.)
+  static constexpr uint64_t MaxMemberBytes = uint64_t{1} << 30;
 
 private:
   struct ZipCloser {
@@ -45,8 +46,10 @@ private:
   NpzArchive(std::unique_ptr<zip, ZipCloser> archive, std::shared_ptr<std::vector<uint8_t>> buffer,
              std::string name);
 
-  std::unique_ptr<zip, ZipCloser> Archive;
+  // Buffer is declared first so it is destroyed last: the archive reads it
+  // until zip_discard.
   std::shared_ptr<std::vector<uint8_t>> Buffer; ///< backing store of fromBytes archives
+  std::unique_ptr<zip, ZipCloser> Archive;
   std::string Name;
   std::vector<std::string> Keys;
 };

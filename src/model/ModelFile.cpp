@@ -140,14 +140,17 @@ ConvGeometry buildConvGeometry(const LayerSpec &spec, const std::vector<int64_t>
                             std::to_string(geometry.inChannelsPerGroup()) + ", kh, kw], but '" +
                             weightContext.field + "' has shape " + formatShape(weightShape));
 
-  // Padding beyond the dilated kernel's reach would make outputs that see only
-  // padding; torch allows it, but sizes must still stay in 32-bit range.
+  // Kernels index with 32-bit integers: the padded input and the dilated
+  // kernel must stay in range per axis (inputs and values are < 2^31 each,
+  // so these sums and products cannot overflow 64 bits).
   for (int64_t extent : {geometry.inSize.h + 2 * geometry.padding.h,
-                         geometry.inSize.w + 2 * geometry.padding.w,
-                         geometry.dilation.h * (geometry.kernel.h - 1) + 1,
+                         geometry.inSize.w + 2 * geometry.padding.w})
+    if (extent > MaxGeometryValue)
+      throw fail("padding", "the padded input exceeds 2^31-1 elements per axis");
+  for (int64_t extent : {geometry.dilation.h * (geometry.kernel.h - 1) + 1,
                          geometry.dilation.w * (geometry.kernel.w - 1) + 1})
     if (extent > MaxGeometryValue)
-      throw fail("padding", "padded input or dilated kernel exceeds 2^31-1 elements per axis");
+      throw fail("dilation", "the dilated kernel exceeds 2^31-1 elements per axis");
 
   HW out = geometry.outSize();
   if (out.h < 1 || out.w < 1)

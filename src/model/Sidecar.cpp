@@ -28,6 +28,28 @@ const LayerSpec *Sidecar::find(std::string_view name) const {
 
 namespace {
 
+/// A JSON value for an error message: scalars and short flat arrays as
+/// written, anything else by its type. Never dump() an arbitrary value: it
+/// recurses (a deeply nested value would overflow the stack) and can be huge.
+std::string describeValue(const json &value) {
+  auto shortDump = [](const json &scalar) {
+    std::string text = scalar.dump(-1, ' ', false, json::error_handler_t::replace);
+    return text.size() <= 40 ? text : text.substr(0, 37) + "...";
+  };
+  if (value.is_primitive())
+    return shortDump(value);
+  if (value.is_array() && value.size() <= 8) {
+    std::string text = "[";
+    for (const json &element : value) {
+      if (!element.is_primitive())
+        return "an array of " + std::to_string(value.size()) + " elements";
+      text += (text.size() > 1 ? ", " : "") + shortDump(element);
+    }
+    return text + "]";
+  }
+  return std::string("a JSON ") + value.type_name();
+}
+
 /// Reads the fields of one JSON object, each with a precise error.
 class FieldReader {
 public:
@@ -52,19 +74,19 @@ public:
   std::string string(const std::string &field) const {
     const json &value = required(field);
     if (!value.is_string() || value.get_ref<const std::string &>().empty())
-      fail(field, "must be a non-empty string, got " + value.dump());
+      fail(field, "must be a non-empty string, got " + describeValue(value));
     return value.get<std::string>();
   }
 
   int64_t integer(const std::string &field, int64_t min, const json &value) const {
     if (!value.is_number_integer())
-      fail(field, "must be an integer, got " + value.dump());
+      fail(field, "must be an integer, got " + describeValue(value));
     int64_t v = value.is_number_unsigned() && value.get<uint64_t>() > uint64_t(MaxGeometryValue)
                     ? MaxGeometryValue + 1
                     : value.get<int64_t>();
     if (v < min || v > MaxGeometryValue)
       fail(field, "must be in [" + std::to_string(min) + ", " + std::to_string(MaxGeometryValue) +
-                      "], got " + value.dump());
+                      "], got " + describeValue(value));
     return v;
   }
 
@@ -77,7 +99,7 @@ public:
     const json &value = required(field);
     if (!value.is_array() || value.size() != count)
       fail(field, std::string("must be an array of ") + std::to_string(count) + " integers " +
-                      meaning + ", got " + value.dump());
+                      meaning + ", got " + describeValue(value));
     std::vector<int64_t> out;
     for (const json &element : value)
       out.push_back(integer(field, min, element));
@@ -116,7 +138,7 @@ Activation parseActivation(const FieldReader &reader) {
     if (name == "relu6")
       return Activation::Relu6;
   }
-  reader.fail("activation", "must be null, \"relu\" or \"relu6\", got " + value.dump());
+  reader.fail("activation", "must be null, \"relu\" or \"relu6\", got " + describeValue(value));
 }
 
 LayerSpec parseLayer(const json &object, const std::string &path, size_t index) {
@@ -144,21 +166,42 @@ LayerSpec parseLayer(const json &object, const std::string &path, size_t index) 
   return layer;
 }
 
-} // namespace
-
-Sidecar parseSidecar(std::string_view text, const std::string &path) {
-  json document;
+/// Parses JSON, rejecting duplicate keys: nlohmann would keep the last one,
+/// so {"padding": [1, 1], "padding": [0, 0]} would silently mean [0, 0].
+json parseStrictJson(std::string_view text, const std::string &path) {
+  std::vector<std::set<std::string>> keysPerObject;
+  auto rejectDuplicateKeys = [&](int, json::parse_event_t event, json &parsed) {
+    switch (event) {
+    case json::parse_event_t::object_start: keysPerObject.emplace_back(); break;
+    case json::parse_event_t::object_end: keysPerObject.pop_back(); break;
+    case json::parse_event_t::key: {
+      const auto &key = parsed.get_ref<const std::string &>();
+      if (!keysPerObject.back().insert(key).second)
+        throw InputError({path, "", key}, "malformed JSON: duplicate key");
+      break;
+    }
+    default: break;
+    }
+    return true;
+  };
   try {
-    document = json::parse(text);
-  } catch (const json::parse_error &error) {
-    // nlohmann's message reads "[json.exception.parse_error.101] parse error at
-    // line 3, column 5: ..."; keep the part after the bracketed id.
+    return json::parse(text, rejectDuplicateKeys);
+  } catch (const json::exception &error) {
+    // parse_error, and out_of_range for numbers beyond a double (1e400).
+    // nlohmann's message reads "[json.exception.parse_error.101] parse error
+    // at line 3, column 5: ..."; keep the part after the bracketed id.
     std::string message = error.what();
     auto bracket = message.find("] ");
     if (bracket != std::string::npos)
       message = message.substr(bracket + 2);
     throw InputError({path, "", ""}, "malformed JSON: " + message);
   }
+}
+
+} // namespace
+
+Sidecar parseSidecar(std::string_view text, const std::string &path) {
+  json document = parseStrictJson(text, path);
   if (!document.is_object())
     throw InputError({path, "", ""}, "geometry sidecar must be a JSON object with a \"layers\" array");
 
@@ -185,6 +228,9 @@ Sidecar parseSidecar(std::string_view text, const std::string &path) {
 }
 
 Sidecar loadSidecar(const std::string &path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
+    throw InputError({path, "", ""}, "geometry sidecar is not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw InputError({path, "", ""}, "cannot open geometry sidecar (pass --geometry FILE, or put "

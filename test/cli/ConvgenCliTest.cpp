@@ -112,6 +112,19 @@ TEST_F(ConvgenCli, ListJson) {
   EXPECT_EQ(layer["output"], nlohmann::json({1, 4, 5, 5}));
 }
 
+// Found in review: a path that is not UTF-8 made nlohmann's dump() throw and
+// convgen exit 3 ("internal error").
+TEST_F(ConvgenCli, ListJsonWithANonUtf8Path) {
+  std::string npz = writeModel();
+  std::string latin1 = (Dir / "caf\xe9.npz").string();
+  fs::rename(npz, latin1);
+  fs::rename(Dir / "m.json", Dir / "caf\xe9.json");
+  Result result = run({"--weights", latin1, "--list", "--json"});
+  ASSERT_EQ(result.exitCode, 0) << result.err;
+  auto document = nlohmann::json::parse(result.out);
+  EXPECT_THAT(document["weights_file"].get<std::string>(), HasSubstr("caf\xef\xbf\xbd.npz"));
+}
+
 TEST_F(ConvgenCli, GeometryOption) {
   std::string npz = writeModel();
   fs::rename(Dir / "m.json", Dir / "geometry.json");

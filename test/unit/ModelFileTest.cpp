@@ -197,7 +197,7 @@ TEST_F(ModelFileTest, HugeGeometryOverflowIsAnError) {
   setField("output", "");
   EXPECT_THAT(loadError(), HasSubstr("overflow"));
   setField("input", "[1, 2, 2147483647, 5]"); // padding 1 takes H past 32 bits
-  EXPECT_THAT(loadError(), HasSubstr("'padding': padded input or dilated kernel exceeds 2^31-1"));
+  EXPECT_THAT(loadError(), HasSubstr("'padding': the padded input exceeds 2^31-1"));
 }
 
 TEST_F(ModelFileTest, FindLayerListsNamesAndClosest) {

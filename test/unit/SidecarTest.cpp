@@ -78,6 +78,34 @@ TEST(Sidecar, MalformedJsonGivesThePosition) {
   EXPECT_THAT(parseError(""), HasSubstr("malformed JSON"));
 }
 
+// Found in review: nlohmann throws out_of_range, not parse_error, for a number
+// beyond a double; it escaped as an internal error (exit 3).
+TEST(Sidecar, NumberBeyondDoubleIsMalformedJson) {
+  EXPECT_THAT(parseError(R"({"layers": [{"name": "a", "groups": 1e400}]})"),
+              HasSubstr("geo.json: malformed JSON: number overflow"));
+}
+
+// Found in review: nlohmann keeps the last of duplicate keys, so a second
+// "padding" silently replaced the first.
+TEST(Sidecar, DuplicateKeysAreRejected) {
+  std::string layer = ValidLayer;
+  layer.insert(1, "\"padding\": [0, 0], ");
+  EXPECT_THAT(parseError(withLayer(layer)), HasSubstr("geo.json: 'padding': malformed JSON: duplicate key"));
+  EXPECT_THAT(parseError(R"({"layers": [], "layers": []})"), HasSubstr("'layers': malformed JSON: duplicate key"));
+}
+
+// Found in review: error messages dump()ed the offending value, which
+// recurses: a deeply nested value overflowed the stack.
+TEST(Sidecar, ErrorMessagesDoNotDumpLargeOrDeepValues) {
+  std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_THAT(parseError(withLayer("{\"name\": " + deep + "}")),
+              HasSubstr("must be a non-empty string, got an array of 1 elements"));
+  std::string longString = "\"" + std::string(5000, 'x') + "\"";
+  std::string error = parseError(layerWith("groups", longString));
+  EXPECT_THAT(error, HasSubstr("'groups': must be an integer, got \"xxxx"));
+  EXPECT_LT(error.size(), 200u);
+}
+
 TEST(Sidecar, StructureErrors) {
   EXPECT_THAT(parseError("[]"), HasSubstr("must be a JSON object"));
   EXPECT_THAT(parseError("{}"), HasSubstr("'layers': missing required field"));
@@ -127,6 +155,15 @@ TEST(Sidecar, RejectsUnknownLayerFields) {
 TEST(Sidecar, DefaultPathIsTheNpzStem) {
   EXPECT_EQ(defaultSidecarPath("models/resnet50-s90.npz"), "models/resnet50-s90.json");
   EXPECT_EQ(defaultSidecarPath("m.v2.npz"), "m.v2.json");
+}
+
+TEST(Sidecar, DirectoryIsNotASidecar) {
+  try {
+    loadSidecar("/tmp");
+    FAIL();
+  } catch (const InputError &error) {
+    EXPECT_THAT(error.what(), HasSubstr("/tmp: geometry sidecar is not a regular file"));
+  }
 }
 
 TEST(Sidecar, MissingFile) {
