@@ -53,6 +53,14 @@ class ExportError(Exception):
     """Bad model or arguments; the message is one line for the user."""
 
 
+_TRACED_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardtanh)
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 class _Call:
     """One leaf-module call seen during the traced forward pass."""
 
@@ -84,16 +92,16 @@ def _trace(model, example_input):
         call.output_version = output._version if torch.is_tensor(output) else None
 
     for name, module in model.named_modules():
-        if len(list(module.children())) == 0:
+        # Leaves, plus the types the exporter reads even when they have
+        # children (a Conv2d under torch.nn.utils.parametrize has some).
+        if isinstance(module, _TRACED_TYPES) or not list(module.children()):
             handles.append(module.register_forward_pre_hook(pre_hook(name)))
             handles.append(module.register_forward_hook(post_hook))
     try:
         with torch.no_grad():
             model(example_input)
-    except RuntimeError as error:  # torch's own errors, e.g. a channel mismatch
-        text = str(error).strip()
-        first_line = text.splitlines()[0] if text else repr(error)
-        raise ExportError(f"the model failed on the example input: {first_line}") from error
+    except Exception as error:  # whatever the user's forward raises
+        raise ExportError(f"the model failed on the example input: {_first_line(error)}") from error
     finally:
         for handle in handles:
             handle.remove()
@@ -137,12 +145,12 @@ def _fold_batchnorm(weight, bias, bn, name):
     if not bn.track_running_stats or bn.running_mean is None:
         raise ExportError(f"layer '{name}': BatchNorm without running statistics cannot be folded; "
                           "pass --no-fold-bn")
-    scale = bn.running_var.double().add(bn.eps).rsqrt()
+    scale = bn.running_var.detach().cpu().double().add(bn.eps).rsqrt()
     if bn.affine:
-        scale = scale * bn.weight.double()
-    shift = -bn.running_mean.double() * scale
+        scale = scale * bn.weight.detach().cpu().double()
+    shift = -bn.running_mean.detach().cpu().double() * scale
     if bn.affine:
-        shift = shift + bn.bias.double()
+        shift = shift + bn.bias.detach().cpu().double()
     weight = weight.double() * scale.reshape(-1, 1, 1, 1)
     bias = (bias.double() if bias is not None else torch.zeros_like(shift)) * scale + shift
     return weight, bias
@@ -169,27 +177,44 @@ def _prune_by_magnitude(weight, amount):
             holder.weight.detach().clone())
 
 
-def _write_atomically(path, write):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".tmp.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temp, 0o666 & ~_umask())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
-
-
 def _umask():
-    mask = os.umask(0)
+    """The process umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: the only way to read it is to set it
     os.umask(mask)
     return mask
+
+
+def _write_files_atomically(files):
+    """Writes {path: write(f)} so that a failure leaves none of them changed:
+    every file goes to a temporary next to its destination first, and the
+    renames happen only once all are complete."""
+    staged = []
+    try:
+        for path, write in files.items():
+            directory = os.path.dirname(os.path.abspath(path))
+            os.makedirs(directory, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".tmp.")
+            staged.append((temp, path))
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(temp, 0o666 & ~_umask())
+        for temp, path in staged:
+            os.replace(temp, path)
+    except OSError as error:
+        raise ExportError(f"{error.filename or ''}: cannot write: {error.strerror}") from error
+    finally:
+        for temp, _ in staged:
+            if os.path.exists(temp):
+                os.unlink(temp)
 
 
 def export(model, example_input, npz_path, *, prune=None, fold_bn=True, keep_mask=False,
@@ -202,6 +227,9 @@ def export(model, example_input, npz_path, *, prune=None, fold_bn=True, keep_mas
         raise ExportError(f"--prune must be in [0, 1), got {prune}")
     if keep_mask and prune is None:
         raise ExportError("--keep-mask needs --prune (there is no mask otherwise)")
+    if torch.is_inference_mode_enabled():
+        raise ExportError("cannot export under torch.inference_mode(): in-place checks need "
+                          "tensor version counters; call export() outside it")
     if example_input.dim() != 4:
         raise ExportError(f"the example input must be 4-D (N, C, H, W), got shape "
                           f"{tuple(example_input.shape)}")
@@ -229,26 +257,26 @@ def _export_traced(model, calls, npz_path, *, prune, fold_bn, keep_mask, compres
             continue
         name = call.name
         input_shape = list(call.inputs[0].shape)
+        bn_call = _consumer(calls, call, nn.BatchNorm2d) if fold_bn else None
+        act_call = _consumer(calls, bn_call or call, (nn.ReLU, nn.ReLU6, nn.Hardtanh))
+        activation = _activation_name(act_call.module) if act_call is not None else None
+        fusion = (input_shape, bn_call.module if bn_call else None, activation)
         if name in seen:
-            if seen[name] != input_shape:
-                raise ExportError(f"layer '{name}' runs on inputs of shapes {seen[name]} and "
-                                  f"{input_shape}; convgen needs one geometry per layer")
+            # One kernel per layer: every call must have the same geometry and
+            # the same fused BatchNorm and activation.
+            if seen[name] != fusion:
+                raise ExportError(f"layer '{name}' is called more than once with different input "
+                                  "shapes or a different following BatchNorm/activation; convgen "
+                                  "needs one geometry per layer")
             continue
-        seen[name] = input_shape
+        seen[name] = fusion
         if len(input_shape) != 4:
             raise ExportError(f"layer '{name}': input must be 4-D (N, C, H, W), got {input_shape}")
 
-        weight = conv.weight.detach()
-        bias = conv.bias.detach() if conv.bias is not None else None
-        last = call
-        bn_call = _consumer(calls, call, nn.BatchNorm2d) if fold_bn else None
+        weight = conv.weight.detach().cpu()
+        bias = conv.bias.detach().cpu() if conv.bias is not None else None
         if bn_call is not None:
             weight, bias = _fold_batchnorm(weight, bias, bn_call.module, name)
-            last = bn_call
-        activation = None
-        act_call = _consumer(calls, last, (nn.ReLU, nn.ReLU6, nn.Hardtanh))
-        if act_call is not None:
-            activation = _activation_name(act_call.module)
 
         weight = weight.float()
         key = f"{name}.weight"
@@ -282,8 +310,10 @@ def _export_traced(model, calls, npz_path, *, prune, fold_bn, keep_mask, compres
     sidecar = {"model": model_name or type(model).__name__, "layers": layers}
     sidecar_path = sidecar_path or os.path.splitext(npz_path)[0] + ".json"
     save = np.savez_compressed if compressed else np.savez
-    _write_atomically(npz_path, lambda f: save(f, **arrays))
-    _write_atomically(sidecar_path, lambda f: f.write((json.dumps(sidecar, indent=1) + "\n").encode()))
+    _write_files_atomically({
+        npz_path: lambda f: save(f, **arrays),
+        sidecar_path: lambda f: f.write((json.dumps(sidecar, indent=1) + "\n").encode()),
+    })
     return sidecar
 
 
@@ -292,6 +322,8 @@ def _load_model(spec):
     if ":" not in spec:
         raise ExportError(f"model '{spec}' must be MODULE:CALLABLE, e.g. torchvision.models:resnet50")
     module_name, _, attr = spec.rpartition(":")
+    if not module_name or not attr:
+        raise ExportError(f"model '{spec}' must be MODULE:CALLABLE, e.g. torchvision.models:resnet50")
     try:
         if module_name.endswith(".py"):
             if not os.path.isfile(module_name):
@@ -301,12 +333,17 @@ def _load_model(spec):
             loader.loader.exec_module(module)
         else:
             module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ExportError(f"cannot import '{module_name}': {error}") from error
+    except ExportError:
+        raise
+    except Exception as error:  # ImportError, SyntaxError, or whatever the module raises
+        raise ExportError(f"cannot import '{module_name}': {_first_line(error)}") from error
     factory = getattr(module, attr, None)
     if factory is None:
         raise ExportError(f"'{module_name}' has no attribute '{attr}'")
-    model = factory() if not isinstance(factory, nn.Module) else factory
+    try:
+        model = factory() if not isinstance(factory, nn.Module) else factory
+    except Exception as error:
+        raise ExportError(f"'{spec}' raised {_first_line(error)}") from error
     if not isinstance(model, nn.Module):
         raise ExportError(f"'{spec}' did not return a torch.nn.Module")
     return model

@@ -43,3 +43,46 @@ class SmallNet(nn.Module):
 class NoConv(nn.Module):
     def forward(self, x):
         return x * 2
+
+
+class FeatureNet(nn.Module):
+    """A conv with its own bias before a BatchNorm, Hardtanh(0, 6) as ReLU6,
+    padding='same', a conv reused twice with the same fusion, and a conv
+    under torch.nn.utils.parametrize (not a leaf module)."""
+
+    def __init__(self):
+        super().__init__()
+        self.biased = nn.Conv2d(3, 6, 3, padding=1, bias=True)
+        self.bn = nn.BatchNorm2d(6)
+        self.clamp = nn.Hardtanh(0.0, 6.0)
+        self.same = nn.Conv2d(6, 6, 5, padding="same", dilation=1)
+        self.shared = nn.Conv2d(6, 6, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.spectral = nn.utils.parametrizations.spectral_norm(nn.Conv2d(6, 2, 1))
+        generator = torch.Generator().manual_seed(2)
+        self.bn.running_mean.copy_(torch.randn(6, generator=generator))
+        self.bn.running_var.copy_(torch.rand(6, generator=generator) + 0.5)
+
+    def forward(self, x):
+        x = self.clamp(self.bn(self.biased(x)))
+        x = self.same(x)
+        x = self.relu(self.shared(x))
+        x = self.relu(self.shared(x))
+        return self.spectral(x)
+
+
+class InconsistentReuse(nn.Module):
+    """One conv called twice, once followed by a ReLU and once not."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.conv(self.relu(self.conv(x)))
+
+
+class RaisesValueError(nn.Module):
+    def forward(self, x):
+        raise ValueError("unsupported input")

@@ -134,6 +134,48 @@ class ExportSmallNet(unittest.TestCase):
         self.assertIsNone(layers["conv1"]["activation"])  # BN sits between conv and ReLU
 
 
+class ExportFeatures(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.npz = os.path.join(self.dir.name, "features.npz")
+        torch.manual_seed(0)
+        self.model = small_nets.FeatureNet().eval()
+        self.x = torch.randn(1, 3, 9, 11)
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def test_fusion_padding_reuse_and_parametrized_convs(self):
+        layers = {l["name"]: l for l in export_pytorch.export(self.model, self.x, self.npz)["layers"]}
+        self.assertEqual(list(layers), ["biased", "same", "shared", "spectral"])
+        self.assertEqual(layers["biased"]["activation"], "relu6")  # Hardtanh(0, 6)
+        self.assertEqual(layers["same"]["padding"], [2, 2])
+        self.assertEqual(layers["shared"]["activation"], "relu")
+        self.assertEqual(layers["spectral"]["weight"], "spectral.weight")
+        arrays = np.load(self.npz)
+        with torch.no_grad():
+            # The conv's own bias goes through the BatchNorm too.
+            bn = self.model.bn
+            expected = F.hardtanh(bn(self.model.biased(self.x)), 0.0, 6.0)
+            got = F.relu6(F.conv2d(self.x, torch.from_numpy(arrays["biased.weight"]),
+                                   torch.from_numpy(arrays["biased.bias"]), padding=1))
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+            # The exported spectral-norm weight is the effective (normalised) one.
+            np.testing.assert_allclose(arrays["spectral.weight"],
+                                       self.model.spectral.weight.numpy(), rtol=1e-6)
+
+    def test_inconsistent_reuse_is_rejected(self):
+        with self.assertRaisesRegex(export_pytorch.ExportError, "called more than once"):
+            export_pytorch.export(small_nets.InconsistentReuse(), self.x, self.npz)
+        self.assertEqual(os.listdir(self.dir.name), [])
+
+    def test_unwritable_destination_is_an_export_error(self):
+        blocker = os.path.join(self.dir.name, "file")
+        open(blocker, "w").close()
+        with self.assertRaisesRegex(export_pytorch.ExportError, "cannot write"):
+            export_pytorch.export(self.model, self.x, os.path.join(blocker, "x.npz"))
+
+
 class ExporterCommandLine(unittest.TestCase):
     def run_exporter(self, *args):
         return subprocess.run([sys.executable, EXPORTER, *args], capture_output=True, text=True)
@@ -148,14 +190,21 @@ class ExporterCommandLine(unittest.TestCase):
             self.assertEqual(len(convgen_list(out)["layers"]), 5)
 
     def test_bad_input_exits_2_and_writes_nothing(self):
-        with tempfile.TemporaryDirectory() as d:
+        with tempfile.TemporaryDirectory() as d, tempfile.TemporaryDirectory() as src:
             out = os.path.join(d, "net.npz")
+            with open(os.path.join(src, "broken.py"), "w") as f:
+                f.write("def Net(:\n")
             cases = [
                 ([f"{SMALL_NETS}:NoConv", "--input-shape", "1,3,8,8"], "ran no nn.Conv2d"),
                 ([f"{SMALL_NETS}:Missing", "--input-shape", "1,3,8,8"], "has no attribute 'Missing'"),
                 ([f"{SMALL_NETS}:SmallNet", "--input-shape", "1,4,8,8"], "failed on the example input"),
                 ([f"{SMALL_NETS}:SmallNet", "--input-shape", "1,3,8,8", "--prune", "1.5"],
                  "--prune must be in [0, 1)"),
+                ([f"{SMALL_NETS}:RaisesValueError", "--input-shape", "1,3,8,8"],
+                 "ValueError: unsupported input"),
+                ([":SmallNet", "--input-shape", "1,3,8,8"], "must be MODULE:CALLABLE"),
+                ([f"{os.path.join(src, 'broken.py')}:Net", "--input-shape", "1,3,8,8"],
+                 "cannot import"),
             ]
             for args, message in cases:
                 with self.subTest(message=message):
