@@ -42,4 +42,11 @@ if(NOT CONVGEN_RUNTIME_ONLY)
     message(FATAL_ERROR "convgen: the LLVM at ${LLVM_DIR} was built without the NVPTX target")
   endif()
   message(STATUS "convgen: LLVM ${LLVM_PACKAGE_VERSION} from ${LLVM_DIR}")
+
+  # One target carrying LLVM's include path, definitions and the shared libLLVM.
+  add_library(convgen_llvm INTERFACE)
+  separate_arguments(convgen_llvm_definitions NATIVE_COMMAND "${LLVM_DEFINITIONS}")
+  target_include_directories(convgen_llvm SYSTEM INTERFACE ${LLVM_INCLUDE_DIRS})
+  target_compile_definitions(convgen_llvm INTERFACE ${convgen_llvm_definitions})
+  target_link_libraries(convgen_llvm INTERFACE LLVM)
 endif()

@@ -1,0 +1,52 @@
+// The specialisation constants of the direct conv template: the layer's
+// geometry plus the tiling. TemplateSpecializer writes them into the
+// template's `convgen_spec` global; the field order mirrors `ConvSpec` in
+// templates/conv2d_direct.cu.
+#pragma once
+
+#include "model/ConvGeometry.h"
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+namespace convgen {
+
+/// How the work is split. Each thread computes channelsPerThread (BK) output
+/// channels x outputsPerThread (BW) neighbouring output columns of one row;
+/// blockIdx.y picks the block of BK channels.
+struct Tiling {
+  int channelsPerThread = 1; ///< BK, 1..8, divides outChannels / groups
+  int outputsPerThread = 1;  ///< BW, 1..8
+  int threadsPerBlock = 128;
+
+  bool operator==(const Tiling &) const = default;
+  std::string describe() const; ///< "BK=4 BW=4 threads=128"
+};
+
+/// Upper bounds fixed by the template's register arrays.
+inline constexpr int MaxChannelsPerThread = 8;
+inline constexpr int MaxOutputsPerThread = 8;
+
+/// The default tiling: BK = the largest of 4, 2, 1 that divides the
+/// channels per group (so a channel block never straddles a group; 1 for
+/// depthwise), BW = 4 output columns (fewer if the output is narrower), 128
+/// threads. Each input value loaded then feeds BK multiply-adds.
+Tiling chooseTiling(const ConvGeometry &geometry);
+
+/// Throws UnsupportedError naming the layer if \p tiling does not fit the
+/// template or the geometry.
+void checkTiling(const ConvGeometry &geometry, const Tiling &tiling, const std::string &layer);
+
+/// Grid for a batch of N images: x covers N * Ho * ceil(Wo / BW) threads,
+/// y the outChannels / BK channel blocks.
+struct LaunchShape {
+  int64_t gridX, gridY, blockX;
+};
+LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int64_t batch);
+
+/// The values of ConvSpec, in declaration order.
+using TemplateSpec = std::array<int32_t, 19>;
+TemplateSpec makeTemplateSpec(const ConvGeometry &geometry, const Tiling &tiling);
+
+} // namespace convgen

@@ -1,0 +1,60 @@
+// Specialises an operator template to one layer: clone the template module,
+// give its spec global the layer's constants, then simplify and fully unroll
+// (ir_passes/FullUnroll) so that every weight read has a constant position.
+//
+// The template IR is parsed once per specialiser and cloned for each layer:
+// one template serves every layer shape and every pruning round.
+#pragma once
+
+#include "codegen/OperatorTemplate.h"
+#include "codegen/TemplateSpec.h"
+
+#include <memory>
+#include <string>
+
+namespace llvm {
+class LLVMContext;
+class Module;
+} // namespace llvm
+
+namespace convgen {
+
+class TemplateSpecializer {
+public:
+  /// Parses \p source's IR into \p context. Throws CheckFailure if the
+  /// embedded IR does not parse (a build problem, not user input).
+  TemplateSpecializer(llvm::LLVMContext &context, const OperatorTemplate &source);
+  ~TemplateSpecializer();
+
+  /// A specialised, unrolled and simplified copy of the template, with the
+  /// kernel named \p kernelName. \p what names the layer in errors.
+  std::unique_ptr<llvm::Module> specialize(const TemplateSpec &spec, const std::string &kernelName,
+                                           const std::string &what) const;
+
+  const OperatorTemplate &source() const { return Source; }
+  /// The parsed template, shared by every specialisation.
+  const llvm::Module &templateModule() const { return *Template; }
+  /// How many times a template was parsed by any specialiser (for tests
+  /// that show one parse serves many layers).
+  static unsigned parseCount();
+
+  /// The pass pipeline run after the constants are in, in LLVM's textual
+  /// syntax (`convgen-full-unroll` is ir_passes/FullUnroll).
+  static const char *pipeline();
+
+private:
+  const OperatorTemplate &Source;
+  std::unique_ptr<llvm::Module> Template;
+};
+
+/// Runs \p pipelineText over \p module with convgen's passes registered
+/// (for TemplateSpecializer and for tests of individual passes). Throws
+/// CheckFailure if the text does not parse. With \p verifyEach, the IR
+/// verifier runs after every pass.
+void runPipeline(llvm::Module &module, const std::string &pipelineText, bool verifyEach);
+
+/// True when CONVGEN_VERIFY_EACH_PASS=1: the test suite sets it, so every
+/// pass of every specialisation in the tests is followed by the verifier.
+bool verifyEachPassRequested();
+
+} // namespace convgen

@@ -1,0 +1,50 @@
+#include "codegen/TemplateSpecializer.h"
+#include "support/Error.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <llvm/IR/InstIterator.h>
+#include <llvm/IR/Instructions.h>
+#include <llvm/IR/IntrinsicInst.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/Module.h>
+
+using namespace convgen;
+
+namespace {
+
+ConvGeometry geometry(int64_t c, int64_t k, int64_t h, int64_t w, int64_t kernel, int64_t groups = 1) {
+  ConvGeometry g;
+  g.batch = 1;
+  g.inChannels = c;
+  g.inSize = {h, w};
+  g.outChannels = k;
+  g.kernel = {kernel, kernel};
+  g.padding = {kernel / 2, kernel / 2};
+  g.groups = groups;
+  g.activation = Activation::Relu;
+  g.hasBias = true;
+  return g;
+}
+
+size_t countIntrinsic(const llvm::Function &f, llvm::Intrinsic::ID id) {
+  size_t count = 0;
+  for (const llvm::Instruction &inst : llvm::instructions(f))
+    if (auto *call = llvm::dyn_cast<llvm::IntrinsicInst>(&inst); call && call->getIntrinsicID() == id)
+      ++count;
+  return count;
+}
+
+} // namespace
+
+TEST(TemplateSpecializer, UnrollsToTheDenseMultiplyAddCount) {
+  llvm::LLVMContext context;
+  TemplateSpecializer specializer(context, directConvTemplate());
+  ConvGeometry g = geometry(3, 8, 6, 7, 3);
+  Tiling tiling{4, 2, 128};
+  auto module = specializer.specialize(makeTemplateSpec(g, tiling), "conv_test", "layer 'test'");
+  llvm::Function *kernel = module->getFunction("conv_test");
+  ASSERT_NE(kernel, nullptr);
+  // Every (k, c, r, s) position times BW columns: 8 * 3 * 3 * 3 * 2.
+  EXPECT_EQ(countIntrinsic(*kernel, llvm::Intrinsic::fma), 8u * 3 * 3 * 3 * 2);
+}
