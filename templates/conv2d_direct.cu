@@ -3,7 +3,11 @@
 //
 // Compiled once, at build time, by clang-19 device-only to LLVM IR with no
 // LLVM passes run (templates/CMakeLists.txt); no CUDA headers are needed:
-// thread ids, read-only loads and fma are clang builtins.
+// thread ids and fma are clang builtins. Inputs are plain loads through
+// `const __restrict__` pointers: the specialiser marks them readonly, and
+// NVPTX then selects the read-only path (ld.global.nc) itself. (The
+// __nvvm_ldg_f builtin would do the same, but in LLVM 19 its intrinsic is
+// not `willreturn`, so an unused one is never deleted as dead.)
 //
 // Geometry and tiling are not macros but fields of `convgen_spec`, a device
 // global the specialiser (src/codegen/TemplateSpecializer) gives a constant
@@ -110,8 +114,7 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const float *__restrict__ input,
               continue;
             const int w = (q0 + j) * g.strideW - g.padW + s * g.dilationW;
             const bool inside = rowInside && w >= 0 && w < g.inWidth;
-            const float value =
-                __nvvm_ldg_f(plane + (inside ? (long long)h * g.inWidth + w : 0LL));
+            const float value = plane[inside ? (long long)h * g.inWidth + w : 0LL];
             x[j] = inside ? value : 0.0f;
           }
 #pragma unroll

@@ -1,19 +1,16 @@
 #include "codegen/TemplateSpecializer.h"
 
-#include "FullUnroll.h"
+#include "codegen/PassPipeline.h"
 #include "support/Error.h"
 
 #include <atomic>
-#include <cstdlib>
-#include <llvm/Passes/StandardInstrumentations.h>
 #include <llvm/Analysis/LoopInfo.h>
 #include <llvm/AsmParser/Parser.h>
 #include <llvm/IR/Constants.h>
 #include <llvm/IR/Dominators.h>
+#include <llvm/IR/Instructions.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
-#include <llvm/Passes/PassBuilder.h>
-#include <llvm/Support/Error.h>
 #include <llvm/Support/SourceMgr.h>
 #include <llvm/Transforms/Utils/Cloning.h>
 
@@ -33,50 +30,11 @@ const char *TemplateSpecializer::pipeline() {
   // 3. force the remaining (reduction) loops to unroll completely;
   // 4. clean up.
   return "always-inline,"
-         "function(sroa<modify-cfg>,early-cse,instcombine,sccp,simplifycfg,"
+         "function(sroa<modify-cfg>,early-cse,instcombine<no-verify-fixpoint>,sccp,simplifycfg,"
          "loop-simplify,lcssa,loop(loop-rotate,indvars,loop-unroll-full),"
-         "sroa<modify-cfg>,instcombine,simplifycfg,"
+         "sroa<modify-cfg>,instcombine<no-verify-fixpoint>,simplifycfg,"
          "loop-simplify,lcssa,convgen-full-unroll,"
-         "instcombine,early-cse,simplifycfg,adce)";
-}
-
-bool verifyEachPassRequested() {
-  const char *value = std::getenv("CONVGEN_VERIFY_EACH_PASS");
-  return value && std::string(value) == "1";
-}
-
-void runPipeline(llvm::Module &module, const std::string &pipelineText, bool verifyEach) {
-  llvm::LoopAnalysisManager loopAnalyses;
-  llvm::FunctionAnalysisManager functionAnalyses;
-  llvm::CGSCCAnalysisManager sccAnalyses;
-  llvm::ModuleAnalysisManager moduleAnalyses;
-  // With verifyEach, LLVM's standard instrumentation runs the verifier after
-  // every pass and aborts naming the pass that broke the IR.
-  llvm::PassInstrumentationCallbacks callbacks;
-  llvm::StandardInstrumentations instrumentations(module.getContext(), /*DebugLogging=*/false,
-                                                  verifyEach);
-  instrumentations.registerCallbacks(callbacks, &moduleAnalyses);
-  llvm::PassBuilder builder(nullptr, llvm::PipelineTuningOptions(), std::nullopt, &callbacks);
-  builder.registerPipelineParsingCallback(
-      [](llvm::StringRef name, llvm::FunctionPassManager &passes,
-         llvm::ArrayRef<llvm::PassBuilder::PipelineElement>) {
-        if (name == "convgen-full-unroll") {
-          passes.addPass(FullUnrollPass());
-          return true;
-        }
-        return false;
-      });
-  builder.registerModuleAnalyses(moduleAnalyses);
-  builder.registerCGSCCAnalyses(sccAnalyses);
-  builder.registerFunctionAnalyses(functionAnalyses);
-  builder.registerLoopAnalyses(loopAnalyses);
-  builder.crossRegisterProxies(loopAnalyses, functionAnalyses, sccAnalyses, moduleAnalyses);
-
-  llvm::ModulePassManager passes;
-  if (llvm::Error error = builder.parsePassPipeline(passes, pipelineText))
-    throw CheckFailure("LLVM pass pipeline '" + pipelineText +
-                       "': " + llvm::toString(std::move(error)));
-  passes.run(module, moduleAnalyses);
+         "instcombine<no-verify-fixpoint>,early-cse,simplifycfg,adce)";
 }
 
 TemplateSpecializer::TemplateSpecializer(llvm::LLVMContext &context, const OperatorTemplate &source)
@@ -117,6 +75,38 @@ static void dropTargetAttributes(llvm::Module &module) {
   }
 }
 
+/// True if every use of \p pointer, through address arithmetic, is a load.
+static bool onlyLoadedThrough(const llvm::Value *pointer) {
+  llvm::SmallVector<const llvm::Value *, 16> worklist = {pointer};
+  llvm::SmallPtrSet<const llvm::Value *, 32> seen;
+  while (!worklist.empty()) {
+    const llvm::Value *value = worklist.pop_back_val();
+    if (!seen.insert(value).second)
+      continue;
+    for (const llvm::User *user : value->users()) {
+      if (llvm::isa<llvm::LoadInst>(user))
+        continue;
+      if (llvm::isa<llvm::GetElementPtrInst>(user) || llvm::isa<llvm::SelectInst>(user) ||
+          llvm::isa<llvm::PHINode>(user)) {
+        worklist.push_back(user);
+        continue;
+      }
+      return false; // a store, a call, a cast to integer...
+    }
+  }
+  return true;
+}
+
+/// Pointer arguments the kernel only reads (the template declares them
+/// `const __restrict__`) become `readonly`: with `noalias`, NVPTX then reads
+/// them through the read-only data path (ld.global.nc).
+static void markReadOnlyPointers(llvm::Function &kernel) {
+  for (llvm::Argument &argument : kernel.args())
+    if (argument.getType()->isPointerTy() && argument.hasNoAliasAttr() &&
+        onlyLoadedThrough(&argument))
+      argument.addAttr(llvm::Attribute::ReadOnly);
+}
+
 /// Every `#pragma unroll` loop must be gone, or weight positions are not constant.
 static void checkFullyUnrolled(llvm::Function &kernel, const std::string &what) {
   llvm::DominatorTree dominators(kernel);
@@ -136,8 +126,9 @@ std::unique_ptr<llvm::Module> TemplateSpecializer::specialize(const TemplateSpec
   if (!kernel)
     throw CheckFailure(what + ": operator template has no kernel '" + Source.kernelName + "'");
   kernel->setName(kernelName);
-  runPipeline(*module, pipeline(), verifyEachPassRequested());
+  runPipeline(*module, pipeline());
   checkFullyUnrolled(*kernel, what);
+  markReadOnlyPointers(*kernel);
   return module;
 }
 

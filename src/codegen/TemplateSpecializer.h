@@ -47,14 +47,4 @@ private:
   std::unique_ptr<llvm::Module> Template;
 };
 
-/// Runs \p pipelineText over \p module with convgen's passes registered
-/// (for TemplateSpecializer and for tests of individual passes). Throws
-/// CheckFailure if the text does not parse. With \p verifyEach, the IR
-/// verifier runs after every pass.
-void runPipeline(llvm::Module &module, const std::string &pipelineText, bool verifyEach);
-
-/// True when CONVGEN_VERIFY_EACH_PASS=1: the test suite sets it, so every
-/// pass of every specialisation in the tests is followed by the verifier.
-bool verifyEachPassRequested();
-
 } // namespace convgen

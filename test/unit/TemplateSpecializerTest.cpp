@@ -48,3 +48,15 @@ TEST(TemplateSpecializer, UnrollsToTheDenseMultiplyAddCount) {
   // Every (k, c, r, s) position times BW columns: 8 * 3 * 3 * 3 * 2.
   EXPECT_EQ(countIntrinsic(*kernel, llvm::Intrinsic::fma), 8u * 3 * 3 * 3 * 2);
 }
+
+TEST(TemplateSpecializer, InputsWeightsAndBiasAreReadOnlyOutputIsNot) {
+  llvm::LLVMContext context;
+  TemplateSpecializer specializer(context, directConvTemplate());
+  ConvGeometry g = geometry(2, 4, 5, 5, 3);
+  auto module = specializer.specialize(makeTemplateSpec(g, chooseTiling(g)), "k", "layer 'k'");
+  llvm::Function *kernel = module->getFunction("k");
+  ASSERT_NE(kernel, nullptr);
+  for (unsigned i : {0u, 1u, 2u})
+    EXPECT_TRUE(kernel->getArg(i)->onlyReadsMemory()) << "argument " << i;
+  EXPECT_FALSE(kernel->getArg(3)->onlyReadsMemory()) << "the output is written";
+}

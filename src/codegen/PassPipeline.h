@@ -1,0 +1,38 @@
+// Runs LLVM pass pipelines written in LLVM's textual syntax, with convgen's
+// passes registered next to LLVM's:
+//   convgen-full-unroll               ir_passes/FullUnroll
+//   convgen-zero-weight-elimination   ir_passes/ZeroWeightElimination (needs weights)
+//   print<convgen-weight-map>         ir_passes/WeightMap's printer (needs an output)
+// One entry point for the generator and for tests of single passes.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace llvm {
+class Module;
+class raw_ostream;
+} // namespace llvm
+
+namespace convgen {
+
+/// True when CONVGEN_VERIFY_EACH_PASS=1: the test suite sets it, so every
+/// pass of every pipeline in the tests is followed by the IR verifier.
+bool verifyEachPassRequested();
+
+struct PipelineContext {
+  /// OIHW weights for convgen-zero-weight-elimination.
+  std::shared_ptr<const std::vector<float>> weights;
+  /// Where print<convgen-weight-map> writes.
+  llvm::raw_ostream *weightMapOut = nullptr;
+  /// Run the IR verifier after every pass.
+  bool verifyEach = verifyEachPassRequested();
+};
+
+/// Runs \p pipelineText over \p module. Throws CheckFailure if the text does
+/// not parse or names a convgen pass whose input the context lacks.
+void runPipeline(llvm::Module &module, const std::string &pipelineText,
+                 const PipelineContext &context = {});
+
+} // namespace convgen
