@@ -110,6 +110,7 @@ WeightMap WeightMapAnalysis::run(Function &function, FunctionAnalysisManager &) 
   if (!readAnnotation(function, weights, map.Shape))
     return map;
   map.Annotated = true;
+  map.WeightsArgument = weights->getArgNo();
   const DataLayout &layout = function.getParent()->getDataLayout();
   int64_t count = map.Shape[0] * map.Shape[1] * map.Shape[2] * map.Shape[3];
 

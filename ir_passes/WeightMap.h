@@ -54,6 +54,8 @@ public:
   /// Weight positions by flat OIHW index, in index order.
   const std::map<int64_t, WeightUses> &positions() const { return Positions; }
   const std::array<int64_t, 4> &shape() const { return Shape; }
+  /// Index of the kernel argument that holds the weights.
+  unsigned weightsArgument() const { return WeightsArgument; }
   bool annotated() const { return Annotated; }
   /// Weight loads whose offset is not a compile-time constant.
   const std::vector<llvm::LoadInst *> &nonConstantLoads() const { return NonConstantLoads; }
@@ -72,6 +74,7 @@ public:
 private:
   friend class WeightMapAnalysis;
   bool Annotated = false;
+  unsigned WeightsArgument = 0;
   std::array<int64_t, 4> Shape{};
   std::map<int64_t, WeightUses> Positions;
   std::vector<llvm::LoadInst *> NonConstantLoads;

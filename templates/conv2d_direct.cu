@@ -102,19 +102,24 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const float *__restrict__ input,
 #pragma unroll
       for (int r = 0; r < g.kernelH; ++r) {
         const int h = p * g.strideH - g.padH + r * g.dilationH;
-        const bool rowInside = h >= 0 && h < g.inHeight;
+        // (unsigned)h < H is 0 <= h < H in one compare.
+        const bool rowInside = (unsigned)h < (unsigned)g.inHeight;
 #pragma unroll
         for (int s = 0; s < g.kernelW; ++s) {
           // Branch-free padding: load from a clamped, always valid address
-          // and select zero outside the input.
+          // and select zero outside the input. Written with `&` and plain
+          // values so clang emits selects, not branches: the unrolled code
+          // stays one basic block per channel block.
           float x[CONVGEN_MAX_OUTPUTS_PER_THREAD];
 #pragma unroll
           for (int j = 0; j < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++j) {
             if (j >= g.outputsPerThread)
               continue;
             const int w = (q0 + j) * g.strideW - g.padW + s * g.dilationW;
-            const bool inside = rowInside && w >= 0 && w < g.inWidth;
-            const float value = plane[inside ? (long long)h * g.inWidth + w : 0LL];
+            const bool inside = rowInside & ((unsigned)w < (unsigned)g.inWidth);
+            const long long offset = (long long)h * g.inWidth + w;
+            const long long clamped = inside ? offset : 0LL;
+            const float value = plane[clamped];
             x[j] = inside ? value : 0.0f;
           }
 #pragma unroll
@@ -148,7 +153,9 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const float *__restrict__ input,
       for (int j = 0; j < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++j) {
         if (j >= g.outputsPerThread)
           continue;
-        if (q0 + j < g.outWidth)
+        // When BW divides the output width no tile overhangs it, and the
+        // guard folds away in the specialised code.
+        if (g.outWidth % g.outputsPerThread == 0 || q0 + j < g.outWidth)
           row[q0 + j] = applyActivation(acc[kk][j] + biasValue, g.activation);
       }
     }

@@ -29,6 +29,7 @@ struct Options {
   std::string outputDir = "generated";
   std::string arch = DefaultArch;
   std::vector<std::string> emit;
+  bool bakeValues = false;
   bool verbose = false;
 };
 
@@ -61,6 +62,9 @@ void configure(CLI::App &app, Options &options) {
                                          "weightmap (the weight map as text); comma-separated")
       ->delimiter(',')
       ->check(CLI::IsMember(EmittableArtefacts));
+  app.add_flag("--bake-values", options.bakeValues,
+               "Put the weight values in the code as FMA immediates instead of a packed "
+               "read-only array (a values-only change then needs new code)");
   app.add_flag("-v,--verbose", options.verbose, "Say what is read, validated and written");
 }
 
@@ -76,12 +80,35 @@ private:
   bool Enabled;
 };
 
+std::string formatPercent(int64_t part, int64_t whole) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.1f%%", whole ? 100.0 * double(part) / double(whole) : 0.0);
+  return text;
+}
+
+/// One line per generated layer: what is in the code and what it costs.
+std::string describeGenerated(const GeneratedLayer &layer) {
+  char line[512];
+  std::snprintf(line, sizeof(line),
+                "%-12s %s  nnz %lld  fma %lld (%s of dense)  ptx %.1f KiB  weights %s", layer.name.c_str(),
+                layer.tiling.describe().c_str(), static_cast<long long>(layer.nonzeros),
+                static_cast<long long>(layer.multiplyAdds),
+                formatPercent(layer.multiplyAdds, layer.denseMultiplyAdds).c_str(),
+                double(layer.ptxBytes) / 1024.0, layer.weightPath.c_str());
+  std::string text = line;
+  if (layer.ptxas)
+    text += "  regs " + std::to_string(layer.ptxas->registers) + " spill " +
+            std::to_string(layer.ptxas->spillStoreBytes + layer.ptxas->spillLoadBytes) + " B";
+  std::snprintf(line, sizeof(line), "  %.2f s", layer.seconds);
+  return text + line;
+}
+
 int generate(const ModelFile &model, const Options &options, const Log &log) {
   GenerateOptions generateOptions;
   generateOptions.arch = parseArch(options.arch);
   generateOptions.outputDir = options.outputDir;
   generateOptions.emit = {options.emit.begin(), options.emit.end()};
-  generateOptions.verbose = options.verbose;
+  generateOptions.bakeValues = options.bakeValues;
 
   std::vector<const LayerSpec *> specs;
   if (options.all)
@@ -102,8 +129,24 @@ int generate(const ModelFile &model, const Options &options, const Log &log) {
         layers.back().weightSource + "' (" + std::to_string(int(ms.count())) + " ms)");
   }
   log("target " + generateOptions.arch.name + ", output directory " + options.outputDir);
-  for (const ConvLayer &layer : layers)
-    generateLayer(layer, generateOptions);
+  KernelGenerator generator(generateOptions);
+  int64_t multiplyAdds = 0, denseMultiplyAdds = 0;
+  for (const ConvLayer &layer : layers) {
+    GeneratedLayer generated = generator.generate(layer);
+    multiplyAdds += generated.multiplyAdds;
+    denseMultiplyAdds += generated.denseMultiplyAdds;
+    std::cout << describeGenerated(generated) << std::endl;
+    if (options.verbose) {
+      std::string phases;
+      for (const auto &[phase, seconds] : generated.phaseSeconds)
+        phases += " " + phase + " " + std::to_string(seconds).substr(0, 5) + " s";
+      log("layer '" + generated.name + "' phases:" + phases);
+    }
+  }
+  std::cout << "convgen: " << layers.size() << " layer(s) into " << options.outputDir << ": "
+            << multiplyAdds << " multiply-adds in code, "
+            << formatPercent(multiplyAdds, denseMultiplyAdds) << " of the dense template's "
+            << denseMultiplyAdds << "\n";
   return ExitSuccess;
 }
 

@@ -1,16 +1,242 @@
 #include "codegen/LayerGenerator.h"
 
+#include "WeightMap.h"
+#include "WeightPacking.h"
+#include "codegen/PassPipeline.h"
+#include "codegen/PtxEmitter.h"
+#include "codegen/TemplateSpecializer.h"
+#include "support/AtomicFile.h"
 #include "support/Error.h"
+#include "support/Hash.h"
+
+#include <chrono>
+#include <cstring>
+#include <llvm/IR/InstIterator.h>
+#include <llvm/IR/IntrinsicInst.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/Module.h>
+#include <llvm/Support/raw_ostream.h>
+#include <nlohmann/json.hpp>
 
 namespace convgen {
 
-void generateLayer(const ConvLayer &layer, const GenerateOptions &) {
-  // The IR templates, WeightMap analysis and zero-weight elimination land with
-  // issue #3. Until then, fail clearly after the layer has been read and
-  // validated, and before anything is written.
-  throw UnsupportedError("layer '" + layer.name +
-                         "': code generation is not implemented yet (issue #3); the layer was "
-                         "read and validated, no files were written");
+namespace fs = std::filesystem;
+
+std::string kernelSymbolFor(const std::string &layerName) {
+  std::string symbol = "convgen_";
+  for (char c : layerName)
+    symbol += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return symbol;
+}
+
+KernelGenerator::KernelGenerator(GenerateOptions options)
+    : Options(std::move(options)), Context(std::make_unique<llvm::LLVMContext>()),
+      Specializer(std::make_unique<TemplateSpecializer>(*Context, directConvTemplate())) {
+  if (Options.runPtxas)
+    PtxasPath = findPtxas();
+}
+
+KernelGenerator::~KernelGenerator() = default;
+
+static std::string printModule(const llvm::Module &module) {
+  std::string text;
+  llvm::raw_string_ostream out(text);
+  module.print(out, nullptr);
+  return text;
+}
+
+static int64_t countMultiplyAdds(const llvm::Module &module) {
+  int64_t count = 0;
+  for (const llvm::Function &function : module)
+    for (const llvm::Instruction &inst : llvm::instructions(function))
+      if (auto *call = llvm::dyn_cast<llvm::IntrinsicInst>(&inst))
+        count += call->getIntrinsicID() == llvm::Intrinsic::fma ||
+                 call->getIntrinsicID() == llvm::Intrinsic::fmuladd;
+  return count;
+}
+
+static std::string maskHash(const std::vector<float> &weights) {
+  std::vector<unsigned char> mask(weights.size());
+  for (size_t i = 0; i < weights.size(); ++i)
+    mask[i] = weights[i] != 0.0f;
+  return hexDigest(fnv1a64(mask));
+}
+
+static std::string valuesHash(const std::vector<float> &values) {
+  return hexDigest(
+      fnv1a64({reinterpret_cast<const unsigned char *>(values.data()), values.size() * 4}));
+}
+
+/// Packed nonzeros, then the bias: little-endian f32 (the hosts convgen
+/// runs on are little-endian, as is every CUDA device).
+static std::string weightsFile(const std::vector<float> &packed, const std::vector<float> &bias) {
+  std::string bytes((packed.size() + bias.size()) * 4, '\0');
+  std::memcpy(bytes.data(), packed.data(), packed.size() * 4);
+  std::memcpy(bytes.data() + packed.size() * 4, bias.data(), bias.size() * 4);
+  return bytes;
+}
+
+static nlohmann::json geometryJson(const ConvGeometry &g) {
+  HW out = g.outSize();
+  return {{"input", {g.batch, g.inChannels, g.inSize.h, g.inSize.w}},
+          {"output", {g.batch, g.outChannels, out.h, out.w}},
+          {"weight_shape", {g.outChannels, g.inChannelsPerGroup(), g.kernel.h, g.kernel.w}},
+          {"stride", {g.stride.h, g.stride.w}},
+          {"padding", {g.padding.h, g.padding.w}},
+          {"dilation", {g.dilation.h, g.dilation.w}},
+          {"groups", g.groups},
+          {"activation", activationName(g.activation)},
+          {"bias", g.hasBias}};
+}
+
+/// Records the wall time since the previous mark under a phase name.
+class PhaseClock {
+public:
+  explicit PhaseClock(std::vector<std::pair<std::string, double>> &phases) : Phases(phases) {}
+  void mark(const char *phase) {
+    auto now = std::chrono::steady_clock::now();
+    Phases.emplace_back(phase, std::chrono::duration<double>(now - Last).count());
+    Last = now;
+  }
+
+private:
+  std::vector<std::pair<std::string, double>> &Phases;
+  std::chrono::steady_clock::time_point Last = std::chrono::steady_clock::now();
+};
+
+GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
+  auto start = std::chrono::steady_clock::now();
+  const std::string what = "layer '" + layer.name + "'";
+  const ConvGeometry &geometry = layer.geometry;
+  GeneratedLayer result;
+  result.name = layer.name;
+  result.kernelSymbol = kernelSymbolFor(layer.name);
+  result.tiling = chooseTiling(geometry);
+  checkTiling(geometry, result.tiling, layer.name);
+  result.nonzeros = std::count_if(layer.weights.begin(), layer.weights.end(),
+                                  [](float w) { return w != 0.0f; });
+  PhaseClock clock(result.phaseSeconds);
+
+  // 1. Specialise and unroll: every weight load at a constant position.
+  std::unique_ptr<llvm::Module> module = Specializer->specialize(
+      makeTemplateSpec(geometry, result.tiling), result.kernelSymbol, what);
+  result.denseMultiplyAdds = countMultiplyAdds(*module);
+  // Elimination is sound only if every weight is read at a constant position
+  // and feeds nothing but multiply-adds.
+  WeightMapSummary weightMap = summarizeWeightMap(*module->getFunction(result.kernelSymbol));
+  if (weightMap.nonConstantLoads || weightMap.loadsWithOtherUses ||
+      weightMap.positions != int64_t(layer.weights.size()))
+    throw CheckFailure(what + ": weight map incomplete: " + std::to_string(weightMap.positions) +
+                       " of " + std::to_string(layer.weights.size()) + " positions, " +
+                       std::to_string(weightMap.nonConstantLoads) + " non-constant loads, " +
+                       std::to_string(weightMap.loadsWithOtherUses) + " loads with other uses");
+  std::string specialisedIr = Options.emit.count("ll") ? printModule(*module) : "";
+  clock.mark("specialise");
+  std::string weightMapText;
+  llvm::raw_string_ostream weightMapStream(weightMapText);
+
+  // 2. Delete the zero weights' work, 3. pack the survivors, 4. clean up.
+  result.weightPath = Options.bakeValues ? "baked"
+                      : size_t(result.nonzeros) * 4 <= Options.constantBankLimitBytes ? "constant"
+                                                                                       : "global";
+  PipelineContext context;
+  context.weights = std::make_shared<const std::vector<float>>(layer.weights);
+  context.packedWeights = std::make_shared<std::vector<float>>();
+  context.weightMapOut = &weightMapStream;
+  std::string passes = "function(" +
+                       std::string(Options.emit.count("weightmap") ? "print<convgen-weight-map>," : "") +
+                       "convgen-zero-weight-elimination,convgen-pack-weights<" + result.weightPath +
+                       ">)";
+  runPipeline(*module, passes, context);
+  clock.mark("eliminate");
+  runPipeline(*module, TemplateSpecializer::cleanupPipeline());
+  clock.mark("cleanup");
+  result.multiplyAdds = countMultiplyAdds(*module);
+  const std::vector<float> &packed = *context.packedWeights;
+  if (!Options.bakeValues && int64_t(packed.size()) != result.nonzeros)
+    throw CheckFailure(what + ": packed " + std::to_string(packed.size()) +
+                       " weights, but the layer has " + std::to_string(result.nonzeros) +
+                       " nonzeros");
+
+  // 5. PTX, checked by ptxas where the CUDA toolkit is installed.
+  std::string finalIr = Options.emit.count("ll") ? printModule(*module) : "";
+  std::string ptx = emitPtx(*module, Options.arch, what);
+  result.ptxBytes = ptx.size();
+  clock.mark("ptx");
+  if (PtxasPath) {
+    result.ptxas = runPtxas(*PtxasPath, ptx, Options.arch.name, what);
+    clock.mark("ptxas");
+  }
+
+  // 6. The manifest.
+  LaunchShape perImage = launchShape(geometry, result.tiling, 1);
+  HW out = geometry.outSize();
+  int64_t columnTiles = (out.w + result.tiling.outputsPerThread - 1) / result.tiling.outputsPerThread;
+  nlohmann::json manifest = {
+      {"format", "convgen-kernel-manifest/1"},
+      {"layer", layer.name},
+      {"kernel", result.kernelSymbol},
+      {"ptx", layer.name + ".ptx"},
+      {"template", Specializer->source().id},
+      {"arch", Options.arch.name},
+      {"geometry", geometryJson(geometry)},
+      {"tiling",
+       {{"channels_per_thread", result.tiling.channelsPerThread},
+        {"outputs_per_thread", result.tiling.outputsPerThread},
+        {"threads_per_block", result.tiling.threadsPerBlock}}},
+      {"launch",
+       {{"parameters", {"input", "weights", "bias", "output", "batch"}},
+        {"block", {result.tiling.threadsPerBlock, 1, 1}},
+        {"grid",
+         {{"x", "ceil(N * " + std::to_string(out.h * columnTiles) + " / " +
+                    std::to_string(result.tiling.threadsPerBlock) + ")"},
+          {"x_threads_per_image", out.h * columnTiles},
+          {"y", perImage.gridY},
+          {"z", 1}}},
+        {"shared_memory_bytes", result.ptxas ? result.ptxas->sharedBytes : 0}}},
+      {"weights",
+       {{"file", layer.name + ".weights.bin"},
+        {"path", result.weightPath},
+        {"symbol", result.weightPath == "constant" ? PackedWeightsSymbol : ""},
+        {"count", packed.size()},
+        {"bias_offset_bytes", packed.size() * 4},
+        {"bias_count", layer.bias.size()},
+        {"source", layer.weightSource}}},
+      {"nonzeros", result.nonzeros},
+      {"weights_total", layer.weights.size()},
+      {"multiply_adds_in_code", result.multiplyAdds},
+      {"dense_multiply_adds_in_template", result.denseMultiplyAdds},
+      {"mask_hash", maskHash(layer.weights)},
+      {"values_hash", valuesHash(packed) + valuesHash(layer.bias)},
+      {"ptx_bytes", result.ptxBytes},
+  };
+  if (result.ptxas)
+    manifest["ptxas"] = {{"version", result.ptxas->version},
+                         {"registers", result.ptxas->registers},
+                         {"spill_store_bytes", result.ptxas->spillStoreBytes},
+                         {"spill_load_bytes", result.ptxas->spillLoadBytes},
+                         {"stack_frame_bytes", result.ptxas->stackFrameBytes},
+                         {"shared_bytes", result.ptxas->sharedBytes},
+                         {"constant_bytes", result.ptxas->constantBytes}};
+  else
+    manifest["ptxas"] = nullptr;
+
+  // 7. Write everything, only now that every step has succeeded.
+  fs::path base = Options.outputDir / layer.name;
+  auto path = [&base](const std::string &suffix) { return fs::path(base.string() + suffix); };
+  writeFileAtomically(path(".ptx"), ptx);
+  writeFileAtomically(path(".weights.bin"), weightsFile(packed, layer.bias));
+  if (Options.emit.count("ll")) {
+    writeFileAtomically(path(".specialised.ll"), specialisedIr);
+    writeFileAtomically(path(".ll"), finalIr);
+  }
+  if (Options.emit.count("weightmap"))
+    writeFileAtomically(path(".weightmap.txt"), weightMapText);
+  result.manifestPath = path(".json");
+  writeFileAtomically(result.manifestPath, manifest.dump(2) + "\n");
+  clock.mark("write");
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
 }
 
 } // namespace convgen

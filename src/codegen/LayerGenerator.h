@@ -1,15 +1,30 @@
-// Per-layer code generation: IR template -> specialised IR -> zero-weight
-// elimination -> PTX, manifest and packed weights in the output directory.
+// Per-layer code generation: specialise the operator template, eliminate
+// the zero weights, pack the survivors onto the read-only path, emit PTX,
+// check it with ptxas, and write NAME.ptx, NAME.weights.bin and the NAME.json
+// manifest (plus --emit extras), all atomically and only once the whole
+// layer has succeeded.
 #pragma once
 
 #include "codegen/NvptxTarget.h"
+#include "codegen/Ptxas.h"
+#include "codegen/TemplateSpec.h"
 #include "model/ModelFile.h"
 
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
+
+namespace llvm {
+class LLVMContext;
+}
 
 namespace convgen {
+
+class TemplateSpecializer;
 
 /// Extra artefacts --emit can ask for, beside the PTX, manifest and weights.
 inline const std::set<std::string> EmittableArtefacts = {"ll", "weightmap"};
@@ -18,11 +33,47 @@ struct GenerateOptions {
   std::filesystem::path outputDir = "generated";
   NvptxArch arch;
   std::set<std::string> emit; ///< subset of EmittableArtefacts
-  bool verbose = false;
+  bool bakeValues = false;    ///< weights as FMA immediates instead of a packed array
+  bool runPtxas = true;       ///< validate with ptxas when one is installed
+  /// Packed weights up to this size go to the constant bank, larger ones
+  /// are read with ld.global.nc. The bank holds 64 KiB per module.
+  size_t constantBankLimitBytes = 64 * 1024;
 };
 
-/// Generates the kernel of one validated layer. Writes nothing unless the
-/// whole layer succeeds.
-void generateLayer(const ConvLayer &layer, const GenerateOptions &options);
+/// What generating one layer produced.
+struct GeneratedLayer {
+  std::string name;
+  std::string kernelSymbol;
+  Tiling tiling;
+  std::string weightPath;    ///< "constant", "global" or "baked"
+  int64_t nonzeros = 0;
+  int64_t multiplyAdds = 0;  ///< fma instructions in the generated code
+  int64_t denseMultiplyAdds = 0; ///< what the dense template would contain
+  size_t ptxBytes = 0;
+  std::optional<PtxasReport> ptxas;
+  double seconds = 0;
+  /// Wall time per phase: specialise, eliminate, cleanup, ptx, ptxas, write.
+  std::vector<std::pair<std::string, double>> phaseSeconds;
+  std::filesystem::path manifestPath;
+};
+
+/// Generates kernels layer after layer from one parsed template.
+class KernelGenerator {
+public:
+  explicit KernelGenerator(GenerateOptions options);
+  ~KernelGenerator();
+
+  GeneratedLayer generate(const ConvLayer &layer);
+  const GenerateOptions &options() const { return Options; }
+
+private:
+  GenerateOptions Options;
+  std::optional<std::string> PtxasPath;
+  std::unique_ptr<llvm::LLVMContext> Context;
+  std::unique_ptr<TemplateSpecializer> Specializer;
+};
+
+/// "layer1.0.conv1" -> "convgen_layer1_0_conv1": a valid PTX identifier.
+std::string kernelSymbolFor(const std::string &layerName);
 
 } // namespace convgen

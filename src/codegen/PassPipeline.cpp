@@ -2,10 +2,12 @@
 
 #include "FullUnroll.h"
 #include "WeightMap.h"
+#include "WeightPacking.h"
 #include "ZeroWeightElimination.h"
 #include "support/Error.h"
 
 #include <cstdlib>
+#include <optional>
 #include <llvm/IR/Module.h>
 #include <llvm/Passes/PassBuilder.h>
 #include <llvm/Passes/StandardInstrumentations.h>
@@ -16,6 +18,31 @@ namespace convgen {
 bool verifyEachPassRequested() {
   const char *value = std::getenv("CONVGEN_VERIFY_EACH_PASS");
   return value && std::string(value) == "1";
+}
+
+WeightMapSummary summarizeWeightMap(llvm::Function &kernel) {
+  llvm::FunctionAnalysisManager analyses;
+  analyses.registerPass([] { return WeightMapAnalysis(); });
+  analyses.registerPass([] { return llvm::PassInstrumentationAnalysis(); });
+  const WeightMap &map = analyses.getResult<WeightMapAnalysis>(kernel);
+  WeightMapSummary summary;
+  summary.annotated = map.annotated();
+  summary.positions = static_cast<int64_t>(map.positions().size());
+  summary.multiplyAdds = static_cast<int64_t>(map.multiplyAddCount());
+  summary.nonConstantLoads = static_cast<int64_t>(map.nonConstantLoads().size());
+  summary.loadsWithOtherUses = static_cast<int64_t>(map.loadsWithOtherUses().size());
+  return summary;
+}
+
+/// convgen-pack-weights<constant|global|baked>
+static std::optional<WeightPath> parseWeightPath(llvm::StringRef name) {
+  if (name == "convgen-pack-weights<constant>")
+    return WeightPath::ConstantBank;
+  if (name == "convgen-pack-weights<global>")
+    return WeightPath::GlobalReadOnly;
+  if (name == "convgen-pack-weights<baked>")
+    return WeightPath::Baked;
+  return std::nullopt;
 }
 
 void runPipeline(llvm::Module &module, const std::string &pipelineText,
@@ -47,6 +74,12 @@ void runPipeline(llvm::Module &module, const std::string &pipelineText,
           if (!context.weights)
             missing = name.str() + " needs the layer's weights";
           passes.addPass(ZeroWeightEliminationPass(context.weights));
+          return true;
+        }
+        if (auto path = parseWeightPath(name)) {
+          if (!context.weights || !context.packedWeights)
+            missing = name.str() + " needs the layer's weights and a vector for the packed values";
+          passes.addPass(WeightPackingPass(*path, context.weights, context.packedWeights));
           return true;
         }
         if (name == "print<convgen-weight-map>") {

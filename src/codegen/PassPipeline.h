@@ -3,14 +3,19 @@
 //   convgen-full-unroll               ir_passes/FullUnroll
 //   convgen-zero-weight-elimination   ir_passes/ZeroWeightElimination (needs weights)
 //   print<convgen-weight-map>         ir_passes/WeightMap's printer (needs an output)
+//   convgen-pack-weights<constant|global|baked>
+//                                     ir_passes/WeightPacking (needs weights and
+//                                     a vector for the packed values)
 // One entry point for the generator and for tests of single passes.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace llvm {
+class Function;
 class Module;
 class raw_ostream;
 } // namespace llvm
@@ -24,11 +29,24 @@ bool verifyEachPassRequested();
 struct PipelineContext {
   /// OIHW weights for convgen-zero-weight-elimination.
   std::shared_ptr<const std::vector<float>> weights;
+  /// Receives the packed values from convgen-pack-weights.
+  std::shared_ptr<std::vector<float>> packedWeights;
   /// Where print<convgen-weight-map> writes.
   llvm::raw_ostream *weightMapOut = nullptr;
   /// Run the IR verifier after every pass.
   bool verifyEach = verifyEachPassRequested();
 };
+
+/// The WeightMap of \p kernel in numbers: positions found, multiply-adds
+/// linked to them, and the loads that would make elimination unsound.
+struct WeightMapSummary {
+  bool annotated = false;
+  int64_t positions = 0;
+  int64_t multiplyAdds = 0;
+  int64_t nonConstantLoads = 0;
+  int64_t loadsWithOtherUses = 0;
+};
+WeightMapSummary summarizeWeightMap(llvm::Function &kernel);
 
 /// Runs \p pipelineText over \p module. Throws CheckFailure if the text does
 /// not parse or names a convgen pass whose input the context lacks.

@@ -23,10 +23,12 @@ std::string emitPtx(llvm::Module &module, const NvptxArch &arch, const std::stri
     throw CheckFailure(what + ": LLVM IR verifier: " + verifierStream.str());
 
   // No PTX ISA feature: LLVM then picks the lowest PTX version the SM
-  // needs, which the widest range of drivers can JIT.
+  // needs, which the widest range of drivers can JIT. -O2, not -O3: the
+  // same PTX for these straight-line kernels in less than half the time
+  // (64->64 3x3 at 90 %: 2.0 s instead of 4.7 s), and ptxas optimises again.
   std::unique_ptr<llvm::TargetMachine> machine(nvptxTarget().createTargetMachine(
       NvptxTriple, arch.name, "", llvm::TargetOptions(), std::nullopt, std::nullopt,
-      llvm::CodeGenOptLevel::Aggressive));
+      llvm::CodeGenOptLevel::Default));
   if (!machine)
     throw UnsupportedError(what + ": LLVM: cannot create an NVPTX target machine for " + arch.name);
   module.setTargetTriple(NvptxTriple);

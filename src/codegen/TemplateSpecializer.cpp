@@ -1,5 +1,6 @@
 #include "codegen/TemplateSpecializer.h"
 
+#include "WeightMap.h"
 #include "codegen/PassPipeline.h"
 #include "support/Error.h"
 
@@ -27,14 +28,20 @@ const char *TemplateSpecializer::pipeline() {
   //    within its size threshold), then SROA: the accumulator arrays have
   //    constant indices now and become registers while the code is small.
   //    (SROA after the big unroll took most of the time);
-  // 3. force the remaining (reduction) loops to unroll completely;
-  // 4. clean up.
+  // 3. force the remaining (reduction) loops to unroll completely; the
+  //    unroller folds the induction variables, so each copy's weight offset
+  //    is a constant.
+  // The general cleanup waits until zero-weight elimination has shrunk the
+  // code (cleanupPipeline).
   return "always-inline,"
-         "function(sroa<modify-cfg>,early-cse,instcombine<no-verify-fixpoint>,sccp,simplifycfg,"
+         "function(sroa<preserve-cfg>,simplifycfg,early-cse,instcombine<no-verify-fixpoint>,sccp,simplifycfg,"
          "loop-simplify,lcssa,loop(loop-rotate,indvars,loop-unroll-full),"
-         "sroa<modify-cfg>,instcombine<no-verify-fixpoint>,simplifycfg,"
-         "loop-simplify,lcssa,convgen-full-unroll,"
-         "instcombine<no-verify-fixpoint>,early-cse,simplifycfg,adce)";
+         "sroa<preserve-cfg>,instcombine<no-verify-fixpoint>,simplifycfg,"
+         "loop-simplify,lcssa,convgen-full-unroll)";
+}
+
+const char *TemplateSpecializer::cleanupPipeline() {
+  return "function(instcombine<no-verify-fixpoint>,early-cse,simplifycfg,adce)";
 }
 
 TemplateSpecializer::TemplateSpecializer(llvm::LLVMContext &context, const OperatorTemplate &source)
@@ -129,6 +136,8 @@ std::unique_ptr<llvm::Module> TemplateSpecializer::specialize(const TemplateSpec
   runPipeline(*module, pipeline());
   checkFullyUnrolled(*kernel, what);
   markReadOnlyPointers(*kernel);
+  // ConvSpec: K is field 3, R and S fields 6 and 7; C/groups from C (0) and groups (14).
+  annotateWeights(*kernel, WeightsArgument, {spec[3], spec[0] / spec[14], spec[6], spec[7]});
   return module;
 }
 

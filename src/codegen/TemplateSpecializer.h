@@ -26,8 +26,10 @@ public:
   TemplateSpecializer(llvm::LLVMContext &context, const OperatorTemplate &source);
   ~TemplateSpecializer();
 
-  /// A specialised, unrolled and simplified copy of the template, with the
-  /// kernel named \p kernelName. \p what names the layer in errors.
+  /// A specialised, fully unrolled copy of the template, with the kernel
+  /// named \p kernelName and annotated for WeightMapAnalysis (weights are
+  /// argument WeightsArgument). Not yet cleaned up: run cleanupPipeline()
+  /// after zero-weight elimination. \p what names the layer in errors.
   std::unique_ptr<llvm::Module> specialize(const TemplateSpec &spec, const std::string &kernelName,
                                            const std::string &what) const;
 
@@ -41,6 +43,11 @@ public:
   /// The pass pipeline run after the constants are in, in LLVM's textual
   /// syntax (`convgen-full-unroll` is ir_passes/FullUnroll).
   static const char *pipeline();
+  /// The general cleanup run once the code has been specialised and thinned.
+  static const char *cleanupPipeline();
+
+  /// The kernel's arguments: input, weights, bias, output, batch.
+  static constexpr unsigned WeightsArgument = 1;
 
 private:
   const OperatorTemplate &Source;

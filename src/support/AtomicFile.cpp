@@ -27,7 +27,7 @@ private:
   std::string Path;
 };
 
-static void writeAll(int fd, std::span<const char> bytes, const std::string &path) {
+static void writeAll(int fd, std::string_view bytes, const std::string &path) {
   size_t written = 0;
   while (written < bytes.size()) {
     ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
@@ -40,7 +40,7 @@ static void writeAll(int fd, std::span<const char> bytes, const std::string &pat
   }
 }
 
-void writeFileAtomically(const fs::path &path, std::span<const char> bytes) {
+void writeFileAtomically(const fs::path &path, std::string_view bytes) {
   fs::path directory = path.parent_path();
   if (!directory.empty()) {
     std::error_code ec;

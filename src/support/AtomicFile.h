@@ -5,7 +5,6 @@
 #pragma once
 
 #include <filesystem>
-#include <span>
 #include <string>
 #include <string_view>
 
@@ -13,10 +12,6 @@ namespace convgen {
 
 /// Writes \p bytes to \p path atomically; creates missing parent directories.
 /// Throws SystemError (with the path and the failing call) on failure.
-void writeFileAtomically(const std::filesystem::path &path, std::span<const char> bytes);
-
-inline void writeFileAtomically(const std::filesystem::path &path, std::string_view text) {
-  writeFileAtomically(path, std::span<const char>(text.data(), text.size()));
-}
+void writeFileAtomically(const std::filesystem::path &path, std::string_view bytes);
 
 } // namespace convgen

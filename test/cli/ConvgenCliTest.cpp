@@ -222,9 +222,22 @@ TEST_F(ConvgenCli, HelpExitsZero) {
   EXPECT_THAT(result.out, HasSubstr("sm_80"));
 }
 
-// Until the code generator lands (issue #3), generation fails clearly after
-// validating, and writes nothing.
-TEST_F(ConvgenCli, GenerationNotImplementedYetWritesNothing) {
-  Result result = run({"--weights", ExampleNpz, "--layer", "F_0", "-o", out(), "--emit", "ll"});
-  expectBadInput(result, {"layer 'F_0': code generation is not implemented yet"});
+TEST_F(ConvgenCli, GeneratesALayerWithItsManifest) {
+  Result result = run({"--weights", ExampleNpz, "--layer", "F_m1", "-o", out(), "--emit",
+                       "ll,weightmap"});
+  ASSERT_EQ(result.exitCode, 0) << result.err;
+  EXPECT_THAT(result.out, HasSubstr("F_m1"));
+  EXPECT_THAT(result.out, HasSubstr("nnz 173  fma 692 (10.0% of dense)"));
+  for (const char *file : {"F_m1.ptx", "F_m1.weights.bin", "F_m1.json", "F_m1.ll",
+                           "F_m1.specialised.ll", "F_m1.weightmap.txt"})
+    EXPECT_TRUE(fs::exists(Dir / "out" / file)) << file;
+  auto manifest = nlohmann::json::parse(slurp(Dir / "out" / "F_m1.json"));
+  EXPECT_EQ(manifest["kernel"], "convgen_F_m1");
+  EXPECT_EQ(manifest["nonzeros"], 173);
+  EXPECT_EQ(manifest["multiply_adds_in_code"], 692);
+  EXPECT_EQ(manifest["weights"]["count"], 173);
+  EXPECT_EQ(fs::file_size(Dir / "out" / "F_m1.weights.bin"), (173u + 64u) * 4);
+  EXPECT_THAT(slurp(Dir / "out" / "F_m1.ptx"), HasSubstr(".visible .entry convgen_F_m1("));
+  EXPECT_THAT(slurp(Dir / "out" / "F_m1.weightmap.txt"),
+              HasSubstr("WeightMap for 'convgen_F_m1': weights [64, 3, 3, 3], 1728 positions"));
 }

@@ -1,3 +1,4 @@
+#include "codegen/PassPipeline.h"
 #include "codegen/TemplateSpecializer.h"
 #include "support/Error.h"
 
@@ -8,6 +9,7 @@
 #include <llvm/IR/IntrinsicInst.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
+#include <llvm/Support/raw_ostream.h>
 
 using namespace convgen;
 
@@ -47,6 +49,16 @@ TEST(TemplateSpecializer, UnrollsToTheDenseMultiplyAddCount) {
   ASSERT_NE(kernel, nullptr);
   // Every (k, c, r, s) position times BW columns: 8 * 3 * 3 * 3 * 2.
   EXPECT_EQ(countIntrinsic(*kernel, llvm::Intrinsic::fma), 8u * 3 * 3 * 3 * 2);
+  // Straight out of the unroller, before any cleanup, every weight load has
+  // a constant position and feeds only multiply-adds.
+  std::string text;
+  llvm::raw_string_ostream out(text);
+  PipelineContext pipelineContext;
+  pipelineContext.weightMapOut = &out;
+  runPipeline(*module, "function(print<convgen-weight-map>)", pipelineContext);
+  EXPECT_THAT(text, ::testing::StartsWith(
+                        "WeightMap for 'conv_test': weights [8, 3, 3, 3], 216 positions, 432 "
+                        "multiply-adds, 0 non-constant loads, 0 loads with other uses\n"));
 }
 
 TEST(TemplateSpecializer, InputsWeightsAndBiasAreReadOnlyOutputIsNot) {

@@ -1,0 +1,118 @@
+#include "codegen/Ptxas.h"
+
+#include "support/Error.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace convgen {
+
+namespace fs = std::filesystem;
+
+std::optional<std::string> findPtxas() {
+  std::vector<fs::path> candidates;
+  if (const char *cudaHome = std::getenv("CUDA_HOME"))
+    candidates.push_back(fs::path(cudaHome) / "bin" / "ptxas");
+  candidates.push_back("/usr/local/cuda/bin/ptxas");
+  if (const char *path = std::getenv("PATH")) {
+    std::stringstream dirs(path);
+    for (std::string dir; std::getline(dirs, dir, ':');)
+      if (!dir.empty())
+        candidates.push_back(fs::path(dir) / "ptxas");
+  }
+  for (const fs::path &candidate : candidates)
+    if (::access(candidate.c_str(), X_OK) == 0)
+      return candidate.string();
+  return std::nullopt;
+}
+
+/// Runs a command with stdout+stderr captured; returns the exit status.
+static int runCapturing(const std::vector<std::string> &argv, std::string &output) {
+  int pipeFds[2];
+  if (::pipe(pipeFds) != 0)
+    throw SystemError("pipe", argv[0], errno);
+  pid_t pid = ::fork();
+  if (pid < 0)
+    throw SystemError("fork", argv[0], errno);
+  if (pid == 0) {
+    ::dup2(pipeFds[1], 1);
+    ::dup2(pipeFds[1], 2);
+    ::close(pipeFds[0]);
+    ::close(pipeFds[1]);
+    std::vector<char *> args;
+    for (const std::string &arg : argv)
+      args.push_back(const_cast<char *>(arg.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(pipeFds[1]);
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(pipeFds[0], buffer, sizeof(buffer))) > 0;)
+    output.append(buffer, static_cast<size_t>(n));
+  ::close(pipeFds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static int firstNumber(const std::string &text, const std::string &pattern) {
+  std::smatch match;
+  if (std::regex_search(text, match, std::regex(pattern)))
+    return std::stoi(match[1].str());
+  return 0;
+}
+
+PtxasReport runPtxas(const std::string &ptxasPath, const std::string &ptx, const std::string &arch,
+                     const std::string &what) {
+  // ptxas reads files; a private temporary directory keeps parallel runs apart.
+  std::string directoryTemplate = (fs::temp_directory_path() / "convgen-ptxas-XXXXXX").string();
+  if (!::mkdtemp(directoryTemplate.data()))
+    throw SystemError("create temporary directory", directoryTemplate, errno);
+  fs::path directory = directoryTemplate;
+  struct Cleanup {
+    fs::path path;
+    ~Cleanup() {
+      std::error_code ignored;
+      fs::remove_all(path, ignored);
+    }
+  } cleanup{directory};
+  fs::path ptxFile = directory / "kernel.ptx";
+  std::ofstream(ptxFile, std::ios::binary) << ptx;
+
+  PtxasReport report;
+  std::string versionOutput;
+  runCapturing({ptxasPath, "--version"}, versionOutput);
+  std::smatch versionMatch;
+  if (std::regex_search(versionOutput, versionMatch, std::regex("release ([0-9.]+)")))
+    report.version = versionMatch[1].str();
+
+  auto start = std::chrono::steady_clock::now();
+  std::string output;
+  int status = runCapturing({ptxasPath, "-arch=" + arch, "-v", "-o",
+                             (directory / "kernel.cubin").string(), ptxFile.string()},
+                            output);
+  report.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (status != 0) {
+    std::string firstLine = output.substr(0, output.find('\n'));
+    throw CheckFailure(what + ": ptxas rejected the PTX (exit " + std::to_string(status) +
+                       "): " + firstLine);
+  }
+  report.registers = firstNumber(output, "Used ([0-9]+) registers");
+  report.spillStoreBytes = firstNumber(output, "([0-9]+) bytes spill stores");
+  report.spillLoadBytes = firstNumber(output, "([0-9]+) bytes spill loads");
+  report.stackFrameBytes = firstNumber(output, "([0-9]+) bytes stack frame");
+  report.sharedBytes = firstNumber(output, "([0-9]+) bytes smem");
+  report.constantBytes = firstNumber(output, "([0-9]+) bytes cmem\\[3\\]");
+  return report;
+}
+
+} // namespace convgen

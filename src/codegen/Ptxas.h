@@ -1,0 +1,30 @@
+// ptxas from the CUDA toolkit: validates generated PTX and reports the
+// resources the kernel uses (registers, spills, shared and constant memory).
+// Found at $CUDA_HOME/bin/ptxas, /usr/local/cuda/bin/ptxas or on PATH.
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace convgen {
+
+struct PtxasReport {
+  std::string version;
+  int registers = 0;
+  int spillStoreBytes = 0;
+  int spillLoadBytes = 0;
+  int stackFrameBytes = 0;
+  int sharedBytes = 0;
+  int constantBytes = 0; ///< user constants (cmem[3]): the packed weights in constant mode
+  double seconds = 0;
+};
+
+/// The ptxas to use, or nullopt if there is none.
+std::optional<std::string> findPtxas();
+
+/// Assembles \p ptx for \p arch with `ptxas -v` and parses its report.
+/// Throws CheckFailure with ptxas's messages if it rejects the PTX.
+PtxasReport runPtxas(const std::string &ptxasPath, const std::string &ptx, const std::string &arch,
+                     const std::string &what);
+
+} // namespace convgen

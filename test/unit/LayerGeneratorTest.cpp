@@ -1,0 +1,257 @@
+// The code generator end to end on small layers: the multiply-adds in the
+// code are exactly what the mask implies, the weight map is complete for every
+// geometry, one template serves many layers, and a values-only change needs
+// only new packed weights.
+#include "codegen/LayerGenerator.h"
+#include "codegen/OperatorTemplate.h"
+#include "codegen/PassPipeline.h"
+#include "codegen/TemplateSpecializer.h"
+#include "support/TestFiles.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/Module.h>
+#include <nlohmann/json.hpp>
+#include <random>
+
+using namespace convgen;
+using namespace convgen::test;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+namespace {
+
+ConvLayer makeLayer(const std::string &name, ConvGeometry g, double sparsity, unsigned seed) {
+  ConvLayer layer;
+  layer.name = name;
+  layer.geometry = g;
+  layer.geometry.hasBias = true;
+  layer.weights.resize(size_t(g.outChannels * g.inChannelsPerGroup() * g.kernel.h * g.kernel.w));
+  std::mt19937 random(seed);
+  std::uniform_real_distribution<float> value(-1.0f, 1.0f), coin(0.0f, 1.0f);
+  for (float &w : layer.weights)
+    w = coin(random) < sparsity ? 0.0f : value(random);
+  layer.bias.assign(size_t(g.outChannels), 0.25f);
+  return layer;
+}
+
+ConvGeometry geometry(int64_t c, int64_t k, int64_t h, int64_t w, HW kernel, HW stride = {1, 1},
+                      HW padding = {1, 1}, HW dilation = {1, 1}, int64_t groups = 1) {
+  ConvGeometry g;
+  g.batch = 2;
+  g.inChannels = c;
+  g.outChannels = k;
+  g.inSize = {h, w};
+  g.kernel = kernel;
+  g.stride = stride;
+  g.padding = padding;
+  g.dilation = dilation;
+  g.groups = groups;
+  g.activation = Activation::Relu6;
+  return g;
+}
+
+int64_t nonzeros(const ConvLayer &layer) {
+  return std::count_if(layer.weights.begin(), layer.weights.end(), [](float w) { return w != 0; });
+}
+
+class LayerGeneratorTest : public ::testing::Test {
+protected:
+  GenerateOptions options(bool bake = false) {
+    GenerateOptions o;
+    o.outputDir = Dir.path();
+    o.arch = parseArch("sm_80");
+    o.bakeValues = bake;
+    o.runPtxas = false; // the ptxas tests below turn it on
+    return o;
+  }
+  std::string read(const std::string &name) {
+    Bytes bytes = readFile(Dir / name);
+    return std::string(bytes.begin(), bytes.end());
+  }
+  TempDir Dir;
+};
+
+} // namespace
+
+TEST_F(LayerGeneratorTest, MultiplyAddsAreNonzerosTimesColumnsPerThread) {
+  KernelGenerator generator(options());
+  ConvGeometry g = geometry(6, 8, 9, 12, {3, 3});
+  for (double sparsity : {0.0, 0.5, 0.9, 0.99}) {
+    SCOPED_TRACE(sparsity);
+    ConvLayer layer = makeLayer("conv", g, sparsity, 7);
+    GeneratedLayer generated = generator.generate(layer);
+    EXPECT_EQ(generated.tiling.outputsPerThread, 4);
+    EXPECT_EQ(generated.multiplyAdds, nonzeros(layer) * 4);
+    EXPECT_EQ(generated.denseMultiplyAdds, 8 * 6 * 3 * 3 * 4);
+    auto manifest = nlohmann::json::parse(read("conv.json"));
+    EXPECT_EQ(manifest["multiply_adds_in_code"], nonzeros(layer) * 4);
+    EXPECT_EQ(manifest["nonzeros"], nonzeros(layer));
+  }
+}
+
+TEST_F(LayerGeneratorTest, DenseLayerKeepsTheDenseCount) {
+  KernelGenerator generator(options());
+  ConvLayer layer = makeLayer("dense", geometry(4, 4, 8, 8, {3, 3}), 0.0, 1);
+  ASSERT_EQ(nonzeros(layer), 4 * 4 * 9);
+  GeneratedLayer generated = generator.generate(layer);
+  EXPECT_EQ(generated.multiplyAdds, generated.denseMultiplyAdds);
+}
+
+TEST_F(LayerGeneratorTest, ZeroFilterAndAllZeroLayerLeaveOnlyTheEpilogue) {
+  GenerateOptions o = options();
+  o.emit = {"ll"};
+  KernelGenerator generator(o);
+  ConvLayer layer = makeLayer("onezero", geometry(3, 4, 6, 6, {3, 3}), 0.0, 3);
+  std::fill(layer.weights.begin() + 27, layer.weights.begin() + 54, 0.0f); // filter 1
+  EXPECT_EQ(generator.generate(layer).multiplyAdds, (4 - 1) * 27 * 4);
+
+  ConvLayer zero = makeLayer("allzero", geometry(3, 4, 6, 6, {3, 3}), 1.0, 3);
+  GeneratedLayer generated = generator.generate(zero);
+  EXPECT_EQ(generated.multiplyAdds, 0);
+  std::string ir = read("allzero.ll");
+  EXPECT_THAT(ir, Not(HasSubstr("call float @llvm.fma")));
+  EXPECT_THAT(ir, Not(HasSubstr("ptr %0,")));        // no input address is formed
+  EXPECT_THAT(ir, Not(HasSubstr("load float, ptr %0"))); // nor any input read
+  EXPECT_THAT(ir, HasSubstr("store float")); // the epilogue: relu6(bias)
+  EXPECT_EQ(readFile(Dir / "allzero.weights.bin").size(), 4u * 4); // bias only
+}
+
+TEST_F(LayerGeneratorTest, WeightMapIsCompleteForEveryGeometry) {
+  llvm::LLVMContext context;
+  TemplateSpecializer specializer(context, directConvTemplate());
+  struct Case {
+    const char *name;
+    ConvGeometry g;
+  } cases[] = {
+      {"1x1", geometry(5, 3, 7, 5, {1, 1}, {1, 1}, {0, 0})},
+      {"5x5 stride 2", geometry(3, 4, 11, 9, {5, 5}, {2, 2}, {2, 2})},
+      {"3x3 dilation 2", geometry(2, 2, 9, 9, {3, 3}, {1, 1}, {2, 2}, {2, 2})},
+      {"1x7", geometry(2, 4, 5, 13, {1, 7}, {1, 1}, {0, 3})},
+      {"7x1 stride 3", geometry(2, 2, 13, 5, {7, 1}, {3, 1}, {3, 0})},
+      {"groups 2", geometry(4, 6, 6, 6, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 2)},
+      {"depthwise", geometry(5, 5, 7, 7, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 5)},
+      {"odd sizes", geometry(3, 7, 5, 3, {3, 3})},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.name);
+    Tiling tiling = chooseTiling(c.g);
+    auto module = specializer.specialize(makeTemplateSpec(c.g, tiling), "k", c.name);
+    WeightMapSummary summary = summarizeWeightMap(*module->getFunction("k"));
+    int64_t positions = c.g.outChannels * c.g.inChannelsPerGroup() * c.g.kernel.h * c.g.kernel.w;
+    EXPECT_EQ(summary.positions, positions);
+    EXPECT_EQ(summary.multiplyAdds, positions * tiling.outputsPerThread);
+    EXPECT_EQ(summary.nonConstantLoads, 0);
+    EXPECT_EQ(summary.loadsWithOtherUses, 0);
+  }
+}
+
+TEST_F(LayerGeneratorTest, OneTemplateServesShapesAndMasks) {
+  unsigned parsesBefore = TemplateSpecializer::parseCount();
+  KernelGenerator generator(options());
+  ConvLayer a = makeLayer("a", geometry(4, 4, 8, 8, {3, 3}), 0.8, 1);
+  ConvLayer b = makeLayer("b", geometry(4, 4, 8, 8, {3, 3}), 0.8, 2); // other mask
+  ConvLayer c = makeLayer("c", geometry(3, 8, 5, 6, {1, 1}, {1, 1}, {0, 0}), 0.5, 3);
+  ConvLayer d = makeLayer("d", geometry(3, 8, 5, 6, {1, 1}, {1, 1}, {0, 0}), 0.5, 4);
+  for (const ConvLayer *layer : {&a, &b, &c, &d})
+    generator.generate(*layer);
+  EXPECT_EQ(TemplateSpecializer::parseCount(), parsesBefore + 1);
+  auto ptxWithoutNames = [this](const std::string &name) {
+    std::string ptx = read(name + ".ptx");
+    for (size_t at; (at = ptx.find("convgen_" + name)) != std::string::npos;)
+      ptx.replace(at, 8 + name.size(), "KERNEL");
+    return ptx;
+  };
+  EXPECT_NE(ptxWithoutNames("a"), ptxWithoutNames("b")); // the code follows the mask
+  EXPECT_NE(ptxWithoutNames("c"), ptxWithoutNames("d"));
+}
+
+TEST_F(LayerGeneratorTest, ValuesOnlyChangeNeedsOnlyNewPackedWeights) {
+  KernelGenerator generator(options());
+  ConvLayer before = makeLayer("round", geometry(4, 4, 8, 8, {3, 3}), 0.7, 5);
+  generator.generate(before);
+  std::string ptx = read("round.ptx");
+  Bytes weights = readFile(Dir / "round.weights.bin");
+  auto manifest = nlohmann::json::parse(read("round.json"));
+
+  ConvLayer after = before; // same mask, fine-tuned values
+  for (float &w : after.weights)
+    w = w != 0.0f ? w * 1.5f + 0.125f : 0.0f;
+  generator.generate(after);
+  EXPECT_EQ(read("round.ptx"), ptx);
+  EXPECT_NE(readFile(Dir / "round.weights.bin"), weights);
+  auto updated = nlohmann::json::parse(read("round.json"));
+  EXPECT_EQ(updated["mask_hash"], manifest["mask_hash"]);
+  EXPECT_NE(updated["values_hash"], manifest["values_hash"]);
+}
+
+TEST_F(LayerGeneratorTest, PackedWeightsAreTheNonzerosInCodeOrderThenTheBias) {
+  KernelGenerator generator(options());
+  ConvLayer layer = makeLayer("packed", geometry(2, 4, 6, 6, {3, 3}), 0.6, 9);
+  generator.generate(layer);
+  Bytes bytes = readFile(Dir / "packed.weights.bin");
+  ASSERT_EQ(bytes.size(), size_t(nonzeros(layer) + 4) * 4);
+  std::vector<float> packed(bytes.size() / 4);
+  std::memcpy(packed.data(), bytes.data(), bytes.size());
+  std::vector<float> expected, got(packed.begin(), packed.end() - 4);
+  for (float w : layer.weights)
+    if (w != 0.0f)
+      expected.push_back(w);
+  // Code order may differ from OIHW order, but the multiset is the nonzeros.
+  std::sort(expected.begin(), expected.end());
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, expected);
+  EXPECT_EQ(std::vector<float>(packed.end() - 4, packed.end()), layer.bias);
+  auto manifest = nlohmann::json::parse(read("packed.json"));
+  EXPECT_EQ(manifest["weights"]["path"], "constant");
+  EXPECT_EQ(manifest["weights"]["symbol"], "convgen_weights");
+  EXPECT_THAT(read("packed.ptx"), HasSubstr(".const .align 4 .b8 convgen_weights["));
+  EXPECT_THAT(read("packed.ptx"), HasSubstr("ld.const.f32"));
+}
+
+TEST_F(LayerGeneratorTest, BakedValuesAreImmediates) {
+  KernelGenerator generator(options(/*bake=*/true));
+  ConvLayer layer = makeLayer("baked", geometry(2, 4, 6, 6, {3, 3}), 0.6, 9);
+  GeneratedLayer generated = generator.generate(layer);
+  EXPECT_EQ(generated.weightPath, "baked");
+  std::string ptx = read("baked.ptx");
+  EXPECT_THAT(ptx, Not(HasSubstr("convgen_weights")));
+  EXPECT_THAT(ptx, Not(HasSubstr("ld.const")));
+  EXPECT_THAT(ptx, HasSubstr("fma.rn.f32"));
+  EXPECT_THAT(ptx, HasSubstr("0f")); // hex float immediates
+  EXPECT_EQ(readFile(Dir / "baked.weights.bin").size(), 4u * 4); // bias only
+  EXPECT_EQ(generated.multiplyAdds, nonzeros(layer) * generated.tiling.outputsPerThread);
+}
+
+TEST_F(LayerGeneratorTest, WeightsOverTheBankLimitUseTheGlobalReadOnlyPath) {
+  GenerateOptions o = options();
+  o.constantBankLimitBytes = 64; // 16 floats, so this layer's weights do not fit
+  KernelGenerator generator(o);
+  ConvLayer layer = makeLayer("wide", geometry(4, 4, 4, 4, {3, 3}), 0.5, 1);
+  ASSERT_GT(nonzeros(layer) * 4, 64);
+  GeneratedLayer generated = generator.generate(layer);
+  EXPECT_EQ(generated.weightPath, "global");
+  std::string ptx = read("wide.ptx");
+  EXPECT_THAT(ptx, HasSubstr("ld.global.nc.f32"));
+  EXPECT_THAT(ptx, Not(HasSubstr("convgen_weights")));
+}
+
+TEST_F(LayerGeneratorTest, PtxasAcceptsEveryPathAndArch) {
+  if (!findPtxas())
+    GTEST_SKIP() << "ptxas not found (CUDA toolkit not at /usr/local/cuda or $CUDA_HOME)";
+  for (const char *arch : {"sm_80", "sm_90"})
+    for (bool bake : {false, true}) {
+      SCOPED_TRACE(std::string(arch) + (bake ? " baked" : " packed"));
+      GenerateOptions o = options(bake);
+      o.arch = parseArch(arch);
+      o.runPtxas = true;
+      KernelGenerator generator(o);
+      GeneratedLayer generated =
+          generator.generate(makeLayer("dw", geometry(6, 6, 9, 9, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 6), 0.5, 2));
+      ASSERT_TRUE(generated.ptxas);
+      EXPECT_GT(generated.ptxas->registers, 0);
+      EXPECT_EQ(nlohmann::json::parse(read("dw.json"))["ptxas"]["registers"],
+                generated.ptxas->registers);
+    }
+}
