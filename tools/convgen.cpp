@@ -30,6 +30,7 @@ struct Options {
   std::string arch = DefaultArch;
   std::vector<std::string> emit;
   bool bakeValues = false;
+  int64_t maxMultiplyAdds = 65536;
   bool verbose = false;
 };
 
@@ -65,6 +66,11 @@ void configure(CLI::App &app, Options &options) {
   app.add_flag("--bake-values", options.bakeValues,
                "Put the weight values in the code as FMA immediates instead of a packed "
                "read-only array (a values-only change then needs new code)");
+  app.add_option("--max-multiply-adds", options.maxMultiplyAdds,
+                 "Code-size budget per kernel: a layer whose sparse kernel would hold more "
+                 "multiply-adds (nnz x outputs per thread) gets a dense kernel instead")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_flag("-v,--verbose", options.verbose, "Say what is read, validated and written");
 }
 
@@ -96,6 +102,8 @@ std::string describeGenerated(const GeneratedLayer &layer) {
                 formatPercent(layer.multiplyAdds, layer.denseMultiplyAdds).c_str(),
                 double(layer.ptxBytes) / 1024.0, layer.weightPath.c_str());
   std::string text = line;
+  if (layer.mode == "dense")
+    text += "  DENSE (over the code-size budget)";
   if (layer.ptxas)
     text += "  regs " + std::to_string(layer.ptxas->registers) + " spill " +
             std::to_string(layer.ptxas->spillStoreBytes + layer.ptxas->spillLoadBytes) + " B";
@@ -109,6 +117,7 @@ int generate(const ModelFile &model, const Options &options, const Log &log) {
   generateOptions.outputDir = options.outputDir;
   generateOptions.emit = {options.emit.begin(), options.emit.end()};
   generateOptions.bakeValues = options.bakeValues;
+  generateOptions.maxMultiplyAdds = options.maxMultiplyAdds;
 
   std::vector<const LayerSpec *> specs;
   if (options.all)

@@ -117,46 +117,68 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
                                   [](float w) { return w != 0.0f; });
   PhaseClock clock(result.phaseSeconds);
 
-  // 1. Specialise and unroll: every weight load at a constant position.
-  std::unique_ptr<llvm::Module> module = Specializer->specialize(
-      makeTemplateSpec(geometry, result.tiling), result.kernelSymbol, what);
-  result.denseMultiplyAdds = countMultiplyAdds(*module);
-  // Elimination is sound only if every weight is read at a constant position
-  // and feeds nothing but multiply-adds.
-  WeightMapSummary weightMap = summarizeWeightMap(*module->getFunction(result.kernelSymbol));
-  if (weightMap.nonConstantLoads || weightMap.loadsWithOtherUses ||
-      weightMap.positions != int64_t(layer.weights.size()))
-    throw CheckFailure(what + ": weight map incomplete: " + std::to_string(weightMap.positions) +
-                       " of " + std::to_string(layer.weights.size()) + " positions, " +
-                       std::to_string(weightMap.nonConstantLoads) + " non-constant loads, " +
-                       std::to_string(weightMap.loadsWithOtherUses) + " loads with other uses");
-  std::string specialisedIr = Options.emit.count("ll") ? printModule(*module) : "";
-  clock.mark("specialise");
-  std::string weightMapText;
-  llvm::raw_string_ostream weightMapStream(weightMapText);
+  // Past the code-size budget the sparse kernel is not worth emitting: use
+  // the dense fallback from the same template.
+  int64_t predictedMultiplyAdds = result.nonzeros * result.tiling.outputsPerThread;
+  result.mode = predictedMultiplyAdds > Options.maxMultiplyAdds ? "dense" : "sparse";
+  TemplateSpec spec = makeTemplateSpec(geometry, result.tiling);
+  std::unique_ptr<llvm::Module> module;
+  std::vector<float> arrayValues; // what NAME.weights.bin holds before the bias
+  std::string specialisedIr, weightMapText;
+  if (result.mode == "dense") {
+    module = Specializer->specializeDense(spec, result.kernelSymbol, what);
+    clock.mark("specialise");
+    result.weightPath = "global";
+    arrayValues = layer.weights; // the whole OIHW tensor, read by index
+    result.denseMultiplyAdds = countMultiplyAdds(*module);
+    if (Options.emit.count("ll"))
+      specialisedIr = printModule(*module);
+    weightMapText = "dense fallback (" + std::to_string(predictedMultiplyAdds) +
+                    " multiply-adds would exceed the budget of " +
+                    std::to_string(Options.maxMultiplyAdds) + "): no weight map\n";
+  } else {
+    // 1. Specialise and unroll: every weight load at a constant position.
+    module = Specializer->specialize(spec, result.kernelSymbol, what);
+    result.denseMultiplyAdds = countMultiplyAdds(*module);
+    // Elimination is sound only if every weight is read at a constant
+    // position and feeds nothing but multiply-adds.
+    WeightMapSummary weightMap = summarizeWeightMap(*module->getFunction(result.kernelSymbol));
+    if (weightMap.nonConstantLoads || weightMap.loadsWithOtherUses ||
+        weightMap.positions != int64_t(layer.weights.size()))
+      throw CheckFailure(what + ": weight map incomplete: " + std::to_string(weightMap.positions) +
+                         " of " + std::to_string(layer.weights.size()) + " positions, " +
+                         std::to_string(weightMap.nonConstantLoads) + " non-constant loads, " +
+                         std::to_string(weightMap.loadsWithOtherUses) +
+                         " loads with other uses");
+    if (Options.emit.count("ll"))
+      specialisedIr = printModule(*module);
+    clock.mark("specialise");
 
-  // 2. Delete the zero weights' work, 3. pack the survivors, 4. clean up.
-  result.weightPath = Options.bakeValues ? "baked"
-                      : size_t(result.nonzeros) * 4 <= Options.constantBankLimitBytes ? "constant"
-                                                                                       : "global";
-  PipelineContext context;
-  context.weights = std::make_shared<const std::vector<float>>(layer.weights);
-  context.packedWeights = std::make_shared<std::vector<float>>();
-  context.weightMapOut = &weightMapStream;
-  std::string passes = "function(" +
-                       std::string(Options.emit.count("weightmap") ? "print<convgen-weight-map>," : "") +
-                       "convgen-zero-weight-elimination,convgen-pack-weights<" + result.weightPath +
-                       ">)";
-  runPipeline(*module, passes, context);
-  clock.mark("eliminate");
-  runPipeline(*module, TemplateSpecializer::cleanupPipeline());
-  clock.mark("cleanup");
+    // 2. Delete the zero weights' work, 3. pack the survivors, 4. clean up.
+    result.weightPath = Options.bakeValues ? "baked"
+                        : size_t(result.nonzeros) * 4 <= Options.constantBankLimitBytes ? "constant"
+                                                                                         : "global";
+    llvm::raw_string_ostream weightMapStream(weightMapText);
+    PipelineContext context;
+    context.weights = std::make_shared<const std::vector<float>>(layer.weights);
+    context.packedWeights = std::make_shared<std::vector<float>>();
+    context.weightMapOut = &weightMapStream;
+    std::string passes =
+        "function(" +
+        std::string(Options.emit.count("weightmap") ? "print<convgen-weight-map>," : "") +
+        "convgen-zero-weight-elimination,convgen-pack-weights<" + result.weightPath + ">)";
+    runPipeline(*module, passes, context);
+    clock.mark("eliminate");
+    runPipeline(*module, TemplateSpecializer::cleanupPipeline());
+    clock.mark("cleanup");
+    arrayValues = std::move(*context.packedWeights);
+    if (!Options.bakeValues && int64_t(arrayValues.size()) != result.nonzeros)
+      throw CheckFailure(what + ": packed " + std::to_string(arrayValues.size()) +
+                         " weights, but the layer has " + std::to_string(result.nonzeros) +
+                         " nonzeros");
+  }
   result.multiplyAdds = countMultiplyAdds(*module);
-  const std::vector<float> &packed = *context.packedWeights;
-  if (!Options.bakeValues && int64_t(packed.size()) != result.nonzeros)
-    throw CheckFailure(what + ": packed " + std::to_string(packed.size()) +
-                       " weights, but the layer has " + std::to_string(result.nonzeros) +
-                       " nonzeros");
+  const std::vector<float> &packed = arrayValues;
 
   // 5. PTX, checked by ptxas where the CUDA toolkit is installed.
   std::string finalIr = Options.emit.count("ll") ? printModule(*module) : "";
@@ -179,6 +201,8 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
       {"ptx", layer.name + ".ptx"},
       {"template", Specializer->source().id},
       {"arch", Options.arch.name},
+      {"mode", result.mode},
+      {"code_budget_multiply_adds", Options.maxMultiplyAdds},
       {"geometry", geometryJson(geometry)},
       {"tiling",
        {{"channels_per_thread", result.tiling.channelsPerThread},

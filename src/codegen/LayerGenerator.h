@@ -38,6 +38,11 @@ struct GenerateOptions {
   /// Packed weights up to this size go to the constant bank, larger ones
   /// are read with ld.global.nc. The bank holds 64 KiB per module.
   size_t constantBankLimitBytes = 64 * 1024;
+  /// Code-size budget: a layer whose sparse kernel would hold more
+  /// multiply-adds (nnz x BW) than this gets the dense fallback instead.
+  /// 65536 is about 8 MB of PTX and 40 s of generation on 2 cores (see
+  /// docs/codegen.md); benchmarks on a GPU are to settle where speed says.
+  int64_t maxMultiplyAdds = 65536;
 };
 
 /// What generating one layer produced.
@@ -45,6 +50,7 @@ struct GeneratedLayer {
   std::string name;
   std::string kernelSymbol;
   Tiling tiling;
+  std::string mode;          ///< "sparse", or "dense" past the code-size budget
   std::string weightPath;    ///< "constant", "global" or "baked"
   int64_t nonzeros = 0;
   int64_t multiplyAdds = 0;  ///< fma instructions in the generated code

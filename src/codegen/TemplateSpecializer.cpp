@@ -40,6 +40,13 @@ const char *TemplateSpecializer::pipeline() {
          "loop-simplify,lcssa,convgen-full-unroll)";
 }
 
+const char *TemplateSpecializer::densePipeline() {
+  return "always-inline,"
+         "function(sroa<preserve-cfg>,simplifycfg,early-cse,instcombine<no-verify-fixpoint>,sccp,"
+         "simplifycfg,loop-simplify,lcssa,loop(loop-rotate,indvars,loop-unroll-full),"
+         "sroa<preserve-cfg>,instcombine<no-verify-fixpoint>,early-cse,simplifycfg,adce)";
+}
+
 const char *TemplateSpecializer::cleanupPipeline() {
   return "function(instcombine<no-verify-fixpoint>,early-cse,simplifycfg,adce)";
 }
@@ -123,16 +130,35 @@ static void checkFullyUnrolled(llvm::Function &kernel, const std::string &what) 
                        " loop(s) of the operator template were not fully unrolled");
 }
 
+/// Clone, constants in, target attributes out, kernel renamed.
+static std::unique_ptr<llvm::Module> cloneWithSpec(const llvm::Module &templateModule,
+                                                   const OperatorTemplate &source,
+                                                   const TemplateSpec &spec,
+                                                   const std::string &kernelName,
+                                                   const std::string &what) {
+  std::unique_ptr<llvm::Module> module = llvm::CloneModule(templateModule);
+  substituteSpec(*module, source.specGlobal, spec, what);
+  dropTargetAttributes(*module);
+  llvm::Function *kernel = module->getFunction(source.kernelName);
+  if (!kernel)
+    throw CheckFailure(what + ": operator template has no kernel '" + source.kernelName + "'");
+  kernel->setName(kernelName);
+  return module;
+}
+
+std::unique_ptr<llvm::Module> TemplateSpecializer::specializeDense(
+    const TemplateSpec &spec, const std::string &kernelName, const std::string &what) const {
+  std::unique_ptr<llvm::Module> module = cloneWithSpec(*Template, Source, spec, kernelName, what);
+  runPipeline(*module, densePipeline());
+  markReadOnlyPointers(*module->getFunction(kernelName));
+  return module;
+}
+
 std::unique_ptr<llvm::Module> TemplateSpecializer::specialize(const TemplateSpec &spec,
                                                               const std::string &kernelName,
                                                               const std::string &what) const {
-  std::unique_ptr<llvm::Module> module = llvm::CloneModule(*Template);
-  substituteSpec(*module, Source.specGlobal, spec, what);
-  dropTargetAttributes(*module);
-  llvm::Function *kernel = module->getFunction(Source.kernelName);
-  if (!kernel)
-    throw CheckFailure(what + ": operator template has no kernel '" + Source.kernelName + "'");
-  kernel->setName(kernelName);
+  std::unique_ptr<llvm::Module> module = cloneWithSpec(*Template, Source, spec, kernelName, what);
+  llvm::Function *kernel = module->getFunction(kernelName);
   runPipeline(*module, pipeline());
   checkFullyUnrolled(*kernel, what);
   markReadOnlyPointers(*kernel);

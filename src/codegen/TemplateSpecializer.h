@@ -33,6 +33,14 @@ public:
   std::unique_ptr<llvm::Module> specialize(const TemplateSpec &spec, const std::string &kernelName,
                                            const std::string &what) const;
 
+  /// The dense fallback: the same template with the layer's constants in,
+  /// but the reduction kept as loops (weights read from the full OIHW array
+  /// by index), for layers whose sparse code would exceed the code-size
+  /// budget. Cleaned up and ready for PTX.
+  std::unique_ptr<llvm::Module> specializeDense(const TemplateSpec &spec,
+                                                const std::string &kernelName,
+                                                const std::string &what) const;
+
   const OperatorTemplate &source() const { return Source; }
   /// The parsed template, shared by every specialisation.
   const llvm::Module &templateModule() const { return *Template; }
@@ -45,6 +53,9 @@ public:
   static const char *pipeline();
   /// The general cleanup run once the code has been specialised and thinned.
   static const char *cleanupPipeline();
+  /// The dense fallback's pipeline: constants folded, the small tile loops
+  /// unrolled (the accumulators must become registers), the reduction kept.
+  static const char *densePipeline();
 
   /// The kernel's arguments: input, weights, bias, output, batch.
   static constexpr unsigned WeightsArgument = 1;

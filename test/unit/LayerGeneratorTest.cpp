@@ -255,3 +255,40 @@ TEST_F(LayerGeneratorTest, PtxasAcceptsEveryPathAndArch) {
                 generated.ptxas->registers);
     }
 }
+
+TEST_F(LayerGeneratorTest, PastTheCodeBudgetTheLayerFallsBackToDense) {
+  GenerateOptions o = options();
+  o.maxMultiplyAdds = 100;
+  KernelGenerator generator(o);
+  ConvLayer layer = makeLayer("big", geometry(4, 4, 8, 8, {3, 3}), 0.5, 4);
+  ASSERT_GT(nonzeros(layer) * 4, 100);
+  GeneratedLayer generated = generator.generate(layer);
+  EXPECT_EQ(generated.mode, "dense");
+  EXPECT_EQ(generated.weightPath, "global");
+  auto manifest = nlohmann::json::parse(read("big.json"));
+  EXPECT_EQ(manifest["mode"], "dense");
+  EXPECT_EQ(manifest["code_budget_multiply_adds"], 100);
+  EXPECT_EQ(manifest["weights"]["count"], layer.weights.size());
+  // The whole OIHW tensor, then the bias.
+  EXPECT_EQ(readFile(Dir / "big.weights.bin").size(), (layer.weights.size() + 4) * 4);
+  // Dense code computes every position, zeros included (LLVM may still unroll
+  // a reduction this small).
+  EXPECT_EQ(generated.multiplyAdds, 4 * 4 * 9 * 4);
+
+  GeneratedLayer small = generator.generate(makeLayer("small", geometry(1, 4, 4, 4, {1, 1}, {1, 1}, {0, 0}), 0.0, 1));
+  EXPECT_EQ(small.mode, "sparse"); // 4 x 4 = 16 multiply-adds fit
+}
+
+// The yardstick: a 512->512 3x3 layer at 50 % must still produce a
+// working kernel (1.2 M nonzeros would be ~4.7 M multiply-adds of sparse code).
+TEST_F(LayerGeneratorTest, Large512x512LayerAtHalfSparsityProducesAKernel) {
+  GenerateOptions o = options();
+  o.runPtxas = true;
+  KernelGenerator generator(o);
+  ConvLayer layer = makeLayer("wide", geometry(512, 512, 14, 14, {3, 3}), 0.5, 8);
+  GeneratedLayer generated = generator.generate(layer);
+  EXPECT_EQ(generated.mode, "dense");
+  EXPECT_LT(generated.ptxBytes, 1u << 20);
+  if (findPtxas())
+    EXPECT_TRUE(generated.ptxas.has_value()); // ptxas accepted it (a rejection throws)
+}
