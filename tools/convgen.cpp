@@ -103,7 +103,7 @@ std::string describeGenerated(const GeneratedLayer &layer) {
                 double(layer.ptxBytes) / 1024.0, layer.weightPath.c_str());
   std::string text = line;
   if (layer.mode == "dense")
-    text += "  DENSE (over the code-size budget)";
+    text += "  DENSE (" + layer.denseReason + ")";
   if (layer.ptxas)
     text += "  regs " + std::to_string(layer.ptxas->registers) + " spill " +
             std::to_string(layer.ptxas->spillStoreBytes + layer.ptxas->spillLoadBytes) + " B";

@@ -120,7 +120,17 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
   // Past the code-size budget the sparse kernel is not worth emitting: use
   // the dense fallback from the same template.
   int64_t predictedMultiplyAdds = result.nonzeros * result.tiling.outputsPerThread;
-  result.mode = predictedMultiplyAdds > Options.maxMultiplyAdds ? "dense" : "sparse";
+  int64_t templateMultiplyAdds =
+      int64_t(layer.weights.size()) * result.tiling.outputsPerThread;
+  if (predictedMultiplyAdds > Options.maxMultiplyAdds)
+    result.denseReason = std::to_string(predictedMultiplyAdds) +
+                         " multiply-adds of sparse code exceed the budget of " +
+                         std::to_string(Options.maxMultiplyAdds);
+  else if (templateMultiplyAdds > Options.maxTemplateMultiplyAdds)
+    result.denseReason = "the unrolled template's " + std::to_string(templateMultiplyAdds) +
+                         " multiply-adds exceed the specialisation limit of " +
+                         std::to_string(Options.maxTemplateMultiplyAdds);
+  result.mode = result.denseReason.empty() ? "sparse" : "dense";
   TemplateSpec spec = makeTemplateSpec(geometry, result.tiling);
   std::unique_ptr<llvm::Module> module;
   std::vector<float> arrayValues; // what NAME.weights.bin holds before the bias
@@ -133,9 +143,7 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
     result.denseMultiplyAdds = countMultiplyAdds(*module);
     if (Options.emit.count("ll"))
       specialisedIr = printModule(*module);
-    weightMapText = "dense fallback (" + std::to_string(predictedMultiplyAdds) +
-                    " multiply-adds would exceed the budget of " +
-                    std::to_string(Options.maxMultiplyAdds) + "): no weight map\n";
+    weightMapText = "dense fallback (" + result.denseReason + "): no weight map\n";
   } else {
     // 1. Specialise and unroll: every weight load at a constant position.
     module = Specializer->specialize(spec, result.kernelSymbol, what);
@@ -202,6 +210,7 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
       {"template", Specializer->source().id},
       {"arch", Options.arch.name},
       {"mode", result.mode},
+      {"dense_reason", result.denseReason},
       {"code_budget_multiply_adds", Options.maxMultiplyAdds},
       {"geometry", geometryJson(geometry)},
       {"tiling",

@@ -43,6 +43,10 @@ struct GenerateOptions {
   /// 65536 is about 8 MB of PTX and 40 s of generation on 2 cores (see
   /// docs/codegen.md); benchmarks on a GPU are to settle where speed says.
   int64_t maxMultiplyAdds = 65536;
+  /// Specialisation unrolls the dense template (every position x BW) before
+  /// elimination thins it; past this size that costs too much time and
+  /// memory (262144 took 5.6 s and 315 MB here), so the layer goes dense too.
+  int64_t maxTemplateMultiplyAdds = int64_t{1} << 20;
 };
 
 /// What generating one layer produced.
@@ -51,6 +55,7 @@ struct GeneratedLayer {
   std::string kernelSymbol;
   Tiling tiling;
   std::string mode;          ///< "sparse", or "dense" past the code-size budget
+  std::string denseReason;   ///< why the layer went dense, empty when sparse
   std::string weightPath;    ///< "constant", "global" or "baked"
   int64_t nonzeros = 0;
   int64_t multiplyAdds = 0;  ///< fma instructions in the generated code

@@ -275,8 +275,22 @@ TEST_F(LayerGeneratorTest, PastTheCodeBudgetTheLayerFallsBackToDense) {
   // a reduction this small).
   EXPECT_EQ(generated.multiplyAdds, 4 * 4 * 9 * 4);
 
+  EXPECT_THAT(manifest["dense_reason"].get<std::string>(), HasSubstr("exceed the budget of 100"));
+
   GeneratedLayer small = generator.generate(makeLayer("small", geometry(1, 4, 4, 4, {1, 1}, {1, 1}, {0, 0}), 0.0, 1));
   EXPECT_EQ(small.mode, "sparse"); // 4 x 4 = 16 multiply-adds fit
+  EXPECT_EQ(small.denseReason, "");
+}
+
+// Few nonzeros but a huge dense template: specialising it would cost more
+// than the sparse code saves, so it goes dense too.
+TEST_F(LayerGeneratorTest, HugeTemplateWithFewNonzerosGoesDense) {
+  GenerateOptions o = options();
+  o.maxTemplateMultiplyAdds = 1000;
+  KernelGenerator generator(o);
+  GeneratedLayer generated = generator.generate(makeLayer("sparse", geometry(8, 8, 8, 8, {3, 3}), 0.99, 6));
+  EXPECT_EQ(generated.mode, "dense");
+  EXPECT_THAT(generated.denseReason, HasSubstr("specialisation limit of 1000"));
 }
 
 // The yardstick: a 512->512 3x3 layer at 50 % must still produce a
