@@ -22,6 +22,16 @@ namespace convgen {
 
 namespace fs = std::filesystem;
 
+std::string outputStemFor(const std::string &layerName) {
+  std::string stem = layerName;
+  for (char &c : stem)
+    if (c == '/' || c == '\\')
+      c = '_';
+  if (stem.empty() || stem[0] == '.')
+    stem.insert(0, "_");
+  return stem;
+}
+
 std::string kernelSymbolFor(const std::string &layerName) {
   std::string symbol = "convgen_";
   for (char c : layerName)
@@ -87,6 +97,70 @@ static nlohmann::json geometryJson(const ConvGeometry &g) {
           {"groups", g.groups},
           {"activation", activationName(g.activation)},
           {"bias", g.hasBias}};
+}
+
+/// The NAME.json manifest: everything a runtime needs to load and launch
+/// the kernel, and what the generation produced.
+static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer &result,
+                                    const GenerateOptions &options, const std::string &templateId,
+                                    const std::vector<float> &packed) {
+  const ConvGeometry &geometry = layer.geometry;
+  const std::string stem = outputStemFor(layer.name);
+  LaunchShape perImage = launchShape(geometry, result.tiling, 1);
+  HW out = geometry.outSize();
+  int64_t columnTiles = (out.w + result.tiling.outputsPerThread - 1) / result.tiling.outputsPerThread;
+  nlohmann::json manifest = {
+      {"format", "convgen-kernel-manifest/1"},
+      {"layer", layer.name},
+      {"kernel", result.kernelSymbol},
+      {"ptx", stem + ".ptx"},
+      {"template", templateId},
+      {"arch", options.arch.name},
+      {"mode", result.mode},
+      {"dense_reason", result.denseReason},
+      {"code_budget_multiply_adds", options.maxMultiplyAdds},
+      {"geometry", geometryJson(geometry)},
+      {"tiling",
+       {{"channels_per_thread", result.tiling.channelsPerThread},
+        {"outputs_per_thread", result.tiling.outputsPerThread},
+        {"threads_per_block", result.tiling.threadsPerBlock}}},
+      {"launch",
+       {{"parameters", {"input", "weights", "bias", "output", "batch"}},
+        {"block", {result.tiling.threadsPerBlock, 1, 1}},
+        {"grid",
+         {{"x", "ceil(N * " + std::to_string(out.h * columnTiles) + " / " +
+                    std::to_string(result.tiling.threadsPerBlock) + ")"},
+          {"x_threads_per_image", out.h * columnTiles},
+          {"y", perImage.gridY},
+          {"z", 1}}},
+        {"shared_memory_bytes", result.ptxas ? result.ptxas->sharedBytes : 0}}},
+      {"weights",
+       {{"file", stem + ".weights.bin"},
+        {"path", result.weightPath},
+        {"symbol", result.weightPath == "constant" ? PackedWeightsSymbol : ""},
+        {"count", packed.size()},
+        {"bias_offset_bytes", packed.size() * 4},
+        {"bias_count", layer.bias.size()},
+        {"source", layer.weightSource}}},
+      {"nonzeros", result.nonzeros},
+      {"weights_total", layer.weights.size()},
+      {"multiply_adds_in_code", result.multiplyAdds},
+      {"dense_multiply_adds_in_template", result.denseMultiplyAdds},
+      {"mask_hash", maskHash(layer.weights)},
+      {"values_hash", valuesHash(packed) + valuesHash(layer.bias)},
+      {"ptx_bytes", result.ptxBytes},
+  };
+  if (result.ptxas)
+    manifest["ptxas"] = {{"version", result.ptxas->version},
+                         {"registers", result.ptxas->registers},
+                         {"spill_store_bytes", result.ptxas->spillStoreBytes},
+                         {"spill_load_bytes", result.ptxas->spillLoadBytes},
+                         {"stack_frame_bytes", result.ptxas->stackFrameBytes},
+                         {"shared_bytes", result.ptxas->sharedBytes},
+                         {"constant_bytes", result.ptxas->constantBytes}};
+  else
+    manifest["ptxas"] = nullptr;
+  return manifest;
 }
 
 /// Records the wall time since the previous mark under a phase name.
@@ -199,63 +273,11 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
   }
 
   // 6. The manifest.
-  LaunchShape perImage = launchShape(geometry, result.tiling, 1);
-  HW out = geometry.outSize();
-  int64_t columnTiles = (out.w + result.tiling.outputsPerThread - 1) / result.tiling.outputsPerThread;
-  nlohmann::json manifest = {
-      {"format", "convgen-kernel-manifest/1"},
-      {"layer", layer.name},
-      {"kernel", result.kernelSymbol},
-      {"ptx", layer.name + ".ptx"},
-      {"template", Specializer->source().id},
-      {"arch", Options.arch.name},
-      {"mode", result.mode},
-      {"dense_reason", result.denseReason},
-      {"code_budget_multiply_adds", Options.maxMultiplyAdds},
-      {"geometry", geometryJson(geometry)},
-      {"tiling",
-       {{"channels_per_thread", result.tiling.channelsPerThread},
-        {"outputs_per_thread", result.tiling.outputsPerThread},
-        {"threads_per_block", result.tiling.threadsPerBlock}}},
-      {"launch",
-       {{"parameters", {"input", "weights", "bias", "output", "batch"}},
-        {"block", {result.tiling.threadsPerBlock, 1, 1}},
-        {"grid",
-         {{"x", "ceil(N * " + std::to_string(out.h * columnTiles) + " / " +
-                    std::to_string(result.tiling.threadsPerBlock) + ")"},
-          {"x_threads_per_image", out.h * columnTiles},
-          {"y", perImage.gridY},
-          {"z", 1}}},
-        {"shared_memory_bytes", result.ptxas ? result.ptxas->sharedBytes : 0}}},
-      {"weights",
-       {{"file", layer.name + ".weights.bin"},
-        {"path", result.weightPath},
-        {"symbol", result.weightPath == "constant" ? PackedWeightsSymbol : ""},
-        {"count", packed.size()},
-        {"bias_offset_bytes", packed.size() * 4},
-        {"bias_count", layer.bias.size()},
-        {"source", layer.weightSource}}},
-      {"nonzeros", result.nonzeros},
-      {"weights_total", layer.weights.size()},
-      {"multiply_adds_in_code", result.multiplyAdds},
-      {"dense_multiply_adds_in_template", result.denseMultiplyAdds},
-      {"mask_hash", maskHash(layer.weights)},
-      {"values_hash", valuesHash(packed) + valuesHash(layer.bias)},
-      {"ptx_bytes", result.ptxBytes},
-  };
-  if (result.ptxas)
-    manifest["ptxas"] = {{"version", result.ptxas->version},
-                         {"registers", result.ptxas->registers},
-                         {"spill_store_bytes", result.ptxas->spillStoreBytes},
-                         {"spill_load_bytes", result.ptxas->spillLoadBytes},
-                         {"stack_frame_bytes", result.ptxas->stackFrameBytes},
-                         {"shared_bytes", result.ptxas->sharedBytes},
-                         {"constant_bytes", result.ptxas->constantBytes}};
-  else
-    manifest["ptxas"] = nullptr;
+  nlohmann::json manifest =
+      buildManifest(layer, result, Options, Specializer->source().id, packed);
 
   // 7. Write everything, only now that every step has succeeded.
-  fs::path base = Options.outputDir / layer.name;
+  fs::path base = Options.outputDir / outputStemFor(layer.name);
   auto path = [&base](const std::string &suffix) { return fs::path(base.string() + suffix); };
   writeFileAtomically(path(".ptx"), ptx);
   writeFileAtomically(path(".weights.bin"), weightsFile(packed, layer.bias));

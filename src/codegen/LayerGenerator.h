@@ -84,6 +84,10 @@ private:
   std::unique_ptr<TemplateSpecializer> Specializer;
 };
 
+/// The file name stem for a layer's outputs: the name, with path separators
+/// replaced and a leading '.' guarded, so no name writes outside -o.
+std::string outputStemFor(const std::string &layerName);
+
 /// "layer1.0.conv1" -> "convgen_layer1_0_conv1": a valid PTX identifier.
 std::string kernelSymbolFor(const std::string &layerName);
 

@@ -303,6 +303,14 @@ TEST_F(LayerGeneratorTest, Large512x512LayerAtHalfSparsityProducesAKernel) {
   GeneratedLayer generated = generator.generate(layer);
   EXPECT_EQ(generated.mode, "dense");
   EXPECT_LT(generated.ptxBytes, 1u << 20);
-  if (findPtxas())
+  if (findPtxas()) {
     EXPECT_TRUE(generated.ptxas.has_value()); // ptxas accepted it (a rejection throws)
+  }
+}
+
+TEST(LayerGeneratorNames, OutputsStayInsideTheOutputDirectory) {
+  EXPECT_EQ(outputStemFor("layer1.0.conv1"), "layer1.0.conv1");
+  EXPECT_EQ(outputStemFor("../../etc/x"), "_.._.._etc_x");
+  EXPECT_EQ(outputStemFor(".hidden"), "_.hidden");
+  EXPECT_EQ(kernelSymbolFor("layer1.0.conv1"), "convgen_layer1_0_conv1");
 }
