@@ -33,8 +33,6 @@ enum class WeightPath { ConstantBank, GlobalReadOnly, Baked };
 
 /// The module global that holds the packed weights in constant-bank mode.
 inline constexpr const char *PackedWeightsSymbol = "convgen_weights";
-/// The constant bank holds 64 KiB per module.
-inline constexpr size_t ConstantBankBytes = 64 * 1024;
 
 class WeightPackingPass : public llvm::PassInfoMixin<WeightPackingPass> {
 public:
