@@ -43,7 +43,7 @@ KernelGenerator::KernelGenerator(GenerateOptions options)
     : Options(std::move(options)), Context(std::make_unique<llvm::LLVMContext>()),
       Specializer(std::make_unique<TemplateSpecializer>(*Context, directConvTemplate())) {
   if (Options.runPtxas)
-    PtxasPath = findPtxas();
+    PtxasTool = findPtxas();
 }
 
 KernelGenerator::~KernelGenerator() = default;
@@ -205,6 +205,7 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
                          " multiply-adds exceed the specialisation limit of " +
                          std::to_string(Options.maxTemplateMultiplyAdds);
   result.mode = result.denseReason.empty() ? "sparse" : "dense";
+  result.denseMultiplyAdds = templateMultiplyAdds;
   TemplateSpec spec = makeTemplateSpec(geometry, result.tiling);
   std::unique_ptr<llvm::Module> module;
   std::vector<float> arrayValues; // what NAME.weights.bin holds before the bias
@@ -214,24 +215,24 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
     clock.mark("specialise");
     result.weightPath = "global";
     arrayValues = layer.weights; // the whole OIHW tensor, read by index
-    result.denseMultiplyAdds = countMultiplyAdds(*module);
     if (Options.emit.count("ll"))
       specialisedIr = printModule(*module);
     weightMapText = "dense fallback (" + result.denseReason + "): no weight map\n";
   } else {
     // 1. Specialise and unroll: every weight load at a constant position.
     module = Specializer->specialize(spec, result.kernelSymbol, what);
-    result.denseMultiplyAdds = countMultiplyAdds(*module);
     // Elimination is sound only if every weight is read at a constant
-    // position and feeds nothing but multiply-adds.
+    // position and feeds nothing but its BW multiply-adds.
     WeightMapSummary weightMap = summarizeWeightMap(*module->getFunction(result.kernelSymbol));
     if (weightMap.nonConstantLoads || weightMap.loadsWithOtherUses ||
-        weightMap.positions != int64_t(layer.weights.size()))
+        weightMap.positions != int64_t(layer.weights.size()) ||
+        weightMap.multiplyAdds != templateMultiplyAdds)
       throw CheckFailure(what + ": weight map incomplete: " + std::to_string(weightMap.positions) +
                          " of " + std::to_string(layer.weights.size()) + " positions, " +
                          std::to_string(weightMap.nonConstantLoads) + " non-constant loads, " +
                          std::to_string(weightMap.loadsWithOtherUses) +
-                         " loads with other uses");
+                         " loads with other uses, " + std::to_string(weightMap.multiplyAdds) +
+                         " of " + std::to_string(templateMultiplyAdds) + " multiply-adds linked");
     if (Options.emit.count("ll"))
       specialisedIr = printModule(*module);
     clock.mark("specialise");
@@ -267,8 +268,8 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
   std::string ptx = emitPtx(*module, Options.arch, what);
   result.ptxBytes = ptx.size();
   clock.mark("ptx");
-  if (PtxasPath) {
-    result.ptxas = runPtxas(*PtxasPath, ptx, Options.arch.name, what);
+  if (PtxasTool) {
+    result.ptxas = runPtxas(*PtxasTool, ptx, Options.arch.name, what);
     clock.mark("ptxas");
   }
 

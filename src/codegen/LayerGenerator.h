@@ -59,7 +59,7 @@ struct GeneratedLayer {
   std::string weightPath;    ///< "constant", "global" or "baked"
   int64_t nonzeros = 0;
   int64_t multiplyAdds = 0;  ///< fma instructions in the generated code
-  int64_t denseMultiplyAdds = 0; ///< what the dense template would contain
+  int64_t denseMultiplyAdds = 0; ///< the unrolled dense template's: positions x BW
   size_t ptxBytes = 0;
   std::optional<PtxasReport> ptxas;
   double seconds = 0;
@@ -79,7 +79,7 @@ public:
 
 private:
   GenerateOptions Options;
-  std::optional<std::string> PtxasPath;
+  std::optional<Ptxas> PtxasTool; ///< found (and its version asked) once
   std::unique_ptr<llvm::LLVMContext> Context;
   std::unique_ptr<TemplateSpecializer> Specializer;
 };

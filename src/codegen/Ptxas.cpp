@@ -15,23 +15,6 @@ namespace convgen {
 
 namespace fs = std::filesystem;
 
-std::optional<std::string> findPtxas() {
-  std::vector<fs::path> candidates;
-  if (const char *cudaHome = std::getenv("CUDA_HOME"))
-    candidates.push_back(fs::path(cudaHome) / "bin" / "ptxas");
-  candidates.push_back("/usr/local/cuda/bin/ptxas");
-  if (const char *path = std::getenv("PATH")) {
-    std::stringstream dirs(path);
-    for (std::string dir; std::getline(dirs, dir, ':');)
-      if (!dir.empty())
-        candidates.push_back(fs::path(dir) / "ptxas");
-  }
-  for (const fs::path &candidate : candidates)
-    if (::access(candidate.c_str(), X_OK) == 0)
-      return candidate.string();
-  return std::nullopt;
-}
-
 /// Runs a command with stdout+stderr captured; returns the exit status.
 static int runCapturing(const std::vector<std::string> &argv, std::string &output) {
   int pipeFds[2];
@@ -63,6 +46,31 @@ static int runCapturing(const std::vector<std::string> &argv, std::string &outpu
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
+std::optional<Ptxas> findPtxas() {
+  std::vector<fs::path> candidates;
+  if (const char *cudaHome = std::getenv("CUDA_HOME"))
+    candidates.push_back(fs::path(cudaHome) / "bin" / "ptxas");
+  candidates.push_back("/usr/local/cuda/bin/ptxas");
+  if (const char *path = std::getenv("PATH")) {
+    std::stringstream dirs(path);
+    for (std::string dir; std::getline(dirs, dir, ':');)
+      if (!dir.empty())
+        candidates.push_back(fs::path(dir) / "ptxas");
+  }
+  for (const fs::path &candidate : candidates) {
+    if (::access(candidate.c_str(), X_OK) != 0)
+      continue;
+    Ptxas ptxas{candidate.string(), ""};
+    std::string versionOutput;
+    runCapturing({ptxas.path, "--version"}, versionOutput);
+    std::smatch match;
+    if (std::regex_search(versionOutput, match, std::regex("release ([0-9.]+)")))
+      ptxas.version = match[1].str();
+    return ptxas;
+  }
+  return std::nullopt;
+}
+
 static int firstNumber(const std::string &text, const std::string &pattern) {
   std::smatch match;
   if (std::regex_search(text, match, std::regex(pattern)))
@@ -70,7 +78,7 @@ static int firstNumber(const std::string &text, const std::string &pattern) {
   return 0;
 }
 
-PtxasReport runPtxas(const std::string &ptxasPath, const std::string &ptx, const std::string &arch,
+PtxasReport runPtxas(const Ptxas &ptxas, const std::string &ptx, const std::string &arch,
                      const std::string &what) {
   // ptxas reads files; a private temporary directory keeps parallel runs apart.
   std::string directoryTemplate = (fs::temp_directory_path() / "convgen-ptxas-XXXXXX").string();
@@ -88,15 +96,11 @@ PtxasReport runPtxas(const std::string &ptxasPath, const std::string &ptx, const
   std::ofstream(ptxFile, std::ios::binary) << ptx;
 
   PtxasReport report;
-  std::string versionOutput;
-  runCapturing({ptxasPath, "--version"}, versionOutput);
-  std::smatch versionMatch;
-  if (std::regex_search(versionOutput, versionMatch, std::regex("release ([0-9.]+)")))
-    report.version = versionMatch[1].str();
+  report.version = ptxas.version;
 
   auto start = std::chrono::steady_clock::now();
   std::string output;
-  int status = runCapturing({ptxasPath, "-arch=" + arch, "-v", "-o",
+  int status = runCapturing({ptxas.path, "-arch=" + arch, "-v", "-o",
                              (directory / "kernel.cubin").string(), ptxFile.string()},
                             output);
   report.seconds =

@@ -19,12 +19,17 @@ struct PtxasReport {
   double seconds = 0;
 };
 
+struct Ptxas {
+  std::string path;
+  std::string version; ///< "13.0", asked once when found
+};
+
 /// The ptxas to use, or nullopt if there is none.
-std::optional<std::string> findPtxas();
+std::optional<Ptxas> findPtxas();
 
 /// Assembles \p ptx for \p arch with `ptxas -v` and parses its report.
 /// Throws CheckFailure with ptxas's messages if it rejects the PTX.
-PtxasReport runPtxas(const std::string &ptxasPath, const std::string &ptx, const std::string &arch,
+PtxasReport runPtxas(const Ptxas &ptxas, const std::string &ptx, const std::string &arch,
                      const std::string &what);
 
 } // namespace convgen

@@ -1,6 +1,6 @@
 #include "codegen/PtxEmitter.h"
+#include "codegen/Ptxas.h"
 #include "support/Error.h"
-#include "support/TestFiles.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -8,7 +8,6 @@
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
 #include <llvm/Support/SourceMgr.h>
-#include <sys/wait.h>
 
 using namespace convgen;
 using ::testing::HasSubstr;
@@ -60,22 +59,30 @@ TEST(PtxEmitter, EmitsAKernelEntryForTheArch) {
 }
 
 TEST(PtxEmitter, PtxasAcceptsTheOutput) {
-#ifndef CONVGEN_PTXAS
-  GTEST_SKIP() << "ptxas not found at configure time (CUDA toolkit not at /usr/local/cuda)";
-#else
+  auto ptxas = findPtxas();
+  if (!ptxas)
+    GTEST_SKIP() << "ptxas not found (CUDA toolkit not at /usr/local/cuda or $CUDA_HOME)";
   llvm::LLVMContext context;
   auto module = parse(context, ScaleKernel);
   ASSERT_TRUE(module);
-  convgen::test::TempDir dir;
-  convgen::test::writeText(dir / "scale.ptx", emitPtx(*module, parseArch("sm_80"), "scale"));
-  std::string command = std::string(CONVGEN_PTXAS) + " -arch=sm_80 -o " +
-                        (dir / "scale.cubin").string() + " " + (dir / "scale.ptx").string() +
-                        " 2>" + (dir / "log").string();
-  int status = std::system(command.c_str());
-  ASSERT_TRUE(WIFEXITED(status));
-  auto log = convgen::test::readFile(dir / "log");
-  EXPECT_EQ(WEXITSTATUS(status), 0) << std::string(log.begin(), log.end());
-#endif
+  PtxasReport report = runPtxas(*ptxas, emitPtx(*module, parseArch("sm_80"), "scale"), "sm_80",
+                                "scale"); // throws if ptxas rejects it
+  EXPECT_GT(report.registers, 0);
+  EXPECT_EQ(report.spillStoreBytes, 0);
+  EXPECT_EQ(report.version, ptxas->version);
+  EXPECT_FALSE(report.version.empty());
+}
+
+TEST(PtxEmitter, PtxasRejectionIsACheckFailureNamingTheLayer) {
+  auto ptxas = findPtxas();
+  if (!ptxas)
+    GTEST_SKIP() << "ptxas not found (CUDA toolkit not at /usr/local/cuda or $CUDA_HOME)";
+  try {
+    runPtxas(*ptxas, ".version 7.0\n.target sm_80\nthis is not ptx\n", "sm_80", "layer 'bad'");
+    FAIL() << "ptxas accepted garbage";
+  } catch (const CheckFailure &error) {
+    EXPECT_THAT(error.what(), HasSubstr("layer 'bad': ptxas rejected the PTX"));
+  }
 }
 
 TEST(PtxEmitter, InvalidIrIsACheckFailureNamingTheLayer) {
