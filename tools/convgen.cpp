@@ -3,9 +3,12 @@
 //   convgen --weights pruned.npz --layer conv3     one layer -> generated/
 //   convgen --weights pruned.npz --all             every layer
 //   convgen --weights pruned.npz --list            layers, geometry, sparsity, FLOPs
+//   convgen verify --weights pruned.npz --all      run on the host, check against
+//                                                  the reference convolution
 //
 // Exit codes: 0 success, 1 a check failed, 2 bad input or usage, 3 internal error.
 #include "ListCommand.h"
+#include "VerifyCommand.h"
 #include "codegen/LayerGenerator.h"
 #include "codegen/NvptxTarget.h"
 #include "model/ModelFile.h"
@@ -32,37 +35,30 @@ struct Options {
   bool bakeValues = false;
   int64_t maxMultiplyAdds = 65536;
   bool verbose = false;
+  // convgen verify
+  CLI::App *verifyCommand = nullptr;
+  VerifyOptions verify;
 };
 
-void configure(CLI::App &app, Options &options) {
-  app.description("Generate sparsity-specialised CUDA convolution kernels (PTX) for the layers "
-                  "of a pruned model.");
+/// The options that pick the model and its layers, for the main command
+/// and for `verify`.
+void addModelOptions(CLI::App &app, Options &options, CLI::Option *&layer, CLI::Option *&all) {
   app.add_option("--weights", options.weights, "Pruned weights: a PyTorch state_dict saved as .npz")
-      ->required()
       ->check(CLI::ExistingFile);
   app.add_option("--geometry", options.geometry,
                  "Geometry sidecar JSON (default: the .npz's path with .json)")
       ->check(CLI::ExistingFile);
+  layer = app.add_option("--layer", options.layers,
+                         "This layer (a sidecar 'name'); may be repeated");
+  all = app.add_flag("--all", options.all, "Every layer of the model");
+  layer->excludes(all);
+}
 
-  auto *layer = app.add_option("--layer", options.layers,
-                               "Generate this layer (a sidecar 'name'); may be repeated");
-  auto *all = app.add_flag("--all", options.all, "Generate every layer of the model");
-  auto *list = app.add_flag("--list", options.list,
-                            "List the layers: shape, geometry, sparsity, dense and sparse FLOPs");
-  layer->excludes(all)->excludes(list);
-  all->excludes(list);
-  app.add_flag("--json", options.json, "With --list: print JSON instead of a table")->needs(list);
-
-  app.add_option("-o,--output-dir", options.outputDir, "Output directory")
-      ->capture_default_str();
+void addGenerationOptions(CLI::App &app, Options &options) {
   app.add_option("--arch", options.arch,
                  "Target GPU (sm_70 .. sm_90). sm_80 PTX also runs on H100/H200 through "
                  "the driver's JIT")
       ->capture_default_str();
-  app.add_option("--emit", options.emit, "Extra artefacts: ll (the specialised LLVM IR), "
-                                         "weightmap (the weight map as text); comma-separated")
-      ->delimiter(',')
-      ->check(CLI::IsMember(EmittableArtefacts));
   app.add_flag("--bake-values", options.bakeValues,
                "Put the weight values in the code as FMA immediates instead of a packed "
                "read-only array (a values-only change then needs new code)");
@@ -72,6 +68,45 @@ void configure(CLI::App &app, Options &options) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_flag("-v,--verbose", options.verbose, "Say what is read, validated and written");
+}
+
+void configureVerify(CLI::App &app, Options &options) {
+  CLI::App *verify = app.add_subcommand(
+      "verify", "Generate layers in memory, run them on this CPU (the same IR that becomes "
+                "PTX) and check every output against a double-precision reference "
+                "convolution. Writes nothing; exit 1 if any layer FAILs");
+  options.verifyCommand = verify;
+  CLI::Option *layer = nullptr, *all = nullptr;
+  addModelOptions(*verify, options, layer, all);
+  addGenerationOptions(*verify, options);
+  verify->add_option("--batch", options.verify.batch, "Images per run")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{64}));
+  verify->add_option("--seed", options.verify.seed, "Seed of the random input and block sample")
+      ->capture_default_str();
+  verify->add_flag("--full", options.verify.allBlocks,
+                   "Run every block, even of layers large enough to be sampled");
+}
+
+void configure(CLI::App &app, Options &options) {
+  app.description("Generate sparsity-specialised CUDA convolution kernels (PTX) for the layers "
+                  "of a pruned model.");
+  CLI::Option *layer = nullptr, *all = nullptr;
+  addModelOptions(app, options, layer, all);
+  auto *list = app.add_flag("--list", options.list,
+                            "List the layers: shape, geometry, sparsity, dense and sparse FLOPs");
+  layer->excludes(list);
+  all->excludes(list);
+  app.add_flag("--json", options.json, "With --list: print JSON instead of a table")->needs(list);
+
+  app.add_option("-o,--output-dir", options.outputDir, "Output directory")
+      ->capture_default_str();
+  app.add_option("--emit", options.emit, "Extra artefacts: ll (the specialised LLVM IR), "
+                                         "weightmap (the weight map as text); comma-separated")
+      ->delimiter(',')
+      ->check(CLI::IsMember(EmittableArtefacts));
+  addGenerationOptions(app, options);
+  configureVerify(app, options);
 }
 
 class Log {
@@ -111,14 +146,20 @@ std::string describeGenerated(const GeneratedLayer &layer) {
   return text + line;
 }
 
-int generate(const ModelFile &model, const Options &options, const Log &log) {
+GenerateOptions generateOptionsFrom(const Options &options) {
   GenerateOptions generateOptions;
   generateOptions.arch = parseArch(options.arch);
   generateOptions.outputDir = options.outputDir;
   generateOptions.emit = {options.emit.begin(), options.emit.end()};
   generateOptions.bakeValues = options.bakeValues;
   generateOptions.maxMultiplyAdds = options.maxMultiplyAdds;
+  return generateOptions;
+}
 
+/// Reads and validates every requested layer before any is generated, so
+/// bad input is reported before work is done or files are written.
+std::vector<ConvLayer> loadRequestedLayers(const ModelFile &model, const Options &options,
+                                           const Log &log) {
   std::vector<const LayerSpec *> specs;
   if (options.all)
     for (const LayerSpec &spec : model.sidecar().layers)
@@ -126,9 +167,6 @@ int generate(const ModelFile &model, const Options &options, const Log &log) {
   else
     for (const std::string &name : options.layers)
       specs.push_back(&model.findLayer(name));
-
-  // Read and validate every requested layer before generating any, so bad
-  // input is reported before work is done or files are written.
   std::vector<ConvLayer> layers;
   for (const LayerSpec *spec : specs) {
     auto start = std::chrono::steady_clock::now();
@@ -137,6 +175,12 @@ int generate(const ModelFile &model, const Options &options, const Log &log) {
     log("layer '" + spec->name + "': " + layers.back().geometry.summary() + ", weights from '" +
         layers.back().weightSource + "' (" + std::to_string(int(ms.count())) + " ms)");
   }
+  return layers;
+}
+
+int generate(const ModelFile &model, const Options &options, const Log &log) {
+  GenerateOptions generateOptions = generateOptionsFrom(options);
+  std::vector<ConvLayer> layers = loadRequestedLayers(model, options, log);
   log("target " + generateOptions.arch.name + ", output directory " + options.outputDir);
   KernelGenerator generator(generateOptions);
   int64_t multiplyAdds = 0, denseMultiplyAdds = 0;
@@ -161,8 +205,12 @@ int generate(const ModelFile &model, const Options &options, const Log &log) {
 
 int run(const Options &options) {
   Log log(options.verbose);
+  const bool verify = options.verifyCommand->parsed();
+  if (options.weights.empty())
+    throw InputError({"", "", "--weights"}, "--weights is required");
   if (!options.list && !options.all && options.layers.empty())
-    throw InputError({"", "", ""}, "nothing to do: give --layer NAME, --all or --list");
+    throw InputError({"", "", ""}, verify ? "nothing to verify: give --layer NAME or --all"
+                                          : "nothing to do: give --layer NAME, --all or --list");
   std::string sidecarPath =
       options.geometry.empty() ? defaultSidecarPath(options.weights) : options.geometry;
   log("weights " + options.weights + ", geometry " + sidecarPath);
@@ -174,6 +222,9 @@ int run(const Options &options) {
     printLayerList(model, options.json, std::cout);
     return ExitSuccess;
   }
+  if (verify)
+    return verifyLayers(loadRequestedLayers(model, options, log), generateOptionsFrom(options),
+                        options.verify, std::cout);
   return generate(model, options, log);
 }
 

@@ -178,11 +178,30 @@ private:
   std::chrono::steady_clock::time_point Last = std::chrono::steady_clock::now();
 };
 
-GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
-  auto start = std::chrono::steady_clock::now();
+BuiltKernel::BuiltKernel() = default;
+BuiltKernel::BuiltKernel(BuiltKernel &&) noexcept = default;
+BuiltKernel &BuiltKernel::operator=(BuiltKernel &&) noexcept = default;
+BuiltKernel::~BuiltKernel() = default;
+
+/// Why a layer must go dense, or "" if its sparse kernel fits the budgets.
+static std::string denseReasonFor(int64_t sparseMultiplyAdds, int64_t templateMultiplyAdds,
+                                  const GenerateOptions &options) {
+  if (sparseMultiplyAdds > options.maxMultiplyAdds)
+    return std::to_string(sparseMultiplyAdds) +
+           " multiply-adds of sparse code exceed the budget of " +
+           std::to_string(options.maxMultiplyAdds);
+  if (templateMultiplyAdds > options.maxTemplateMultiplyAdds)
+    return "the unrolled template's " + std::to_string(templateMultiplyAdds) +
+           " multiply-adds exceed the specialisation limit of " +
+           std::to_string(options.maxTemplateMultiplyAdds);
+  return "";
+}
+
+BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
   const std::string what = "layer '" + layer.name + "'";
   const ConvGeometry &geometry = layer.geometry;
-  GeneratedLayer result;
+  BuiltKernel built;
+  GeneratedLayer &result = built.info;
   result.name = layer.name;
   result.kernelSymbol = kernelSymbolFor(layer.name);
   result.tiling = chooseTiling(geometry);
@@ -193,31 +212,22 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
 
   // Past the code-size budget the sparse kernel is not worth emitting: use
   // the dense fallback from the same template.
-  int64_t predictedMultiplyAdds = result.nonzeros * result.tiling.outputsPerThread;
   int64_t templateMultiplyAdds =
       int64_t(layer.weights.size()) * result.tiling.outputsPerThread;
-  if (predictedMultiplyAdds > Options.maxMultiplyAdds)
-    result.denseReason = std::to_string(predictedMultiplyAdds) +
-                         " multiply-adds of sparse code exceed the budget of " +
-                         std::to_string(Options.maxMultiplyAdds);
-  else if (templateMultiplyAdds > Options.maxTemplateMultiplyAdds)
-    result.denseReason = "the unrolled template's " + std::to_string(templateMultiplyAdds) +
-                         " multiply-adds exceed the specialisation limit of " +
-                         std::to_string(Options.maxTemplateMultiplyAdds);
+  result.denseReason = denseReasonFor(result.nonzeros * result.tiling.outputsPerThread,
+                                      templateMultiplyAdds, Options);
   result.mode = result.denseReason.empty() ? "sparse" : "dense";
   result.denseMultiplyAdds = templateMultiplyAdds;
   TemplateSpec spec = makeTemplateSpec(geometry, result.tiling);
-  std::unique_ptr<llvm::Module> module;
-  std::vector<float> arrayValues; // what NAME.weights.bin holds before the bias
-  std::string specialisedIr, weightMapText;
+  std::unique_ptr<llvm::Module> &module = built.module;
   if (result.mode == "dense") {
     module = Specializer->specializeDense(spec, result.kernelSymbol, what);
     clock.mark("specialise");
     result.weightPath = "global";
-    arrayValues = layer.weights; // the whole OIHW tensor, read by index
+    built.arrayValues = layer.weights; // the whole OIHW tensor, read by index
     if (Options.emit.count("ll"))
-      specialisedIr = printModule(*module);
-    weightMapText = "dense fallback (" + result.denseReason + "): no weight map\n";
+      built.specialisedIr = printModule(*module);
+    built.weightMapText = "dense fallback (" + result.denseReason + "): no weight map\n";
   } else {
     // 1. Specialise and unroll: every weight load at a constant position.
     module = Specializer->specialize(spec, result.kernelSymbol, what);
@@ -234,14 +244,14 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
                          " loads with other uses, " + std::to_string(weightMap.multiplyAdds) +
                          " of " + std::to_string(templateMultiplyAdds) + " multiply-adds linked");
     if (Options.emit.count("ll"))
-      specialisedIr = printModule(*module);
+      built.specialisedIr = printModule(*module);
     clock.mark("specialise");
 
     // 2. Delete the zero weights' work, 3. pack the survivors, 4. clean up.
     result.weightPath = Options.bakeValues ? "baked"
                         : size_t(result.nonzeros) * 4 <= Options.constantBankLimitBytes ? "constant"
                                                                                          : "global";
-    llvm::raw_string_ostream weightMapStream(weightMapText);
+    llvm::raw_string_ostream weightMapStream(built.weightMapText);
     PipelineContext context;
     context.weights = std::make_shared<const std::vector<float>>(layer.weights);
     context.packedWeights = std::make_shared<std::vector<float>>();
@@ -254,18 +264,28 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
     clock.mark("eliminate");
     runPipeline(*module, TemplateSpecializer::cleanupPipeline());
     clock.mark("cleanup");
-    arrayValues = std::move(*context.packedWeights);
-    if (!Options.bakeValues && int64_t(arrayValues.size()) != result.nonzeros)
-      throw CheckFailure(what + ": packed " + std::to_string(arrayValues.size()) +
+    built.arrayValues = std::move(*context.packedWeights);
+    if (!Options.bakeValues && int64_t(built.arrayValues.size()) != result.nonzeros)
+      throw CheckFailure(what + ": packed " + std::to_string(built.arrayValues.size()) +
                          " weights, but the layer has " + std::to_string(result.nonzeros) +
                          " nonzeros");
   }
   result.multiplyAdds = countMultiplyAdds(*module);
-  const std::vector<float> &packed = arrayValues;
+  return built;
+}
+
+GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
+  auto start = std::chrono::steady_clock::now();
+  const std::string what = "layer '" + layer.name + "'";
+  BuiltKernel built = build(layer);
+  GeneratedLayer result = std::move(built.info);
+  llvm::Module &module = *built.module;
+  PhaseClock clock(result.phaseSeconds);
+  const std::vector<float> &packed = built.arrayValues;
 
   // 5. PTX, checked by ptxas where the CUDA toolkit is installed.
-  std::string finalIr = Options.emit.count("ll") ? printModule(*module) : "";
-  std::string ptx = emitPtx(*module, Options.arch, what);
+  std::string finalIr = Options.emit.count("ll") ? printModule(module) : "";
+  std::string ptx = emitPtx(module, Options.arch, what);
   result.ptxBytes = ptx.size();
   clock.mark("ptx");
   if (PtxasTool) {
@@ -283,11 +303,11 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
   writeFileAtomically(path(".ptx"), ptx);
   writeFileAtomically(path(".weights.bin"), weightsFile(packed, layer.bias));
   if (Options.emit.count("ll")) {
-    writeFileAtomically(path(".specialised.ll"), specialisedIr);
+    writeFileAtomically(path(".specialised.ll"), built.specialisedIr);
     writeFileAtomically(path(".ll"), finalIr);
   }
   if (Options.emit.count("weightmap"))
-    writeFileAtomically(path(".weightmap.txt"), weightMapText);
+    writeFileAtomically(path(".weightmap.txt"), built.weightMapText);
   result.manifestPath = path(".json");
   writeFileAtomically(result.manifestPath, manifest.dump(2) + "\n");
   clock.mark("write");

@@ -20,7 +20,8 @@
 
 namespace llvm {
 class LLVMContext;
-}
+class Module;
+} // namespace llvm
 
 namespace convgen {
 
@@ -68,12 +69,37 @@ struct GeneratedLayer {
   std::filesystem::path manifestPath;
 };
 
+/// A layer's kernel built in memory, before PTX: the final IR, which is
+/// exactly what goes to the NVPTX backend (and what the host executor runs),
+/// and the values the runtime loads beside it. The module lives in its
+/// generator's LLVMContext and must not outlive the generator.
+struct BuiltKernel {
+  BuiltKernel();
+  BuiltKernel(BuiltKernel &&) noexcept;
+  BuiltKernel &operator=(BuiltKernel &&) noexcept;
+  ~BuiltKernel();
+
+  GeneratedLayer info;
+  std::unique_ptr<llvm::Module> module;
+  /// NAME.weights.bin before the bias: the packed nonzeros in code order
+  /// (constant or global path), the whole OIHW tensor (dense), or nothing
+  /// (baked: the values are in the code).
+  std::vector<float> arrayValues;
+  std::string specialisedIr; ///< the IR before elimination, with --emit ll
+  std::string weightMapText; ///< with --emit weightmap
+};
+
 /// Generates kernels layer after layer from one parsed template.
 class KernelGenerator {
 public:
   explicit KernelGenerator(GenerateOptions options);
   ~KernelGenerator();
 
+  /// Specialise, eliminate, pack and clean up: the kernel in memory. Writes
+  /// nothing; options().outputDir, emit and runPtxas do not matter here.
+  BuiltKernel build(const ConvLayer &layer);
+  /// build(), then PTX, ptxas, the manifest and every file, written only
+  /// once the whole layer has succeeded.
   GeneratedLayer generate(const ConvLayer &layer);
   const GenerateOptions &options() const { return Options; }
 

@@ -46,6 +46,17 @@ LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int6
           geometry.outChannels / tiling.channelsPerThread, tiling.threadsPerBlock};
 }
 
+std::optional<ThreadTile> threadTile(const ConvGeometry &geometry, const Tiling &tiling,
+                                     int64_t batch, int64_t thread) {
+  HW out = geometry.outSize();
+  int64_t columnTiles = (out.w + tiling.outputsPerThread - 1) / tiling.outputsPerThread;
+  if (thread < 0 || thread >= batch * out.h * columnTiles)
+    return std::nullopt;
+  int64_t imageRow = thread / columnTiles;
+  return ThreadTile{imageRow / out.h, imageRow % out.h,
+                    (thread % columnTiles) * tiling.outputsPerThread};
+}
+
 TemplateSpec makeTemplateSpec(const ConvGeometry &g, const Tiling &tiling) {
   HW out = g.outSize();
   auto i32 = [](int64_t value) { return static_cast<int32_t>(value); };

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace convgen {
@@ -44,6 +45,17 @@ struct LaunchShape {
   int64_t gridX, gridY, blockX;
 };
 LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int64_t batch);
+
+/// The outputs one GPU thread of the template computes (the template's work
+/// split, restated for the host executor's coverage checks): image n, output
+/// row p, columns [q0, q0 + BW) clipped to the output width, of the channels
+/// [blockIdx.y x BK, + BK). Thread t is blockIdx.x x threads + threadIdx.x.
+struct ThreadTile {
+  int64_t n = 0, p = 0, q0 = 0;
+};
+/// The tile of thread \p thread, or nullopt if it lies past the last one.
+std::optional<ThreadTile> threadTile(const ConvGeometry &geometry, const Tiling &tiling,
+                                     int64_t batch, int64_t thread);
 
 /// The values of ConvSpec, in declaration order.
 using TemplateSpec = std::array<int32_t, 19>;

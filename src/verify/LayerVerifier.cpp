@@ -1,0 +1,162 @@
+#include "verify/LayerVerifier.h"
+
+#include "WeightPacking.h"
+#include "exec/GridRunner.h"
+#include "exec/HostKernel.h"
+#include "reference/ReferenceConv.h"
+#include "support/Error.h"
+#include "verify/BlockSample.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+namespace convgen {
+
+/// A NaN no kernel computes: outputs still holding it were never written.
+static constexpr uint32_t UnwrittenBits = 0x7fc0dead;
+
+static bool isUnwritten(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  return bits == UnwrittenBits;
+}
+
+static double secondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+static std::vector<float> randomInput(const ConvGeometry &g, int64_t batch, uint64_t seed) {
+  std::vector<float> input(size_t(batch * g.inChannels * g.inSize.h * g.inSize.w));
+  std::mt19937_64 random(seed);
+  std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+  for (float &x : input)
+    x = value(random);
+  return input;
+}
+
+/// Constant-bank kernels read their weights from a module global the
+/// runtime fills; the other paths take them as the weights argument.
+static void loadConstantBank(const HostKernel &host, const BuiltKernel &kernel,
+                             const std::string &what) {
+  if (kernel.info.weightPath != "constant")
+    return;
+  std::span<std::byte> bank = host.global(PackedWeightsSymbol);
+  if (bank.size() != kernel.arrayValues.size() * 4)
+    throw CheckFailure(what + ": the constant bank holds " + std::to_string(bank.size()) +
+                       " bytes for " + std::to_string(kernel.arrayValues.size()) + " weights");
+  std::memcpy(bank.data(), kernel.arrayValues.data(), bank.size());
+}
+
+/// Marks the outputs the run blocks compute.
+static std::vector<bool> coveredOutputs(const ConvGeometry &g, const Tiling &tiling,
+                                        int64_t batch, const BlockSample &sample) {
+  HW out = g.outSize();
+  std::vector<bool> covered(size_t(batch * g.outChannels * out.h * out.w), false);
+  for (const Dim3 &block : sample.blocks)
+    for (int64_t t = 0; t < tiling.threadsPerBlock; ++t) {
+      auto tile = threadTile(g, tiling, batch, int64_t(block.x) * tiling.threadsPerBlock + t);
+      if (!tile)
+        continue;
+      for (int64_t kk = 0; kk < tiling.channelsPerThread; ++kk) {
+        int64_t k = int64_t(block.y) * tiling.channelsPerThread + kk;
+        for (int64_t q = tile->q0; q < std::min(tile->q0 + tiling.outputsPerThread, out.w); ++q)
+          covered[size_t(((tile->n * g.outChannels + k) * out.h + tile->p) * out.w + q)] = true;
+      }
+    }
+  return covered;
+}
+
+static std::string outputName(int64_t n, int64_t k, int64_t p, int64_t q) {
+  return "output[" + std::to_string(n) + "," + std::to_string(k) + "," + std::to_string(p) + "," +
+         std::to_string(q) + "]";
+}
+
+VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
+                          const VerifyOptions &options) {
+  const std::string what = "layer '" + layer.name + "'";
+  const ConvGeometry &g = layer.geometry;
+  const Tiling &tiling = kernel.info.tiling;
+  VerifyReport report;
+  report.layer = layer.name;
+  report.mode = kernel.info.mode;
+  report.weightPath = kernel.info.weightPath;
+
+  auto start = std::chrono::steady_clock::now();
+  auto host = HostKernel::compile(*kernel.module, kernel.info.kernelSymbol, what);
+  loadConstantBank(*host, kernel, what);
+  report.compileSeconds = secondsSince(start);
+
+  const int64_t batch = options.batch;
+  bool sample = !options.allBlocks &&
+                batch * g.denseMultiplyAdds() / std::max<int64_t>(g.batch, 1) >
+                    options.sampleAboveMultiplyAdds;
+  BlockSample blocks = chooseBlocks(g, tiling, batch, sample, options.interiorBlocks, options.seed);
+  report.blocks = blocks.description;
+  report.sampled = blocks.sampled;
+
+  std::vector<float> input = randomInput(g, batch, options.seed);
+  HW out = g.outSize();
+  std::vector<float> output(size_t(batch * g.outChannels * out.h * out.w));
+  float unwritten;
+  std::memcpy(&unwritten, &UnwrittenBits, 4);
+  std::fill(output.begin(), output.end(), unwritten);
+  ConvKernelArguments arguments;
+  arguments.input = input.data();
+  arguments.weights = kernel.arrayValues.empty() ? nullptr : kernel.arrayValues.data();
+  arguments.bias = layer.bias.empty() ? nullptr : layer.bias.data();
+  arguments.output = output.data();
+  arguments.batch = int32_t(batch);
+  start = std::chrono::steady_clock::now();
+  runBlocks(*host, blocks.grid, {uint32_t(tiling.threadsPerBlock), 1, 1}, blocks.blocks,
+            arguments, options.hostThreads);
+  report.runSeconds = secondsSince(start);
+
+  start = std::chrono::steady_clock::now();
+  std::vector<bool> covered = coveredOutputs(g, tiling, batch, blocks);
+  ConvOperands operands{g, input, layer.weights, layer.bias, batch};
+  const int64_t terms = reductionLength(g);
+  auto fail = [&report](const std::string &problem) {
+    if (report.failures++ == 0)
+      report.firstFailure = problem;
+  };
+  size_t index = 0;
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t k = 0; k < g.outChannels; ++k)
+      for (int64_t p = 0; p < out.h; ++p)
+        for (int64_t q = 0; q < out.w; ++q, ++index) {
+          const float got = output[index];
+          if (!covered[index]) {
+            if (!isUnwritten(got))
+              fail(outputName(n, k, p, q) + " was written, but no block that ran computes it");
+            continue;
+          }
+          if (isUnwritten(got)) {
+            fail(outputName(n, k, p, q) + " was never written");
+            continue;
+          }
+          ++report.outputsChecked;
+          ReferenceValue expected = referenceOutput(operands, n, k, p, q);
+          const double error = std::abs(double(got) - expected.value);
+          const double bound = float32ErrorBound(terms, expected.magnitude);
+          if (!(error <= bound)) { // also catches NaN
+            char text[256];
+            std::snprintf(text, sizeof(text), " is %.9g, the reference %.9g: error %.3g > bound %.3g",
+                          double(got), expected.value, error, bound);
+            fail(outputName(n, k, p, q) + text);
+          }
+          if (std::isfinite(error)) {
+            report.maxAbsError = std::max(report.maxAbsError, error);
+            if (bound > 0)
+              report.boundUse = std::max(report.boundUse, error / bound);
+            if (std::abs(expected.value) >= 1e-3 * expected.magnitude && expected.value != 0)
+              report.maxRelError =
+                  std::max(report.maxRelError, error / std::abs(expected.value));
+          }
+        }
+  report.checkSeconds = secondsSince(start);
+  return report;
+}
+
+} // namespace convgen
