@@ -207,7 +207,7 @@ int run(const Options &options) {
   Log log(options.verbose);
   const bool verify = options.verifyCommand->parsed();
   if (options.weights.empty())
-    throw InputError({"", "", "--weights"}, "--weights is required");
+    throw InputError({"", "", ""}, "--weights is required");
   if (!options.list && !options.all && options.layers.empty())
     throw InputError({"", "", ""}, verify ? "nothing to verify: give --layer NAME or --all"
                                           : "nothing to do: give --layer NAME, --all or --list");

@@ -40,8 +40,8 @@ static std::vector<float> randomInput(const ConvGeometry &g, int64_t batch, uint
 /// runtime fills; the other paths take them as the weights argument.
 static void loadConstantBank(const HostKernel &host, const BuiltKernel &kernel,
                              const std::string &what) {
-  if (kernel.info.weightPath != "constant")
-    return;
+  if (kernel.info.weightPath != "constant" || kernel.arrayValues.empty())
+    return; // (a layer with no nonzero weight has no array at all)
   std::span<std::byte> bank = host.global(PackedWeightsSymbol);
   if (bank.size() != kernel.arrayValues.size() * 4)
     throw CheckFailure(what + ": the constant bank holds " + std::to_string(bank.size()) +

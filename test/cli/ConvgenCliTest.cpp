@@ -241,3 +241,21 @@ TEST_F(ConvgenCli, GeneratesALayerWithItsManifest) {
   EXPECT_THAT(slurp(Dir / "out" / "F_m1.weightmap.txt"),
               HasSubstr("WeightMap for 'convgen_F_m1': weights [64, 3, 3, 3], 1728 positions"));
 }
+
+TEST_F(ConvgenCli, VerifyRunsTheKernelAgainstTheReference) {
+  Result result = run({"verify", "--weights", ExampleNpz, "--layer", "F_m1", "--layer", "SR",
+                       "--batch", "1"});
+  ASSERT_EQ(result.exitCode, 0) << result.out << result.err;
+  EXPECT_THAT(result.out, HasSubstr("F_m1"));
+  EXPECT_THAT(result.out, HasSubstr("PASS"));
+  EXPECT_THAT(result.out, HasSubstr("max abs err"));
+  EXPECT_THAT(result.out, HasSubstr("convgen verify: 2 layer(s), 2 PASS, 0 FAIL"));
+  EXPECT_FALSE(fs::exists(Dir / "generated")) << "verify writes nothing";
+}
+
+TEST_F(ConvgenCli, VerifyUsageErrors) {
+  expectBadInput(run({"verify", "--weights", ExampleNpz}), {"nothing to verify"});
+  expectBadInput(run({"verify", "--layer", "F_m1"}), {"--weights is required"});
+  expectBadInput(run({"verify", "--weights", ExampleNpz, "--layer", "F_mm1"}), {"F_m1"});
+  expectBadInput(run({"verify", "--weights", ExampleNpz, "--all", "--batch", "0"}), {"batch"});
+}

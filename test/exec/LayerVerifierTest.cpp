@@ -1,0 +1,132 @@
+// The verifier can fail: kernels corrupted on purpose (one nonzero's
+// multiply-add deleted, one packed value changed, one store deleted) are
+// reported as FAIL. Also: large layers run a sample of blocks, and a
+// sampled run still checks every output it computes.
+#include "codegen/LayerGenerator.h"
+#include "support/ConvCases.h"
+#include "verify/LayerVerifier.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <llvm/IR/InstIterator.h>
+#include <llvm/IR/IntrinsicInst.h>
+#include <llvm/IR/Module.h>
+
+using namespace convgen;
+using namespace convgen::test;
+using ::testing::HasSubstr;
+
+namespace {
+
+class LayerVerifierTest : public ::testing::Test {
+protected:
+  ConvLayer layer(double sparsity, int64_t size = 9) {
+    std::mt19937_64 random(7);
+    ConvGeometry g = makeGeometry({4, 8, size, size, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1}, 2,
+                                  Activation::None, true);
+    return makeLayer("probe", g, prunedWeights(g, SparsityPattern::Uniform, sparsity, random),
+                     random);
+  }
+  VerifyOptions verifyOptions() {
+    VerifyOptions options;
+    options.allBlocks = true;
+    options.hostThreads = 1;
+    return options;
+  }
+  GenerateOptions generateOptions(bool bake = false) {
+    GenerateOptions options;
+    options.runPtxas = false;
+    options.bakeValues = bake;
+    return options;
+  }
+};
+
+/// The fma calls of the kernel, in code order.
+std::vector<llvm::IntrinsicInst *> multiplyAdds(llvm::Module &module) {
+  std::vector<llvm::IntrinsicInst *> found;
+  for (llvm::Function &function : module)
+    for (llvm::Instruction &inst : llvm::instructions(function))
+      if (auto *call = llvm::dyn_cast<llvm::IntrinsicInst>(&inst))
+        if (call->getIntrinsicID() == llvm::Intrinsic::fma)
+          found.push_back(call);
+  return found;
+}
+
+TEST_F(LayerVerifierTest, DeletingOneNonzerosMultiplyAddFails) {
+  for (bool bake : {false, true}) {
+    SCOPED_TRACE(bake ? "baked" : "constant bank");
+    ConvLayer probe = layer(0.5);
+    KernelGenerator generator(generateOptions(bake));
+    BuiltKernel kernel = generator.build(probe);
+    ASSERT_TRUE(verifyKernel(probe, kernel, verifyOptions()).passed());
+
+    // What zero-weight elimination does to a zero weight, done to a nonzero:
+    // the multiply-add becomes its accumulator.
+    auto fmas = multiplyAdds(*kernel.module);
+    ASSERT_FALSE(fmas.empty());
+    llvm::IntrinsicInst *victim = fmas[fmas.size() / 2];
+    victim->replaceAllUsesWith(victim->getArgOperand(2));
+    victim->eraseFromParent();
+
+    VerifyReport report = verifyKernel(probe, kernel, verifyOptions());
+    EXPECT_FALSE(report.passed());
+    EXPECT_GT(report.failures, 0);
+    EXPECT_THAT(report.firstFailure, HasSubstr("> bound"));
+  }
+}
+
+TEST_F(LayerVerifierTest, ChangingOnePackedValueFails) {
+  ConvLayer probe = layer(0.5);
+  KernelGenerator generator(generateOptions());
+  BuiltKernel kernel = generator.build(probe);
+  ASSERT_FALSE(kernel.arrayValues.empty());
+  kernel.arrayValues[kernel.arrayValues.size() / 3] += 0.25f;
+  EXPECT_FALSE(verifyKernel(probe, kernel, verifyOptions()).passed());
+}
+
+TEST_F(LayerVerifierTest, AnOutputNeverStoredFails) {
+  ConvLayer probe = layer(0.9);
+  KernelGenerator generator(generateOptions());
+  BuiltKernel kernel = generator.build(probe);
+  llvm::StoreInst *store = nullptr;
+  for (llvm::Function &function : *kernel.module)
+    for (llvm::Instruction &inst : llvm::instructions(function))
+      if (!store)
+        store = llvm::dyn_cast<llvm::StoreInst>(&inst);
+  ASSERT_NE(store, nullptr);
+  store->eraseFromParent();
+  VerifyReport report = verifyKernel(probe, kernel, verifyOptions());
+  EXPECT_FALSE(report.passed());
+  EXPECT_THAT(report.firstFailure, HasSubstr("never written"));
+}
+
+TEST_F(LayerVerifierTest, LargeLayersRunASampleOfBlocks) {
+  ConvLayer probe = layer(0.9, 64); // 2 x 64 rows x 16 tiles / 128: 16 x blocks; 2 channel blocks
+  KernelGenerator generator(generateOptions());
+  BuiltKernel kernel = generator.build(probe);
+  VerifyOptions options = verifyOptions();
+  options.allBlocks = false;
+  options.sampleAboveMultiplyAdds = 0;
+  options.interiorBlocks = 3;
+  VerifyReport report = verifyKernel(probe, kernel, options);
+  EXPECT_TRUE(report.passed()) << report.firstFailure;
+  EXPECT_TRUE(report.sampled);
+  EXPECT_THAT(report.blocks, HasSubstr("of 32 blocks: all 2 channel blocks"));
+  EXPECT_THAT(report.blocks, HasSubstr("3 random"));
+  EXPECT_GT(report.outputsChecked, 0);
+  EXPECT_LT(report.outputsChecked, 2 * 8 * 64 * 64);
+}
+
+TEST_F(LayerVerifierTest, DenseFallbackVerifies) {
+  ConvLayer probe = layer(0.5);
+  GenerateOptions options = generateOptions();
+  options.maxMultiplyAdds = 1;
+  KernelGenerator generator(options);
+  BuiltKernel kernel = generator.build(probe);
+  ASSERT_EQ(kernel.info.mode, "dense");
+  VerifyReport report = verifyKernel(probe, kernel, verifyOptions());
+  EXPECT_TRUE(report.passed()) << report.firstFailure;
+  EXPECT_EQ(report.outputsChecked, 2 * 8 * 9 * 9);
+}
+
+} // namespace
