@@ -33,13 +33,14 @@ static std::vector<std::pair<LoadInst *, int64_t>> loadsInCodeOrder(Function &fu
   return loads;
 }
 
-static GlobalVariable *createConstantBankArray(Module &module, size_t count) {
+static GlobalVariable *createConstantBankArray(Module &module, size_t count,
+                                               const std::string &symbol) {
   auto *type = ArrayType::get(Type::getFloatTy(module.getContext()), count);
   // Externally initialised: the runtime writes the values (cuModuleGetGlobal),
   // so LLVM must not fold loads from the zero placeholder.
   auto *global = new GlobalVariable(module, type, /*isConstant=*/false,
                                     GlobalValue::ExternalLinkage, Constant::getNullValue(type),
-                                    PackedWeightsSymbol, nullptr, GlobalValue::NotThreadLocal,
+                                    symbol, nullptr, GlobalValue::NotThreadLocal,
                                     /*AddressSpace=*/4, /*isExternallyInitialized=*/true);
   global->setAlignment(Align(4));
   return global;
@@ -56,7 +57,7 @@ PreservedAnalyses WeightPackingPass::run(Function &function, FunctionAnalysisMan
 
   Module &module = *function.getParent();
   GlobalVariable *bank = Path == WeightPath::ConstantBank
-                             ? createConstantBankArray(module, loads.size())
+                             ? createConstantBankArray(module, loads.size(), Symbol)
                              : nullptr;
   Argument *weightsArgument = function.getArg(map.weightsArgument());
 

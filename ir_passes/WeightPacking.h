@@ -25,26 +25,31 @@
 #include <llvm/IR/PassManager.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace convgen {
 
 enum class WeightPath { ConstantBank, GlobalReadOnly, Baked };
 
-/// The module global that holds the packed weights in constant-bank mode.
+/// The module global that holds the packed weights in constant-bank mode
+/// (a layer split across kernels names one array per kernel instead).
 inline constexpr const char *PackedWeightsSymbol = "convgen_weights";
 
 class WeightPackingPass : public llvm::PassInfoMixin<WeightPackingPass> {
 public:
   WeightPackingPass(WeightPath path, std::shared_ptr<const std::vector<float>> weights,
-                    std::shared_ptr<std::vector<float>> packed)
-      : Path(path), Weights(std::move(weights)), Packed(std::move(packed)) {}
+                    std::shared_ptr<std::vector<float>> packed,
+                    std::string symbol = PackedWeightsSymbol)
+      : Path(path), Weights(std::move(weights)), Packed(std::move(packed)),
+        Symbol(std::move(symbol)) {}
   llvm::PreservedAnalyses run(llvm::Function &function, llvm::FunctionAnalysisManager &analyses);
 
 private:
   WeightPath Path;
   std::shared_ptr<const std::vector<float>> Weights;
   std::shared_ptr<std::vector<float>> Packed;
+  std::string Symbol; ///< the constant-bank array's name
 };
 
 } // namespace convgen

@@ -18,10 +18,13 @@
 //
 // Work split: a thread computes ChannelsPerThread (BK) output channels x
 // OutputsPerThread (BW) neighbouring output columns of one output row of one
-// image; blockIdx.y selects the block of BK output channels. The code for
-// every channel block is present (unrolled) and selected by blockIdx.y, so
-// the output channel of every multiply-add is a constant in the code. Each
-// input value loaded is reused across the BK output channels.
+// image; blockIdx.y selects the block of BK output channels. A kernel covers
+// the channel blocks [firstChannelBlock, firstChannelBlock + channelBlocks):
+// all of them, or, when a layer is split across several kernels, one range
+// each. The code for each of its channel blocks is present (unrolled) and
+// selected by blockIdx.y, so the output channel of every multiply-add is a
+// constant in the code. Each input value loaded is reused across the BK
+// output channels.
 
 #define CONVGEN_GLOBAL __attribute__((global))
 #define CONVGEN_DEVICE __attribute__((device))
@@ -47,6 +50,8 @@ struct ConvSpec {
   int hasBias;
   int channelsPerThread; // BK: divides outChannels / groups
   int outputsPerThread;  // BW
+  int firstChannelBlock; // this kernel's channel blocks: blockIdx.y counts from here
+  int channelBlocks;
 };
 
 extern "C" CONVGEN_DEVICE ConvSpec convgen_spec;
@@ -66,7 +71,6 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const float *__restrict__ input,
   const ConvSpec &g = convgen_spec;
   const int inChannelsPerGroup = g.inChannels / g.groups;
   const int outChannelsPerGroup = g.outChannels / g.groups;
-  const int channelBlocks = g.outChannels / g.channelsPerThread;
   const int columnTiles = (g.outWidth + g.outputsPerThread - 1) / g.outputsPerThread;
 
   // This thread's (image, output row, first output column).
@@ -79,10 +83,10 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const float *__restrict__ input,
   const int p = (int)(imageRow % g.outHeight);
   const long long n = imageRow / g.outHeight;
   const int q0 = columnTile * g.outputsPerThread;
-  const int channelBlock = __nvvm_read_ptx_sreg_ctaid_y();
+  const int channelBlock = g.firstChannelBlock + (int)__nvvm_read_ptx_sreg_ctaid_y();
 
 #pragma unroll
-  for (int block = 0; block < channelBlocks; ++block) {
+  for (int block = g.firstChannelBlock; block < g.firstChannelBlock + g.channelBlocks; ++block) {
     if (block != channelBlock)
       continue;
     const int k0 = block * g.channelsPerThread;

@@ -34,6 +34,7 @@ struct Options {
   std::vector<std::string> emit;
   bool bakeValues = false;
   int64_t maxMultiplyAdds = 65536;
+  int64_t maxKernels = 4;
   bool verbose = false;
   // convgen verify
   CLI::App *verifyCommand = nullptr;
@@ -63,10 +64,15 @@ void addGenerationOptions(CLI::App &app, Options &options) {
                "Put the weight values in the code as FMA immediates instead of a packed "
                "read-only array (a values-only change then needs new code)");
   app.add_option("--max-multiply-adds", options.maxMultiplyAdds,
-                 "Code-size budget per kernel: a layer whose sparse kernel would hold more "
-                 "multiply-adds (nnz x outputs per thread) gets a dense kernel instead")
+                 "Code-size budget per kernel: a layer whose sparse code would hold more "
+                 "multiply-adds (nnz x outputs per thread) is split by output-channel blocks "
+                 "across several kernels")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--max-kernels", options.maxKernels,
+                 "Kernels per layer: a layer that needs more gets a dense kernel instead")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1024}));
   app.add_flag("-v,--verbose", options.verbose, "Say what is read, validated and written");
 }
 
@@ -137,6 +143,8 @@ std::string describeGenerated(const GeneratedLayer &layer) {
                 formatPercent(layer.multiplyAdds, layer.denseMultiplyAdds).c_str(),
                 double(layer.ptxBytes) / 1024.0, layer.weightPath.c_str());
   std::string text = line;
+  if (layer.kernels.size() > 1)
+    text += "  split into " + std::to_string(layer.kernels.size()) + " kernels";
   if (layer.mode == "dense")
     text += "  DENSE (" + layer.denseReason + ")";
   if (layer.ptxas)
@@ -153,6 +161,7 @@ GenerateOptions generateOptionsFrom(const Options &options) {
   generateOptions.emit = {options.emit.begin(), options.emit.end()};
   generateOptions.bakeValues = options.bakeValues;
   generateOptions.maxMultiplyAdds = options.maxMultiplyAdds;
+  generateOptions.maxKernelsPerLayer = options.maxKernels;
   return generateOptions;
 }
 

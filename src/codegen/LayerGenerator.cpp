@@ -2,6 +2,7 @@
 
 #include "WeightMap.h"
 #include "WeightPacking.h"
+#include "codegen/KernelSplit.h"
 #include "codegen/PassPipeline.h"
 #include "codegen/PtxEmitter.h"
 #include "codegen/TemplateSpecializer.h"
@@ -15,6 +16,7 @@
 #include <llvm/IR/IntrinsicInst.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
+#include <llvm/Linker/Linker.h>
 #include <llvm/Support/raw_ostream.h>
 #include <nlohmann/json.hpp>
 
@@ -32,10 +34,12 @@ std::string outputStemFor(const std::string &layerName) {
   return stem;
 }
 
-std::string kernelSymbolFor(const std::string &layerName) {
+std::string kernelSymbolFor(const std::string &layerName, size_t part, size_t parts) {
   std::string symbol = "convgen_";
   for (char c : layerName)
     symbol += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  if (parts > 1)
+    symbol += "_k" + std::to_string(part);
   return symbol;
 }
 
@@ -99,26 +103,51 @@ static nlohmann::json geometryJson(const ConvGeometry &g) {
           {"bias", g.hasBias}};
 }
 
+static nlohmann::json ptxasKernelJson(const std::optional<PtxasReport> &ptxas,
+                                      const std::string &symbol) {
+  if (!ptxas || !ptxas->kernels.count(symbol))
+    return nullptr;
+  const PtxasKernelReport &kernel = ptxas->kernels.at(symbol);
+  return {{"registers", kernel.registers},
+          {"spill_store_bytes", kernel.spillStoreBytes},
+          {"spill_load_bytes", kernel.spillLoadBytes},
+          {"stack_frame_bytes", kernel.stackFrameBytes},
+          {"shared_bytes", kernel.sharedBytes}};
+}
+
 /// The NAME.json manifest: everything a runtime needs to load and launch
-/// the kernel, and what the generation produced.
+/// the layer's kernels, and what the generation produced.
 static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer &result,
                                     const GenerateOptions &options, const std::string &templateId,
                                     const std::vector<float> &packed) {
   const ConvGeometry &geometry = layer.geometry;
   const std::string stem = outputStemFor(layer.name);
-  LaunchShape perImage = launchShape(geometry, result.tiling, 1);
   HW out = geometry.outSize();
   int64_t columnTiles = (out.w + result.tiling.outputsPerThread - 1) / result.tiling.outputsPerThread;
+  nlohmann::json kernels = nlohmann::json::array();
+  for (const LayerKernel &kernel : result.kernels)
+    kernels.push_back(
+        {{"symbol", kernel.symbol},
+         {"channel_blocks", {{"first", kernel.channelBlocks.first}, {"count", kernel.channelBlocks.count}}},
+         {"grid_y", kernel.channelBlocks.count},
+         {"multiply_adds", kernel.multiplyAdds},
+         {"weights",
+          {{"symbol", kernel.weightsSymbol},
+           {"offset_bytes", kernel.weightsOffset * 4},
+           {"count", kernel.weightsCount}}},
+         {"ptxas", ptxasKernelJson(result.ptxas, kernel.symbol)}});
   nlohmann::json manifest = {
-      {"format", "convgen-kernel-manifest/1"},
+      {"format", "convgen-kernel-manifest/2"},
       {"layer", layer.name},
-      {"kernel", result.kernelSymbol},
       {"ptx", stem + ".ptx"},
       {"template", templateId},
       {"arch", options.arch.name},
       {"mode", result.mode},
       {"dense_reason", result.denseReason},
-      {"code_budget_multiply_adds", options.maxMultiplyAdds},
+      {"code_budget",
+       {{"multiply_adds_per_kernel", options.maxMultiplyAdds},
+        {"kernels_per_layer", options.maxKernelsPerLayer},
+        {"template_multiply_adds_per_kernel", options.maxTemplateMultiplyAdds}}},
       {"geometry", geometryJson(geometry)},
       {"tiling",
        {{"channels_per_thread", result.tiling.channelsPerThread},
@@ -126,18 +155,19 @@ static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer
         {"threads_per_block", result.tiling.threadsPerBlock}}},
       {"launch",
        {{"parameters", {"input", "weights", "bias", "output", "batch"}},
+        {"weights_argument", "the packed weights file + the kernel's weights.offset_bytes"},
         {"block", {result.tiling.threadsPerBlock, 1, 1}},
         {"grid",
          {{"x", "ceil(N * " + std::to_string(out.h * columnTiles) + " / " +
                     std::to_string(result.tiling.threadsPerBlock) + ")"},
           {"x_threads_per_image", out.h * columnTiles},
-          {"y", perImage.gridY},
+          {"y", "the kernel's grid_y"},
           {"z", 1}}},
         {"shared_memory_bytes", result.ptxas ? result.ptxas->sharedBytes : 0}}},
+      {"kernels", kernels},
       {"weights",
        {{"file", stem + ".weights.bin"},
         {"path", result.weightPath},
-        {"symbol", result.weightPath == "constant" ? PackedWeightsSymbol : ""},
         {"count", packed.size()},
         {"bias_offset_bytes", packed.size() * 4},
         {"bias_count", layer.bias.size()},
@@ -183,18 +213,59 @@ BuiltKernel::BuiltKernel(BuiltKernel &&) noexcept = default;
 BuiltKernel &BuiltKernel::operator=(BuiltKernel &&) noexcept = default;
 BuiltKernel::~BuiltKernel() = default;
 
-/// Why a layer must go dense, or "" if its sparse kernel fits the budgets.
-static std::string denseReasonFor(int64_t sparseMultiplyAdds, int64_t templateMultiplyAdds,
-                                  const GenerateOptions &options) {
-  if (sparseMultiplyAdds > options.maxMultiplyAdds)
-    return std::to_string(sparseMultiplyAdds) +
-           " multiply-adds of sparse code exceed the budget of " +
-           std::to_string(options.maxMultiplyAdds);
-  if (templateMultiplyAdds > options.maxTemplateMultiplyAdds)
-    return "the unrolled template's " + std::to_string(templateMultiplyAdds) +
-           " multiply-adds exceed the specialisation limit of " +
-           std::to_string(options.maxTemplateMultiplyAdds);
-  return "";
+/// Specialises, eliminates, packs and cleans up one kernel of a sparse
+/// layer; its packed values are appended to \p packed.
+std::unique_ptr<llvm::Module> KernelGenerator::buildSparseKernel(const ConvLayer &layer,
+                                                                 LayerKernel &kernel,
+                                                                 BuiltKernel &built) {
+  const std::string what = "layer '" + layer.name + "'";
+  const Tiling &tiling = built.info.tiling;
+  const ConvGeometry &geometry = layer.geometry;
+  PhaseClock clock(built.info.phaseSeconds);
+
+  // 1. Specialise and unroll: every weight load at a constant position.
+  std::unique_ptr<llvm::Module> module = Specializer->specialize(
+      makeTemplateSpec(geometry, tiling, kernel.channelBlocks), kernel.symbol, what);
+  // Elimination is sound only if every weight this kernel computes with is
+  // read at a constant position and feeds nothing but its BW multiply-adds.
+  const int64_t positions = int64_t(layer.weights.size()) /
+                            (geometry.outChannels / tiling.channelsPerThread) *
+                            kernel.channelBlocks.count;
+  const int64_t templateMultiplyAdds = positions * tiling.outputsPerThread;
+  WeightMapSummary weightMap = summarizeWeightMap(*module->getFunction(kernel.symbol));
+  if (weightMap.nonConstantLoads || weightMap.loadsWithOtherUses ||
+      weightMap.positions != positions || weightMap.multiplyAdds != templateMultiplyAdds)
+    throw CheckFailure(what + ": weight map incomplete: " + std::to_string(weightMap.positions) +
+                       " of " + std::to_string(positions) + " positions, " +
+                       std::to_string(weightMap.nonConstantLoads) + " non-constant loads, " +
+                       std::to_string(weightMap.loadsWithOtherUses) + " loads with other uses, " +
+                       std::to_string(weightMap.multiplyAdds) + " of " +
+                       std::to_string(templateMultiplyAdds) + " multiply-adds linked");
+  if (Options.emit.count("ll"))
+    built.specialisedIr += printModule(*module);
+  clock.mark("specialise");
+
+  // 2. Delete the zero weights' work, 3. pack the survivors, 4. clean up.
+  llvm::raw_string_ostream weightMapStream(built.weightMapText);
+  PipelineContext context;
+  context.weights = Weights;
+  context.packedWeights = std::make_shared<std::vector<float>>();
+  context.packedWeightsSymbol = kernel.weightsSymbol;
+  context.weightMapOut = &weightMapStream;
+  std::string passes =
+      "function(" +
+      std::string(Options.emit.count("weightmap") ? "print<convgen-weight-map>," : "") +
+      "convgen-zero-weight-elimination,convgen-pack-weights<" + built.info.weightPath + ">)";
+  runPipeline(*module, passes, context);
+  clock.mark("eliminate");
+  runPipeline(*module, TemplateSpecializer::cleanupPipeline());
+  clock.mark("cleanup");
+  kernel.multiplyAdds = countMultiplyAdds(*module);
+  kernel.weightsOffset = int64_t(built.arrayValues.size());
+  kernel.weightsCount = int64_t(context.packedWeights->size());
+  built.arrayValues.insert(built.arrayValues.end(), context.packedWeights->begin(),
+                           context.packedWeights->end());
+  return module;
 }
 
 BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
@@ -203,74 +274,66 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
   BuiltKernel built;
   GeneratedLayer &result = built.info;
   result.name = layer.name;
-  result.kernelSymbol = kernelSymbolFor(layer.name);
   result.tiling = chooseTiling(geometry);
   checkTiling(geometry, result.tiling, layer.name);
   result.nonzeros = std::count_if(layer.weights.begin(), layer.weights.end(),
                                   [](float w) { return w != 0.0f; });
-  PhaseClock clock(result.phaseSeconds);
+  result.denseMultiplyAdds = int64_t(layer.weights.size()) * result.tiling.outputsPerThread;
 
-  // Past the code-size budget the sparse kernel is not worth emitting: use
-  // the dense fallback from the same template.
-  int64_t templateMultiplyAdds =
-      int64_t(layer.weights.size()) * result.tiling.outputsPerThread;
-  result.denseReason = denseReasonFor(result.nonzeros * result.tiling.outputsPerThread,
-                                      templateMultiplyAdds, Options);
+  // Past the code-size budget the layer is split across kernels by channel
+  // blocks; past the kernel limit, the dense fallback from the same template.
+  KernelPlan plan = planKernels(geometry, result.tiling, layer.weights,
+                                {Options.maxMultiplyAdds, Options.maxTemplateMultiplyAdds,
+                                 Options.maxKernelsPerLayer});
+  result.denseReason = plan.denseReason;
   result.mode = result.denseReason.empty() ? "sparse" : "dense";
-  result.denseMultiplyAdds = templateMultiplyAdds;
-  TemplateSpec spec = makeTemplateSpec(geometry, result.tiling);
-  std::unique_ptr<llvm::Module> &module = built.module;
   if (result.mode == "dense") {
-    module = Specializer->specializeDense(spec, result.kernelSymbol, what);
+    PhaseClock clock(result.phaseSeconds);
+    LayerKernel kernel;
+    kernel.symbol = kernelSymbolFor(layer.name);
+    kernel.channelBlocks = allChannelBlocks(geometry, result.tiling);
+    kernel.weightsCount = int64_t(layer.weights.size());
+    built.module = Specializer->specializeDense(makeTemplateSpec(geometry, result.tiling),
+                                                kernel.symbol, what);
     clock.mark("specialise");
     result.weightPath = "global";
     built.arrayValues = layer.weights; // the whole OIHW tensor, read by index
     if (Options.emit.count("ll"))
-      built.specialisedIr = printModule(*module);
+      built.specialisedIr = printModule(*built.module);
     built.weightMapText = "dense fallback (" + result.denseReason + "): no weight map\n";
+    kernel.multiplyAdds = countMultiplyAdds(*built.module);
+    result.kernels.push_back(kernel);
   } else {
-    // 1. Specialise and unroll: every weight load at a constant position.
-    module = Specializer->specialize(spec, result.kernelSymbol, what);
-    // Elimination is sound only if every weight is read at a constant
-    // position and feeds nothing but its BW multiply-adds.
-    WeightMapSummary weightMap = summarizeWeightMap(*module->getFunction(result.kernelSymbol));
-    if (weightMap.nonConstantLoads || weightMap.loadsWithOtherUses ||
-        weightMap.positions != int64_t(layer.weights.size()) ||
-        weightMap.multiplyAdds != templateMultiplyAdds)
-      throw CheckFailure(what + ": weight map incomplete: " + std::to_string(weightMap.positions) +
-                         " of " + std::to_string(layer.weights.size()) + " positions, " +
-                         std::to_string(weightMap.nonConstantLoads) + " non-constant loads, " +
-                         std::to_string(weightMap.loadsWithOtherUses) +
-                         " loads with other uses, " + std::to_string(weightMap.multiplyAdds) +
-                         " of " + std::to_string(templateMultiplyAdds) + " multiply-adds linked");
-    if (Options.emit.count("ll"))
-      built.specialisedIr = printModule(*module);
-    clock.mark("specialise");
-
-    // 2. Delete the zero weights' work, 3. pack the survivors, 4. clean up.
+    // One constant bank (64 KiB) per module: every kernel's array fits, or
+    // every kernel reads through ld.global.nc.
     result.weightPath = Options.bakeValues ? "baked"
                         : size_t(result.nonzeros) * 4 <= Options.constantBankLimitBytes ? "constant"
                                                                                          : "global";
-    llvm::raw_string_ostream weightMapStream(built.weightMapText);
-    PipelineContext context;
-    context.weights = std::make_shared<const std::vector<float>>(layer.weights);
-    context.packedWeights = std::make_shared<std::vector<float>>();
-    context.weightMapOut = &weightMapStream;
-    std::string passes =
-        "function(" +
-        std::string(Options.emit.count("weightmap") ? "print<convgen-weight-map>," : "") +
-        "convgen-zero-weight-elimination,convgen-pack-weights<" + result.weightPath + ">)";
-    runPipeline(*module, passes, context);
-    clock.mark("eliminate");
-    runPipeline(*module, TemplateSpecializer::cleanupPipeline());
-    clock.mark("cleanup");
-    built.arrayValues = std::move(*context.packedWeights);
+    Weights = std::make_shared<const std::vector<float>>(layer.weights);
+    for (size_t part = 0; part < plan.kernels.size(); ++part) {
+      LayerKernel kernel;
+      kernel.symbol = kernelSymbolFor(layer.name, part, plan.kernels.size());
+      kernel.channelBlocks = plan.kernels[part];
+      if (result.weightPath == "constant")
+        kernel.weightsSymbol = plan.kernels.size() > 1
+                                   ? std::string(PackedWeightsSymbol) + "_k" + std::to_string(part)
+                                   : std::string(PackedWeightsSymbol);
+      std::unique_ptr<llvm::Module> module = buildSparseKernel(layer, kernel, built);
+      if (kernel.weightsCount == 0)
+        kernel.weightsSymbol.clear(); // nothing survived: no array
+      if (!built.module)
+        built.module = std::move(module);
+      else if (llvm::Linker::linkModules(*built.module, std::move(module)))
+        throw CheckFailure(what + ": linking kernel " + kernel.symbol + " into the module failed");
+      result.kernels.push_back(kernel);
+    }
+    Weights.reset();
     if (!Options.bakeValues && int64_t(built.arrayValues.size()) != result.nonzeros)
       throw CheckFailure(what + ": packed " + std::to_string(built.arrayValues.size()) +
                          " weights, but the layer has " + std::to_string(result.nonzeros) +
                          " nonzeros");
   }
-  result.multiplyAdds = countMultiplyAdds(*module);
+  result.multiplyAdds = countMultiplyAdds(*built.module);
   return built;
 }
 

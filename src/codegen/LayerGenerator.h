@@ -39,21 +39,38 @@ struct GenerateOptions {
   /// Packed weights up to this size go to the constant bank, larger ones
   /// are read with ld.global.nc. The bank holds 64 KiB per module.
   size_t constantBankLimitBytes = 64 * 1024;
-  /// Code-size budget: a layer whose sparse kernel would hold more
-  /// multiply-adds (nnz x BW) than this gets the dense fallback instead.
-  /// 65536 is about 8 MB of PTX and 40 s of generation on 2 cores (see
-  /// docs/codegen.md); benchmarks on a GPU are to settle where speed says.
+  /// Code-size budget per kernel: a layer whose sparse code (nnz x BW
+  /// multiply-adds) exceeds it is split by channel blocks across several
+  /// kernels (codegen/KernelSplit). 65536 is about 8 MB of PTX and 40 s of
+  /// generation on 2 cores (see docs/codegen.md); benchmarks on a GPU are
+  /// to settle where speed says.
   int64_t maxMultiplyAdds = 65536;
-  /// Specialisation unrolls the dense template (every position x BW) before
-  /// elimination thins it; past this size that costs too much time and
-  /// memory (262144 took 5.6 s and 315 MB here), so the layer goes dense too.
+  /// Kernels per layer: a layer needing more gets the dense fallback.
+  int64_t maxKernelsPerLayer = 4;
+  /// Specialisation unrolls a kernel's part of the dense template (its
+  /// positions x BW) before elimination thins it; past this size that costs
+  /// too much time and memory (262144 took 5.6 s and 315 MB here), so a
+  /// kernel takes fewer channel blocks.
   int64_t maxTemplateMultiplyAdds = int64_t{1} << 20;
+};
+
+/// One kernel of a layer: a layer is one kernel, or, past the per-kernel
+/// budget, several, each computing a range of channel blocks.
+struct LayerKernel {
+  std::string symbol;
+  ChannelBlockRange channelBlocks;
+  int64_t multiplyAdds = 0;
+  /// Its packed weights: the constant-bank array's symbol (constant path),
+  /// and where its values start in NAME.weights.bin, in floats, and how many.
+  std::string weightsSymbol;
+  int64_t weightsOffset = 0;
+  int64_t weightsCount = 0;
 };
 
 /// What generating one layer produced.
 struct GeneratedLayer {
   std::string name;
-  std::string kernelSymbol;
+  std::vector<LayerKernel> kernels; ///< launched one after another; one when dense
   Tiling tiling;
   std::string mode;          ///< "sparse", or "dense" past the code-size budget
   std::string denseReason;   ///< why the layer went dense, empty when sparse
@@ -104,7 +121,11 @@ public:
   const GenerateOptions &options() const { return Options; }
 
 private:
+  std::unique_ptr<llvm::Module> buildSparseKernel(const ConvLayer &layer, LayerKernel &kernel,
+                                                  BuiltKernel &built);
+
   GenerateOptions Options;
+  std::shared_ptr<const std::vector<float>> Weights; ///< the layer being built, for the passes
   std::optional<Ptxas> PtxasTool; ///< found (and its version asked) once
   std::unique_ptr<llvm::LLVMContext> Context;
   std::unique_ptr<TemplateSpecializer> Specializer;
@@ -115,6 +136,7 @@ private:
 std::string outputStemFor(const std::string &layerName);
 
 /// "layer1.0.conv1" -> "convgen_layer1_0_conv1": a valid PTX identifier.
-std::string kernelSymbolFor(const std::string &layerName);
+/// Kernel \p part of \p parts > 1 gets "_k<part>" appended.
+std::string kernelSymbolFor(const std::string &layerName, size_t part = 0, size_t parts = 1);
 
 } // namespace convgen

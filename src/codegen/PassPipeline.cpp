@@ -79,7 +79,8 @@ void runPipeline(llvm::Module &module, const std::string &pipelineText,
         if (auto path = parseWeightPath(name)) {
           if (!context.weights || !context.packedWeights)
             missing = name.str() + " needs the layer's weights and a vector for the packed values";
-          passes.addPass(WeightPackingPass(*path, context.weights, context.packedWeights));
+          passes.addPass(WeightPackingPass(*path, context.weights, context.packedWeights,
+                                           context.packedWeightsSymbol));
           return true;
         }
         if (name == "print<convgen-weight-map>") {

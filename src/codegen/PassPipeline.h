@@ -31,6 +31,8 @@ struct PipelineContext {
   std::shared_ptr<const std::vector<float>> weights;
   /// Receives the packed values from convgen-pack-weights.
   std::shared_ptr<std::vector<float>> packedWeights;
+  /// The constant-bank array's symbol, for convgen-pack-weights<constant>.
+  std::string packedWeightsSymbol = "convgen_weights";
   /// Where print<convgen-weight-map> writes.
   llvm::raw_ostream *weightMapOut = nullptr;
   /// Run the IR verifier after every pass.

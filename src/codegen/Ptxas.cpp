@@ -2,6 +2,7 @@
 
 #include "support/Error.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -110,11 +111,29 @@ PtxasReport runPtxas(const Ptxas &ptxas, const std::string &ptx, const std::stri
     throw CheckFailure(what + ": ptxas rejected the PTX (exit " + std::to_string(status) +
                        "): " + firstLine);
   }
-  report.registers = firstNumber(output, "Used ([0-9]+) registers");
-  report.spillStoreBytes = firstNumber(output, "([0-9]+) bytes spill stores");
-  report.spillLoadBytes = firstNumber(output, "([0-9]+) bytes spill loads");
-  report.stackFrameBytes = firstNumber(output, "([0-9]+) bytes stack frame");
-  report.sharedBytes = firstNumber(output, "([0-9]+) bytes smem");
+  // ptxas -v reports each entry function after "Compiling entry function
+  // 'NAME'"; the user constant bank (cmem[3]) is the module's.
+  const std::string marker = "Compiling entry function '";
+  for (size_t at = output.find(marker); at != std::string::npos;) {
+    size_t nameStart = at + marker.size();
+    size_t next = output.find(marker, nameStart);
+    std::string name = output.substr(nameStart, output.find('\'', nameStart) - nameStart);
+    std::string section = output.substr(nameStart, next == std::string::npos ? std::string::npos
+                                                                             : next - nameStart);
+    PtxasKernelReport kernel;
+    kernel.registers = firstNumber(section, "Used ([0-9]+) registers");
+    kernel.spillStoreBytes = firstNumber(section, "([0-9]+) bytes spill stores");
+    kernel.spillLoadBytes = firstNumber(section, "([0-9]+) bytes spill loads");
+    kernel.stackFrameBytes = firstNumber(section, "([0-9]+) bytes stack frame");
+    kernel.sharedBytes = firstNumber(section, "([0-9]+) bytes smem");
+    report.registers = std::max(report.registers, kernel.registers);
+    report.spillStoreBytes = std::max(report.spillStoreBytes, kernel.spillStoreBytes);
+    report.spillLoadBytes = std::max(report.spillLoadBytes, kernel.spillLoadBytes);
+    report.stackFrameBytes = std::max(report.stackFrameBytes, kernel.stackFrameBytes);
+    report.sharedBytes = std::max(report.sharedBytes, kernel.sharedBytes);
+    report.kernels[name] = kernel;
+    at = next;
+  }
   report.constantBytes = firstNumber(output, "([0-9]+) bytes cmem\\[3\\]");
   return report;
 }

@@ -3,13 +3,25 @@
 // Found at $CUDA_HOME/bin/ptxas, /usr/local/cuda/bin/ptxas or on PATH.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 
 namespace convgen {
 
+/// One kernel's resources.
+struct PtxasKernelReport {
+  int registers = 0;
+  int spillStoreBytes = 0;
+  int spillLoadBytes = 0;
+  int stackFrameBytes = 0;
+  int sharedBytes = 0;
+};
+
+/// The module's: per kernel, and the worst over its kernels.
 struct PtxasReport {
   std::string version;
+  std::map<std::string, PtxasKernelReport> kernels;
   int registers = 0;
   int spillStoreBytes = 0;
   int spillLoadBytes = 0;

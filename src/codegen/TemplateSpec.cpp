@@ -38,12 +38,21 @@ void checkTiling(const ConvGeometry &geometry, const Tiling &tiling, const std::
     throw fail("threads per block must be a multiple of 32 in [32, 1024]");
 }
 
-LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int64_t batch) {
+ChannelBlockRange allChannelBlocks(const ConvGeometry &geometry, const Tiling &tiling) {
+  return {0, geometry.outChannels / tiling.channelsPerThread};
+}
+
+LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int64_t batch,
+                        const ChannelBlockRange &range) {
   HW out = geometry.outSize();
   int64_t columnTiles = (out.w + tiling.outputsPerThread - 1) / tiling.outputsPerThread;
   int64_t threads = batch * out.h * columnTiles;
-  return {(threads + tiling.threadsPerBlock - 1) / tiling.threadsPerBlock,
-          geometry.outChannels / tiling.channelsPerThread, tiling.threadsPerBlock};
+  return {(threads + tiling.threadsPerBlock - 1) / tiling.threadsPerBlock, range.count,
+          tiling.threadsPerBlock};
+}
+
+LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int64_t batch) {
+  return launchShape(geometry, tiling, batch, allChannelBlocks(geometry, tiling));
 }
 
 std::optional<ThreadTile> threadTile(const ConvGeometry &geometry, const Tiling &tiling,
@@ -57,7 +66,12 @@ std::optional<ThreadTile> threadTile(const ConvGeometry &geometry, const Tiling 
                     (thread % columnTiles) * tiling.outputsPerThread};
 }
 
-TemplateSpec makeTemplateSpec(const ConvGeometry &g, const Tiling &tiling) {
+TemplateSpec makeTemplateSpec(const ConvGeometry &geometry, const Tiling &tiling) {
+  return makeTemplateSpec(geometry, tiling, allChannelBlocks(geometry, tiling));
+}
+
+TemplateSpec makeTemplateSpec(const ConvGeometry &g, const Tiling &tiling,
+                              const ChannelBlockRange &range) {
   HW out = g.outSize();
   auto i32 = [](int64_t value) { return static_cast<int32_t>(value); };
   return {i32(g.inChannels),  i32(g.inSize.h),   i32(g.inSize.w),
@@ -66,7 +80,8 @@ TemplateSpec makeTemplateSpec(const ConvGeometry &g, const Tiling &tiling) {
           i32(g.stride.w),    i32(g.padding.h),  i32(g.padding.w),
           i32(g.dilation.h),  i32(g.dilation.w), i32(g.groups),
           static_cast<int32_t>(g.activation),    g.hasBias ? 1 : 0,
-          tiling.channelsPerThread,              tiling.outputsPerThread};
+          tiling.channelsPerThread,              tiling.outputsPerThread,
+          i32(range.first),                      i32(range.count)};
 }
 
 } // namespace convgen

@@ -39,12 +39,24 @@ Tiling chooseTiling(const ConvGeometry &geometry);
 /// template or the geometry.
 void checkTiling(const ConvGeometry &geometry, const Tiling &tiling, const std::string &layer);
 
+/// The channel blocks (of BK output channels each) one kernel computes: all
+/// outChannels / BK of them, or one range of a layer split across kernels.
+struct ChannelBlockRange {
+  int64_t first = 0;
+  int64_t count = 0;
+  bool operator==(const ChannelBlockRange &) const = default;
+};
+/// Every channel block of the layer.
+ChannelBlockRange allChannelBlocks(const ConvGeometry &geometry, const Tiling &tiling);
+
 /// Grid for a batch of N images: x covers N * Ho * ceil(Wo / BW) threads,
-/// y the outChannels / BK channel blocks.
+/// y the kernel's channel blocks (all of the layer's by default).
 struct LaunchShape {
   int64_t gridX, gridY, blockX;
 };
 LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int64_t batch);
+LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int64_t batch,
+                        const ChannelBlockRange &range);
 
 /// The outputs one GPU thread of the template computes (the template's work
 /// split, restated for the host executor's coverage checks): image n, output
@@ -58,7 +70,10 @@ std::optional<ThreadTile> threadTile(const ConvGeometry &geometry, const Tiling 
                                      int64_t batch, int64_t thread);
 
 /// The values of ConvSpec, in declaration order.
-using TemplateSpec = std::array<int32_t, 19>;
+using TemplateSpec = std::array<int32_t, 21>;
+/// For a kernel computing \p range (default: every channel block).
 TemplateSpec makeTemplateSpec(const ConvGeometry &geometry, const Tiling &tiling);
+TemplateSpec makeTemplateSpec(const ConvGeometry &geometry, const Tiling &tiling,
+                              const ChannelBlockRange &range);
 
 } // namespace convgen

@@ -16,13 +16,13 @@ std::vector<Dim3> allBlocks(const Dim3 &grid) {
   return blocks;
 }
 
-static void call(const HostKernel &kernel, const ConvKernelArguments &a) {
-  kernel.entry()(a.input, a.weights, a.bias, a.output, a.batch);
+static void call(ConvKernelEntry kernel, const ConvKernelArguments &a) {
+  kernel(a.input, a.weights, a.bias, a.output, a.batch);
 }
 
 /// Without barriers the threads of a block cannot observe each other's
 /// order, so they run one after another on one host thread.
-static void runBlockInTurn(const HostKernel &kernel, GpuThreadContext context,
+static void runBlockInTurn(ConvKernelEntry kernel, GpuThreadContext context,
                            const ConvKernelArguments &arguments) {
   setCurrentGpuThread(&context);
   for (uint32_t z = 0; z < context.blockDim.z; ++z)
@@ -36,7 +36,7 @@ static void runBlockInTurn(const HostKernel &kernel, GpuThreadContext context,
 
 /// With barriers every GPU thread needs a host thread of its own: a
 /// barrier releases only when the whole block has arrived.
-static void runBlockConcurrently(const HostKernel &kernel, const GpuThreadContext &blockContext,
+static void runBlockConcurrently(ConvKernelEntry kernel, const GpuThreadContext &blockContext,
                                  const ConvKernelArguments &arguments) {
   const Dim3 &dims = blockContext.blockDim;
   BlockBarrier barrier(static_cast<std::ptrdiff_t>(dims.count()));
@@ -50,7 +50,7 @@ static void runBlockConcurrently(const HostKernel &kernel, const GpuThreadContex
         GpuThreadContext &context = contexts[index++];
         context.threadIdx = {x, y, z};
         context.barrier = &barrier;
-        threads.emplace_back([&kernel, &context, &arguments, &barrier] {
+        threads.emplace_back([kernel, &context, &arguments, &barrier] {
           setCurrentGpuThread(&context);
           call(kernel, arguments);
           setCurrentGpuThread(nullptr);
@@ -62,7 +62,8 @@ static void runBlockConcurrently(const HostKernel &kernel, const GpuThreadContex
 
 void runBlocks(const HostKernel &kernel, const Dim3 &grid, const Dim3 &block,
                std::span<const Dim3> blocks, const ConvKernelArguments &arguments,
-               unsigned hostThreads) {
+               unsigned hostThreads, const std::string &entryName) {
+  const ConvKernelEntry entry = kernel.entry(entryName);
   GpuThreadContext base;
   base.blockDim = block;
   base.gridDim = grid;
@@ -71,9 +72,9 @@ void runBlocks(const HostKernel &kernel, const Dim3 &grid, const Dim3 &block,
       GpuThreadContext context = base;
       context.blockIdx = index;
       if (kernel.usesBarriers())
-        runBlockConcurrently(kernel, context, arguments);
+        runBlockConcurrently(entry, context, arguments);
       else
-        runBlockInTurn(kernel, context, arguments);
+        runBlockInTurn(entry, context, arguments);
     }
     return;
   }
@@ -85,7 +86,7 @@ void runBlocks(const HostKernel &kernel, const Dim3 &grid, const Dim3 &block,
     for (size_t i = next++; i < blocks.size(); i = next++) {
       GpuThreadContext context = base;
       context.blockIdx = blocks[i];
-      runBlockInTurn(kernel, context, arguments);
+      runBlockInTurn(entry, context, arguments);
     }
   };
   std::vector<std::jthread> workers;

@@ -25,10 +25,11 @@ struct ConvKernelArguments {
 /// Every block index of \p grid, x fastest.
 std::vector<Dim3> allBlocks(const Dim3 &grid);
 
-/// Runs \p blocks of the launch (grid, block) with \p arguments, on up to
-/// \p hostThreads host threads (0: one per core).
+/// Runs \p blocks of the launch (grid, block) of \p kernel's entry \p entry
+/// (its first kernel if empty) with \p arguments, on up to \p hostThreads
+/// host threads (0: one per core).
 void runBlocks(const HostKernel &kernel, const Dim3 &grid, const Dim3 &block,
                std::span<const Dim3> blocks, const ConvKernelArguments &arguments,
-               unsigned hostThreads = 0);
+               unsigned hostThreads = 0, const std::string &entry = "");
 
 } // namespace convgen

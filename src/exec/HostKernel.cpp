@@ -18,6 +18,7 @@
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/Support/raw_ostream.h>
 
+#include <cstring>
 #include <mutex>
 
 namespace convgen {
@@ -125,7 +126,7 @@ static bool hasConvKernelSignature(const llvm::Function &kernel) {
 }
 
 std::unique_ptr<HostKernel> HostKernel::compile(const llvm::Module &module,
-                                                const std::string &kernelName,
+                                                const std::vector<std::string> &kernelNames,
                                                 const std::string &what) {
   initializeHostTarget();
   auto machineBuilder = orc::JITTargetMachineBuilder::detectHost();
@@ -141,12 +142,16 @@ std::unique_ptr<HostKernel> HostKernel::compile(const llvm::Module &module,
 
   auto context = std::make_unique<llvm::LLVMContext>();
   std::unique_ptr<llvm::Module> copy = copyInto(*context, module, what);
-  llvm::Function *kernel = copy->getFunction(kernelName);
-  if (!kernel || kernel->isDeclaration())
-    throw CheckFailure(what + ": host executor: no kernel '" + kernelName + "' in the module");
-  if (!hasConvKernelSignature(*kernel))
-    throw UnsupportedError(what + ": host executor: kernel '" + kernelName +
-                           "' does not take (input, weights, bias, output, batch)");
+  if (kernelNames.empty())
+    throw CheckFailure(what + ": host executor: no kernel named");
+  for (const std::string &kernelName : kernelNames) {
+    llvm::Function *kernel = copy->getFunction(kernelName);
+    if (!kernel || kernel->isDeclaration())
+      throw CheckFailure(what + ": host executor: no kernel '" + kernelName + "' in the module");
+    if (!hasConvKernelSignature(*kernel))
+      throw UnsupportedError(what + ": host executor: kernel '" + kernelName +
+                             "' does not take (input, weights, bias, output, batch)");
+  }
   RetargetResult retarget = retargetToHost(*copy, *layout, triple, what);
 
   std::unique_ptr<HostKernel> host(new HostKernel());
@@ -180,12 +185,22 @@ std::unique_ptr<HostKernel> HostKernel::compile(const llvm::Module &module,
   if (auto error = host->Jit->addIRModule(
           orc::ThreadSafeModule(std::move(copy), std::move(context))))
     throw CheckFailure(what + ": host executor: " + describe(std::move(error)));
-  auto address = host->Jit->lookup(kernelName);
-  if (!address)
-    throw CheckFailure(what + ": host executor: compiling '" + kernelName +
-                       "' failed: " + describe(address.takeError()));
-  host->Entry = address->toPtr<ConvKernelEntry>();
+  for (const std::string &kernelName : kernelNames) {
+    auto address = host->Jit->lookup(kernelName);
+    if (!address)
+      throw CheckFailure(what + ": host executor: compiling '" + kernelName +
+                         "' failed: " + describe(address.takeError()));
+    host->Entries[kernelName] = address->toPtr<ConvKernelEntry>();
+  }
+  host->FirstKernel = kernelNames.front();
   return host;
+}
+
+ConvKernelEntry HostKernel::entry(const std::string &name) const {
+  auto found = Entries.find(name.empty() ? FirstKernel : name);
+  if (found == Entries.end())
+    throw CheckFailure(What + ": host executor: kernel '" + name + "' was not compiled");
+  return found->second;
 }
 
 std::span<std::byte> HostKernel::global(const std::string &name) const {

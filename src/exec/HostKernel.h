@@ -17,6 +17,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace llvm {
 class Module;
@@ -32,16 +33,23 @@ using ConvKernelEntry = void (*)(const float *, const float *, const float *, fl
 
 class HostKernel {
 public:
-  /// Compiles \p kernelName of \p module for the host. The module is copied
-  /// (bitcode round trip into a private context) and left untouched. Throws
-  /// UnsupportedError naming \p what for an NVVM intrinsic without a host
-  /// stand-in or an unexpected kernel signature, CheckFailure if LLVM fails.
+  /// Compiles the kernels \p kernelNames of \p module for the host. The
+  /// module is copied (bitcode round trip into a private context) and left
+  /// untouched. Throws UnsupportedError naming \p what for an NVVM intrinsic
+  /// without a host stand-in or an unexpected kernel signature, CheckFailure
+  /// if LLVM fails.
+  static std::unique_ptr<HostKernel> compile(const llvm::Module &module,
+                                             const std::vector<std::string> &kernelNames,
+                                             const std::string &what);
   static std::unique_ptr<HostKernel> compile(const llvm::Module &module,
                                              const std::string &kernelName,
-                                             const std::string &what);
+                                             const std::string &what) {
+    return compile(module, std::vector<std::string>{kernelName}, what);
+  }
   ~HostKernel();
 
-  ConvKernelEntry entry() const { return Entry; }
+  /// The host entry point of kernel \p name; the first kernel's by default.
+  ConvKernelEntry entry(const std::string &name = "") const;
   /// The host memory of a global of the module, such as the constant-bank
   /// array the runtime fills (cuModuleGetGlobal on the GPU).
   std::span<std::byte> global(const std::string &name) const;
@@ -54,7 +62,8 @@ public:
 private:
   HostKernel();
   std::unique_ptr<llvm::orc::LLJIT> Jit;
-  ConvKernelEntry Entry = nullptr;
+  std::map<std::string, ConvKernelEntry> Entries;
+  std::string FirstKernel;
   std::map<std::string, size_t> GlobalSizes;
   bool UsesBarriers = false;
   bool UsesSharedMemory = false;

@@ -18,14 +18,16 @@ static bool touchesRowPadding(const ConvGeometry &g, int64_t p) {
 }
 
 BlockSample chooseBlocks(const ConvGeometry &geometry, const Tiling &tiling, int64_t batch,
-                         bool sample, int interiorBlocks, uint64_t seed) {
-  LaunchShape launch = launchShape(geometry, tiling, batch);
+                         const ChannelBlockRange &channelBlocks, bool sample, int interiorBlocks,
+                         uint64_t seed) {
+  LaunchShape launch = launchShape(geometry, tiling, batch, channelBlocks);
   constexpr int64_t maxDim = std::numeric_limits<int32_t>::max();
   if (launch.gridX > maxDim || launch.gridY > 65535)
     throw UnsupportedError("verify: the grid for batch " + std::to_string(batch) +
                            " exceeds CUDA's limits");
   BlockSample result;
   result.grid = {uint32_t(launch.gridX), uint32_t(launch.gridY), 1};
+  result.channelBlocks = channelBlocks;
   const uint64_t total = result.grid.count();
   if (!sample) {
     result.blocks = allBlocks(result.grid);

@@ -17,16 +17,18 @@
 namespace convgen {
 
 struct BlockSample {
-  std::vector<Dim3> blocks;
+  std::vector<Dim3> blocks; ///< blockIdx values; y counts from the kernel's first channel block
   Dim3 grid;
+  ChannelBlockRange channelBlocks;
   bool sampled = false;
   std::string description; ///< e.g. "all 64 blocks"
 };
 
-/// Every block of the launch for \p batch images when \p sample is false,
-/// else the sample above with \p interiorBlocks random interior x blocks
-/// drawn from \p seed.
+/// Every block of the launch of the kernel computing \p channelBlocks for
+/// \p batch images when \p sample is false, else the sample above with
+/// \p interiorBlocks random interior x blocks drawn from \p seed.
 BlockSample chooseBlocks(const ConvGeometry &geometry, const Tiling &tiling, int64_t batch,
-                         bool sample, int interiorBlocks, uint64_t seed);
+                         const ChannelBlockRange &channelBlocks, bool sample, int interiorBlocks,
+                         uint64_t seed);
 
 } // namespace convgen

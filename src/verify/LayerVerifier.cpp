@@ -37,35 +37,36 @@ static std::vector<float> randomInput(const ConvGeometry &g, int64_t batch, uint
 }
 
 /// Constant-bank kernels read their weights from a module global the
-/// runtime fills; the other paths take them as the weights argument.
-static void loadConstantBank(const HostKernel &host, const BuiltKernel &kernel,
-                             const std::string &what) {
-  if (kernel.info.weightPath != "constant" || kernel.arrayValues.empty())
-    return; // (a layer with no nonzero weight has no array at all)
-  std::span<std::byte> bank = host.global(PackedWeightsSymbol);
-  if (bank.size() != kernel.arrayValues.size() * 4)
-    throw CheckFailure(what + ": the constant bank holds " + std::to_string(bank.size()) +
-                       " bytes for " + std::to_string(kernel.arrayValues.size()) + " weights");
-  std::memcpy(bank.data(), kernel.arrayValues.data(), bank.size());
+/// runtime fills (one per kernel); the other paths take them as the weights
+/// argument.
+static void loadConstantBank(const HostKernel &host, const BuiltKernel &built,
+                             const LayerKernel &kernel, const std::string &what) {
+  if (built.info.weightPath != "constant" || kernel.weightsSymbol.empty())
+    return; // (a kernel with no nonzero weight has no array at all)
+  std::span<std::byte> bank = host.global(kernel.weightsSymbol);
+  if (bank.size() != size_t(kernel.weightsCount) * 4 ||
+      size_t(kernel.weightsOffset + kernel.weightsCount) > built.arrayValues.size())
+    throw CheckFailure(what + ": the constant bank " + kernel.weightsSymbol + " holds " +
+                       std::to_string(bank.size()) + " bytes for " +
+                       std::to_string(kernel.weightsCount) + " weights");
+  std::memcpy(bank.data(), built.arrayValues.data() + kernel.weightsOffset, bank.size());
 }
 
 /// Marks the outputs the run blocks compute.
-static std::vector<bool> coveredOutputs(const ConvGeometry &g, const Tiling &tiling,
-                                        int64_t batch, const BlockSample &sample) {
+static void markCoveredOutputs(const ConvGeometry &g, const Tiling &tiling, int64_t batch,
+                               const BlockSample &sample, std::vector<bool> &covered) {
   HW out = g.outSize();
-  std::vector<bool> covered(size_t(batch * g.outChannels * out.h * out.w), false);
   for (const Dim3 &block : sample.blocks)
     for (int64_t t = 0; t < tiling.threadsPerBlock; ++t) {
       auto tile = threadTile(g, tiling, batch, int64_t(block.x) * tiling.threadsPerBlock + t);
       if (!tile)
         continue;
       for (int64_t kk = 0; kk < tiling.channelsPerThread; ++kk) {
-        int64_t k = int64_t(block.y) * tiling.channelsPerThread + kk;
+        int64_t k = (sample.channelBlocks.first + int64_t(block.y)) * tiling.channelsPerThread + kk;
         for (int64_t q = tile->q0; q < std::min(tile->q0 + tiling.outputsPerThread, out.w); ++q)
           covered[size_t(((tile->n * g.outChannels + k) * out.h + tile->p) * out.w + q)] = true;
       }
     }
-  return covered;
 }
 
 static std::string outputName(int64_t n, int64_t k, int64_t p, int64_t q) {
@@ -84,37 +85,57 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
   report.weightPath = kernel.info.weightPath;
 
   auto start = std::chrono::steady_clock::now();
-  auto host = HostKernel::compile(*kernel.module, kernel.info.kernelSymbol, what);
-  loadConstantBank(*host, kernel, what);
+  std::vector<std::string> symbols;
+  for (const LayerKernel &part : kernel.info.kernels)
+    symbols.push_back(part.symbol);
+  auto host = HostKernel::compile(*kernel.module, symbols, what);
+  for (const LayerKernel &part : kernel.info.kernels)
+    loadConstantBank(*host, kernel, part, what);
   report.compileSeconds = secondsSince(start);
 
   const int64_t batch = options.batch;
   bool sample = !options.allBlocks &&
                 batch * g.denseMultiplyAdds() / std::max<int64_t>(g.batch, 1) >
                     options.sampleAboveMultiplyAdds;
-  BlockSample blocks = chooseBlocks(g, tiling, batch, sample, options.interiorBlocks, options.seed);
-  report.blocks = blocks.description;
-  report.sampled = blocks.sampled;
-
   std::vector<float> input = randomInput(g, batch, options.seed);
   HW out = g.outSize();
   std::vector<float> output(size_t(batch * g.outChannels * out.h * out.w));
   float unwritten;
   std::memcpy(&unwritten, &UnwrittenBits, 4);
   std::fill(output.begin(), output.end(), unwritten);
-  ConvKernelArguments arguments;
-  arguments.input = input.data();
-  arguments.weights = kernel.arrayValues.empty() ? nullptr : kernel.arrayValues.data();
-  arguments.bias = layer.bias.empty() ? nullptr : layer.bias.data();
-  arguments.output = output.data();
-  arguments.batch = int32_t(batch);
-  start = std::chrono::steady_clock::now();
-  runBlocks(*host, blocks.grid, {uint32_t(tiling.threadsPerBlock), 1, 1}, blocks.blocks,
-            arguments, options.hostThreads);
-  report.runSeconds = secondsSince(start);
+  std::vector<bool> covered(output.size(), false);
+  uint64_t blocksRun = 0, blocksTotal = 0;
+  std::string sampleNote;
+  for (const LayerKernel &part : kernel.info.kernels) {
+    BlockSample blocks = chooseBlocks(g, tiling, batch, part.channelBlocks, sample,
+                                      options.interiorBlocks, options.seed);
+    ConvKernelArguments arguments;
+    arguments.input = input.data();
+    // The global path reads the kernel's slice of the packed array; the
+    // dense fallback the whole tensor; baked kernels nothing.
+    arguments.weights = kernel.arrayValues.empty() ? nullptr
+                                                   : kernel.arrayValues.data() + part.weightsOffset;
+    arguments.bias = layer.bias.empty() ? nullptr : layer.bias.data();
+    arguments.output = output.data();
+    arguments.batch = int32_t(batch);
+    auto runStart = std::chrono::steady_clock::now();
+    runBlocks(*host, blocks.grid, {uint32_t(tiling.threadsPerBlock), 1, 1}, blocks.blocks,
+              arguments, options.hostThreads, part.symbol);
+    report.runSeconds += secondsSince(runStart);
+    markCoveredOutputs(g, tiling, batch, blocks, covered);
+    blocksRun += blocks.blocks.size();
+    blocksTotal += blocks.grid.count();
+    report.sampled = report.sampled || blocks.sampled;
+    if (kernel.info.kernels.size() == 1)
+      sampleNote = blocks.description;
+  }
+  report.blocks = kernel.info.kernels.size() == 1
+                      ? sampleNote
+                      : std::to_string(kernel.info.kernels.size()) + " kernels, " +
+                            std::to_string(blocksRun) + " of " + std::to_string(blocksTotal) +
+                            " blocks";
 
   start = std::chrono::steady_clock::now();
-  std::vector<bool> covered = coveredOutputs(g, tiling, batch, blocks);
   ConvOperands operands{g, input, layer.weights, layer.bias, batch};
   const int64_t terms = reductionLength(g);
   auto fail = [&report](const std::string &problem) {

@@ -232,7 +232,10 @@ TEST_F(ConvgenCli, GeneratesALayerWithItsManifest) {
                            "F_m1.specialised.ll", "F_m1.weightmap.txt"})
     EXPECT_TRUE(fs::exists(Dir / "out" / file)) << file;
   auto manifest = nlohmann::json::parse(slurp(Dir / "out" / "F_m1.json"));
-  EXPECT_EQ(manifest["kernel"], "convgen_F_m1");
+  EXPECT_EQ(manifest["format"], "convgen-kernel-manifest/2");
+  ASSERT_EQ(manifest["kernels"].size(), 1u);
+  EXPECT_EQ(manifest["kernels"][0]["symbol"], "convgen_F_m1");
+  EXPECT_EQ(manifest["kernels"][0]["grid_y"], 16);
   EXPECT_EQ(manifest["nonzeros"], 173);
   EXPECT_EQ(manifest["multiply_adds_in_code"], 692);
   EXPECT_EQ(manifest["weights"]["count"], 173);

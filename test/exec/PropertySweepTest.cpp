@@ -49,7 +49,7 @@ const double Sparsities[] = {0.0, 0.5, 0.9, 0.99, 1.0};
 const SparsityPattern Patterns[] = {SparsityPattern::Uniform, SparsityPattern::WholeFilters,
                                     SparsityPattern::InputChannels, SparsityPattern::TwoOfFour,
                                     SparsityPattern::Blocks4x4};
-enum class Path { Constant, Global, Baked, ValuesOnlyUpdate, DenseFallback };
+enum class Path { Constant, Global, Baked, ValuesOnlyUpdate, DenseFallback, Split };
 const Path Paths[] = {Path::Constant, Path::Global, Path::Baked};
 
 const char *pathName(Path path) {
@@ -64,6 +64,8 @@ const char *pathName(Path path) {
     return "valuesonly";
   case Path::DenseFallback:
     return "dense";
+  case Path::Split:
+    return "split";
   }
   return "?";
 }
@@ -75,15 +77,15 @@ struct SweepCase {
   Path path;
 };
 
-/// The crossed cases, then values-only updates and dense fallbacks for
-/// every pattern at 90 %.
+/// The crossed cases, then values-only updates, dense fallbacks and layers
+/// split across kernels for every pattern at 50 and 90 %.
 std::vector<SweepCase> sweepCases() {
   std::vector<SweepCase> cases;
   for (double sparsity : Sparsities)
     for (SparsityPattern pattern : Patterns)
       for (Path path : Paths)
         cases.push_back({int(cases.size()), sparsity, pattern, path});
-  for (Path path : {Path::ValuesOnlyUpdate, Path::DenseFallback})
+  for (Path path : {Path::ValuesOnlyUpdate, Path::DenseFallback, Path::Split})
     for (SparsityPattern pattern : Patterns)
       for (double sparsity : {0.5, 0.9})
         cases.push_back({int(cases.size()), sparsity, pattern, path});
@@ -128,11 +130,20 @@ TEST_P(PropertySweep, KernelMatchesReference) {
     options.constantBankLimitBytes = 0;
   if (c.path == Path::DenseFallback)
     options.maxMultiplyAdds = 0;
+  if (c.path == Path::Split) { // every channel block a kernel of its own, if need be
+    options.maxMultiplyAdds = 64;
+    options.maxKernelsPerLayer = 1024;
+  }
   KernelGenerator generator(options);
   BuiltKernel kernel = generator.build(layer);
   // A budget of 0 sends every layer with a nonzero weight to the dense path.
   const bool expectDense = c.path == Path::DenseFallback && kernel.info.nonzeros > 0;
-  EXPECT_EQ(kernel.info.mode, expectDense ? "dense" : "sparse");
+  const bool expectSplit = c.path == Path::Split && kernel.info.multiplyAdds > 64 &&
+                           kernel.info.mode == "sparse";
+  if (c.path != Path::Split)
+    EXPECT_EQ(kernel.info.mode, expectDense ? "dense" : "sparse");
+  if (expectSplit)
+    EXPECT_GT(kernel.info.kernels.size(), 1u);
 
   if (c.path == Path::ValuesOnlyUpdate) {
     // Next pruning round, same mask: the old code with only the new packed

@@ -2,6 +2,7 @@
 // torch.nn.functional.conv2d (fixtures from test/data/make_torch_conv_fixtures.py).
 #include "io/Npz.h"
 #include "reference/ReferenceConv.h"
+#include "support/ConvCases.h"
 #include "support/Error.h"
 
 #include <gtest/gtest.h>
@@ -16,17 +17,8 @@ namespace {
 ConvGeometry geometry(int64_t c, int64_t k, int64_t h, int64_t w, HW kernel, HW stride = {1, 1},
                       HW padding = {0, 0}, HW dilation = {1, 1}, int64_t groups = 1,
                       Activation activation = Activation::None) {
-  ConvGeometry g;
-  g.inChannels = c;
-  g.outChannels = k;
-  g.inSize = {h, w};
-  g.kernel = kernel;
-  g.stride = stride;
-  g.padding = padding;
-  g.dilation = dilation;
-  g.groups = groups;
-  g.activation = activation;
-  return g;
+  return test::makeGeometry({c, k, h, w, kernel, stride, padding, dilation, groups}, 1,
+                            activation, false);
 }
 
 TEST(ReferenceConv, OneByOneIdentityPlusBias) {

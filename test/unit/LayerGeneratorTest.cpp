@@ -205,7 +205,7 @@ TEST_F(LayerGeneratorTest, PackedWeightsAreTheNonzerosInCodeOrderThenTheBias) {
   EXPECT_EQ(std::vector<float>(packed.end() - 4, packed.end()), layer.bias);
   auto manifest = nlohmann::json::parse(read("packed.json"));
   EXPECT_EQ(manifest["weights"]["path"], "constant");
-  EXPECT_EQ(manifest["weights"]["symbol"], "convgen_weights");
+  EXPECT_EQ(manifest["kernels"][0]["weights"]["symbol"], "convgen_weights");
   EXPECT_THAT(read("packed.ptx"), HasSubstr(".const .align 4 .b8 convgen_weights["));
   EXPECT_THAT(read("packed.ptx"), HasSubstr("ld.const.f32"));
 }
@@ -256,41 +256,85 @@ TEST_F(LayerGeneratorTest, PtxasAcceptsEveryPathAndArch) {
     }
 }
 
-TEST_F(LayerGeneratorTest, PastTheCodeBudgetTheLayerFallsBackToDense) {
+TEST_F(LayerGeneratorTest, PastTheKernelLimitTheLayerFallsBackToDense) {
   GenerateOptions o = options();
-  o.maxMultiplyAdds = 100;
+  o.maxMultiplyAdds = 400; // one channel block: about 4 x 4 x 9 / 2 nonzeros x BW 4 = 288
+  o.maxKernelsPerLayer = 1;
   KernelGenerator generator(o);
-  ConvLayer layer = makeLayer("big", geometry(4, 4, 8, 8, {3, 3}), 0.5, 4);
-  ASSERT_GT(nonzeros(layer) * 4, 100);
+  ConvLayer layer = makeLayer("big", geometry(4, 8, 8, 8, {3, 3}), 0.5, 4);
+  ASSERT_GT(nonzeros(layer) * 4, 400);
   GeneratedLayer generated = generator.generate(layer);
   EXPECT_EQ(generated.mode, "dense");
   EXPECT_EQ(generated.weightPath, "global");
   auto manifest = nlohmann::json::parse(read("big.json"));
   EXPECT_EQ(manifest["mode"], "dense");
-  EXPECT_EQ(manifest["code_budget_multiply_adds"], 100);
+  EXPECT_EQ(manifest["code_budget"]["multiply_adds_per_kernel"], 400);
+  EXPECT_EQ(manifest["kernels"].size(), 1u);
   EXPECT_EQ(manifest["weights"]["count"], layer.weights.size());
   // The whole OIHW tensor, then the bias.
-  EXPECT_EQ(readFile(Dir / "big.weights.bin").size(), (layer.weights.size() + 4) * 4);
+  EXPECT_EQ(readFile(Dir / "big.weights.bin").size(), (layer.weights.size() + 8) * 4);
   // Dense code computes every position, zeros included (LLVM may still unroll
   // a reduction this small).
-  EXPECT_EQ(generated.multiplyAdds, 4 * 4 * 9 * 4);
+  EXPECT_EQ(generated.multiplyAdds, 8 * 4 * 9 * 4);
 
-  EXPECT_THAT(manifest["dense_reason"].get<std::string>(), HasSubstr("exceed the budget of 100"));
+  EXPECT_THAT(manifest["dense_reason"].get<std::string>(),
+              HasSubstr("need 2 kernels of at most 400, over the limit of 1 per layer"));
 
   GeneratedLayer small = generator.generate(makeLayer("small", geometry(1, 4, 4, 4, {1, 1}, {1, 1}, {0, 0}), 0.0, 1));
   EXPECT_EQ(small.mode, "sparse"); // 4 x 4 = 16 multiply-adds fit
   EXPECT_EQ(small.denseReason, "");
 }
 
-// Few nonzeros but a huge dense template: specialising it would cost more
-// than the sparse code saves, so it goes dense too.
-TEST_F(LayerGeneratorTest, HugeTemplateWithFewNonzerosGoesDense) {
+// Past the per-kernel budget a layer is split by channel blocks: every
+// kernel within the budget, together exactly the layer's multiply-adds, the
+// channel blocks covered once, in order, and one PTX module holding them all.
+TEST_F(LayerGeneratorTest, PastTheCodeBudgetTheLayerIsSplitAcrossKernels) {
   GenerateOptions o = options();
-  o.maxTemplateMultiplyAdds = 1000;
+  o.maxMultiplyAdds = 400;
+  o.maxKernelsPerLayer = 16;
   KernelGenerator generator(o);
-  GeneratedLayer generated = generator.generate(makeLayer("sparse", geometry(8, 8, 8, 8, {3, 3}), 0.99, 6));
+  ConvLayer layer = makeLayer("split", geometry(4, 16, 8, 8, {3, 3}), 0.5, 4);
+  GeneratedLayer generated = generator.generate(layer);
+  ASSERT_EQ(generated.mode, "sparse");
+  ASSERT_GT(generated.kernels.size(), 1u);
+  EXPECT_EQ(generated.multiplyAdds, nonzeros(layer) * 4);
+  int64_t nextBlock = 0, sum = 0, nextWeight = 0;
+  for (size_t i = 0; i < generated.kernels.size(); ++i) {
+    const LayerKernel &kernel = generated.kernels[i];
+    EXPECT_EQ(kernel.symbol, "convgen_split_k" + std::to_string(i));
+    EXPECT_EQ(kernel.channelBlocks.first, nextBlock);
+    EXPECT_LE(kernel.multiplyAdds, 400);
+    EXPECT_EQ(kernel.weightsOffset, nextWeight);
+    EXPECT_EQ(kernel.weightsSymbol, "convgen_weights_k" + std::to_string(i));
+    nextBlock += kernel.channelBlocks.count;
+    nextWeight += kernel.weightsCount;
+    sum += kernel.multiplyAdds;
+    EXPECT_THAT(read("split.ptx"), HasSubstr(".visible .entry " + kernel.symbol + "("));
+  }
+  EXPECT_EQ(nextBlock, 16 / 4);
+  EXPECT_EQ(sum, generated.multiplyAdds);
+  EXPECT_EQ(nextWeight, nonzeros(layer));
+  auto manifest = nlohmann::json::parse(read("split.json"));
+  ASSERT_EQ(manifest["kernels"].size(), generated.kernels.size());
+  EXPECT_EQ(manifest["kernels"][1]["grid_y"], generated.kernels[1].channelBlocks.count);
+  EXPECT_EQ(manifest["kernels"][1]["weights"]["offset_bytes"], generated.kernels[1].weightsOffset * 4);
+}
+
+// Few nonzeros but a huge dense template: each kernel specialises only its
+// channel blocks' part of the template, so the layer is split, not dense;
+// a single channel block over the limit sends it dense.
+TEST_F(LayerGeneratorTest, HugeTemplateIsSpecialisedKernelByKernel) {
+  GenerateOptions o = options();
+  o.maxTemplateMultiplyAdds = 1200; // one channel block: 4 x 8 x 9 x 4 = 1152
+  KernelGenerator generator(o);
+  GeneratedLayer split = generator.generate(makeLayer("sparse", geometry(8, 8, 8, 8, {3, 3}), 0.99, 6));
+  EXPECT_EQ(split.mode, "sparse");
+  EXPECT_EQ(split.kernels.size(), 2u);
+  o.maxTemplateMultiplyAdds = 1000;
+  KernelGenerator strict(o);
+  GeneratedLayer generated = strict.generate(makeLayer("sparse", geometry(8, 8, 8, 8, {3, 3}), 0.99, 6));
   EXPECT_EQ(generated.mode, "dense");
-  EXPECT_THAT(generated.denseReason, HasSubstr("specialisation limit of 1000"));
+  EXPECT_THAT(generated.denseReason, HasSubstr("channel block 0 alone"));
 }
 
 // The yardstick: a 512->512 3x3 layer at 50 % must still produce a

@@ -1,0 +1,51 @@
+#include "codegen/KernelSplit.h"
+
+#include <algorithm>
+
+namespace convgen {
+
+KernelPlan planKernels(const ConvGeometry &geometry, const Tiling &tiling,
+                       const std::vector<float> &weights, const SplitBudget &budget) {
+  const int64_t blocks = geometry.outChannels / tiling.channelsPerThread;
+  const int64_t weightsPerBlock = int64_t(weights.size()) / blocks;
+  const int64_t templatePerBlock = weightsPerBlock * tiling.outputsPerThread;
+  KernelPlan plan;
+  int64_t total = 0;
+  for (int64_t block = 0; block < blocks; ++block) {
+    auto begin = weights.begin() + block * weightsPerBlock;
+    int64_t code = std::count_if(begin, begin + weightsPerBlock, [](float w) { return w != 0; }) *
+                   tiling.outputsPerThread;
+    total += code;
+    if (plan.denseReason.empty() &&
+        (code > budget.maxMultiplyAdds || templatePerBlock > budget.maxTemplateMultiplyAdds))
+      plan.denseReason = "channel block " + std::to_string(block) + " alone holds " +
+                         std::to_string(code) + " multiply-adds of sparse code and " +
+                         std::to_string(templatePerBlock) +
+                         " of unrolled template, over the per-kernel limits of " +
+                         std::to_string(budget.maxMultiplyAdds) + " and " +
+                         std::to_string(budget.maxTemplateMultiplyAdds);
+    bool fits = !plan.kernels.empty() &&
+                plan.multiplyAdds.back() + code <= budget.maxMultiplyAdds &&
+                (plan.kernels.back().count + 1) * templatePerBlock <=
+                    budget.maxTemplateMultiplyAdds;
+    if (fits) {
+      ++plan.kernels.back().count;
+      plan.multiplyAdds.back() += code;
+    } else {
+      plan.kernels.push_back({block, 1});
+      plan.multiplyAdds.push_back(code);
+    }
+  }
+  if (plan.denseReason.empty() && int64_t(plan.kernels.size()) > budget.maxKernels)
+    plan.denseReason = std::to_string(total) + " multiply-adds of sparse code need " +
+                       std::to_string(plan.kernels.size()) + " kernels of at most " +
+                       std::to_string(budget.maxMultiplyAdds) + ", over the limit of " +
+                       std::to_string(budget.maxKernels) + " per layer";
+  if (!plan.denseReason.empty()) {
+    plan.kernels.clear();
+    plan.multiplyAdds.clear();
+  }
+  return plan;
+}
+
+} // namespace convgen

@@ -1,0 +1,33 @@
+// How a layer's sparse code is divided into kernels. The code for a channel
+// block holds nnz(block) x BW multiply-adds. One kernel takes consecutive
+// channel blocks while its code stays within the per-kernel budget, and its
+// unrolled dense template (what specialisation builds before elimination
+// thins it) within the specialisation limit; a layer needing more kernels
+// than allowed, or with one channel block over either limit, goes dense.
+#pragma once
+
+#include "codegen/TemplateSpec.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace convgen {
+
+struct SplitBudget {
+  int64_t maxMultiplyAdds;         ///< sparse code per kernel
+  int64_t maxTemplateMultiplyAdds; ///< unrolled dense template per kernel
+  int64_t maxKernels;              ///< kernels per layer
+};
+
+struct KernelPlan {
+  std::vector<ChannelBlockRange> kernels; ///< consecutive, covering every channel block
+  std::vector<int64_t> multiplyAdds;      ///< sparse multiply-adds of each kernel
+  std::string denseReason;                ///< set (and kernels empty) if the layer must go dense
+};
+
+/// Plans the kernels of a layer with OIHW \p weights.
+KernelPlan planKernels(const ConvGeometry &geometry, const Tiling &tiling,
+                       const std::vector<float> &weights, const SplitBudget &budget);
+
+} // namespace convgen
