@@ -37,6 +37,7 @@ struct Options {
   int64_t maxKernels = 4;
   bool verbose = false;
   // convgen verify
+  CLI::App *mainCommand = nullptr;
   CLI::App *verifyCommand = nullptr;
   VerifyOptions verify;
 };
@@ -81,6 +82,7 @@ void configureVerify(CLI::App &app, Options &options) {
       "verify", "Generate layers in memory, run them on this CPU (the same IR that becomes "
                 "PTX) and check every output against a double-precision reference "
                 "convolution. Writes nothing; exit 1 if any layer FAILs");
+  options.mainCommand = &app;
   options.verifyCommand = verify;
   CLI::Option *layer = nullptr, *all = nullptr;
   addModelOptions(*verify, options, layer, all);
@@ -212,9 +214,21 @@ int generate(const ModelFile &model, const Options &options, const Log &log) {
   return ExitSuccess;
 }
 
+/// `verify` takes its options after the word: ones given before it belong to
+/// the main command (--list, -o, --emit...) and must not be silently merged.
+void checkVerifyUsage(const Options &options) {
+  for (const CLI::Option *option : options.mainCommand->get_options())
+    if (option->count() > 0)
+      throw InputError({"", "", ""}, "option " + option->get_name() +
+                                         " comes before 'verify'; give verify's options after "
+                                         "it: convgen verify --weights FILE --layer NAME");
+}
+
 int run(const Options &options) {
   Log log(options.verbose);
   const bool verify = options.verifyCommand->parsed();
+  if (verify)
+    checkVerifyUsage(options);
   if (options.weights.empty())
     throw InputError({"", "", ""}, "--weights is required");
   if (!options.list && !options.all && options.layers.empty())

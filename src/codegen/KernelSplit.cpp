@@ -39,7 +39,9 @@ KernelPlan planKernels(const ConvGeometry &geometry, const Tiling &tiling,
   if (plan.denseReason.empty() && int64_t(plan.kernels.size()) > budget.maxKernels)
     plan.denseReason = std::to_string(total) + " multiply-adds of sparse code need " +
                        std::to_string(plan.kernels.size()) + " kernels of at most " +
-                       std::to_string(budget.maxMultiplyAdds) + ", over the limit of " +
+                       std::to_string(budget.maxMultiplyAdds) + " (and " +
+                       std::to_string(budget.maxTemplateMultiplyAdds) +
+                       " of unrolled template) each, over the limit of " +
                        std::to_string(budget.maxKernels) + " per layer";
   if (!plan.denseReason.empty()) {
     plan.kernels.clear();

@@ -215,9 +215,10 @@ BuiltKernel::~BuiltKernel() = default;
 
 /// Specialises, eliminates, packs and cleans up one kernel of a sparse
 /// layer; its packed values are appended to \p packed.
-std::unique_ptr<llvm::Module> KernelGenerator::buildSparseKernel(const ConvLayer &layer,
-                                                                 LayerKernel &kernel,
-                                                                 BuiltKernel &built) {
+std::unique_ptr<llvm::Module>
+KernelGenerator::buildSparseKernel(const ConvLayer &layer,
+                                   const std::shared_ptr<const std::vector<float>> &weights,
+                                   LayerKernel &kernel, BuiltKernel &built) {
   const std::string what = "layer '" + layer.name + "'";
   const Tiling &tiling = built.info.tiling;
   const ConvGeometry &geometry = layer.geometry;
@@ -242,13 +243,13 @@ std::unique_ptr<llvm::Module> KernelGenerator::buildSparseKernel(const ConvLayer
                        std::to_string(weightMap.multiplyAdds) + " of " +
                        std::to_string(templateMultiplyAdds) + " multiply-adds linked");
   if (Options.emit.count("ll"))
-    built.specialisedIr += printModule(*module);
+    built.specialisedIr.push_back(printModule(*module));
   clock.mark("specialise");
 
   // 2. Delete the zero weights' work, 3. pack the survivors, 4. clean up.
   llvm::raw_string_ostream weightMapStream(built.weightMapText);
   PipelineContext context;
-  context.weights = Weights;
+  context.weights = weights;
   context.packedWeights = std::make_shared<std::vector<float>>();
   context.packedWeightsSymbol = kernel.weightsSymbol;
   context.weightMapOut = &weightMapStream;
@@ -299,7 +300,7 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
     result.weightPath = "global";
     built.arrayValues = layer.weights; // the whole OIHW tensor, read by index
     if (Options.emit.count("ll"))
-      built.specialisedIr = printModule(*built.module);
+      built.specialisedIr.push_back(printModule(*built.module));
     built.weightMapText = "dense fallback (" + result.denseReason + "): no weight map\n";
     kernel.multiplyAdds = countMultiplyAdds(*built.module);
     result.kernels.push_back(kernel);
@@ -309,7 +310,7 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
     result.weightPath = Options.bakeValues ? "baked"
                         : size_t(result.nonzeros) * 4 <= Options.constantBankLimitBytes ? "constant"
                                                                                          : "global";
-    Weights = std::make_shared<const std::vector<float>>(layer.weights);
+    auto weights = std::make_shared<const std::vector<float>>(layer.weights);
     for (size_t part = 0; part < plan.kernels.size(); ++part) {
       LayerKernel kernel;
       kernel.symbol = kernelSymbolFor(layer.name, part, plan.kernels.size());
@@ -318,7 +319,7 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
         kernel.weightsSymbol = plan.kernels.size() > 1
                                    ? std::string(PackedWeightsSymbol) + "_k" + std::to_string(part)
                                    : std::string(PackedWeightsSymbol);
-      std::unique_ptr<llvm::Module> module = buildSparseKernel(layer, kernel, built);
+      std::unique_ptr<llvm::Module> module = buildSparseKernel(layer, weights, kernel, built);
       if (kernel.weightsCount == 0)
         kernel.weightsSymbol.clear(); // nothing survived: no array
       if (!built.module)
@@ -327,7 +328,6 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
         throw CheckFailure(what + ": linking kernel " + kernel.symbol + " into the module failed");
       result.kernels.push_back(kernel);
     }
-    Weights.reset();
     if (!Options.bakeValues && int64_t(built.arrayValues.size()) != result.nonzeros)
       throw CheckFailure(what + ": packed " + std::to_string(built.arrayValues.size()) +
                          " weights, but the layer has " + std::to_string(result.nonzeros) +
@@ -366,7 +366,12 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
   writeFileAtomically(path(".ptx"), ptx);
   writeFileAtomically(path(".weights.bin"), weightsFile(packed, layer.bias));
   if (Options.emit.count("ll")) {
-    writeFileAtomically(path(".specialised.ll"), built.specialisedIr);
+    // A split layer's kernels were specialised as separate modules: one file each.
+    for (size_t i = 0; i < built.specialisedIr.size(); ++i)
+      writeFileAtomically(path(built.specialisedIr.size() > 1
+                                   ? ".k" + std::to_string(i) + ".specialised.ll"
+                                   : std::string(".specialised.ll")),
+                          built.specialisedIr[i]);
     writeFileAtomically(path(".ll"), finalIr);
   }
   if (Options.emit.count("weightmap"))

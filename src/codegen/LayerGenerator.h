@@ -70,7 +70,9 @@ struct LayerKernel {
 /// What generating one layer produced.
 struct GeneratedLayer {
   std::string name;
-  std::vector<LayerKernel> kernels; ///< launched one after another; one when dense
+  /// One, or several for a split layer: they write disjoint output channels,
+  /// so they can be launched in any order. One when dense.
+  std::vector<LayerKernel> kernels;
   Tiling tiling;
   std::string mode;          ///< "sparse", or "dense" past the code-size budget
   std::string denseReason;   ///< why the layer went dense, empty when sparse
@@ -102,7 +104,8 @@ struct BuiltKernel {
   /// (constant or global path), the whole OIHW tensor (dense), or nothing
   /// (baked: the values are in the code).
   std::vector<float> arrayValues;
-  std::string specialisedIr; ///< the IR before elimination, with --emit ll
+  /// With --emit ll: the IR before elimination, one module per kernel.
+  std::vector<std::string> specialisedIr;
   std::string weightMapText; ///< with --emit weightmap
 };
 
@@ -121,11 +124,11 @@ public:
   const GenerateOptions &options() const { return Options; }
 
 private:
-  std::unique_ptr<llvm::Module> buildSparseKernel(const ConvLayer &layer, LayerKernel &kernel,
-                                                  BuiltKernel &built);
+  std::unique_ptr<llvm::Module>
+  buildSparseKernel(const ConvLayer &layer, const std::shared_ptr<const std::vector<float>> &weights,
+                    LayerKernel &kernel, BuiltKernel &built);
 
   GenerateOptions Options;
-  std::shared_ptr<const std::vector<float>> Weights; ///< the layer being built, for the passes
   std::optional<Ptxas> PtxasTool; ///< found (and its version asked) once
   std::unique_ptr<llvm::LLVMContext> Context;
   std::unique_ptr<TemplateSpecializer> Specializer;

@@ -134,6 +134,9 @@ PtxasReport runPtxas(const Ptxas &ptxas, const std::string &ptx, const std::stri
     report.kernels[name] = kernel;
     at = next;
   }
+  if (report.kernels.empty()) // an older ptxas without the per-entry lines
+    throw CheckFailure(what + ": ptxas -v reported no entry function; its output began: " +
+                       output.substr(0, output.find('\n')));
   report.constantBytes = firstNumber(output, "([0-9]+) bytes cmem\\[3\\]");
   return report;
 }

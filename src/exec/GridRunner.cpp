@@ -41,22 +41,31 @@ static void runBlockConcurrently(ConvKernelEntry kernel, const GpuThreadContext 
   const Dim3 &dims = blockContext.blockDim;
   BlockBarrier barrier(static_cast<std::ptrdiff_t>(dims.count()));
   std::vector<GpuThreadContext> contexts(dims.count(), blockContext);
-  std::vector<std::jthread> threads;
-  threads.reserve(contexts.size());
   size_t index = 0;
   for (uint32_t z = 0; z < dims.z; ++z)
     for (uint32_t y = 0; y < dims.y; ++y)
-      for (uint32_t x = 0; x < dims.x; ++x) {
-        GpuThreadContext &context = contexts[index++];
-        context.threadIdx = {x, y, z};
-        context.barrier = &barrier;
-        threads.emplace_back([kernel, &context, &arguments, &barrier] {
-          setCurrentGpuThread(&context);
-          call(kernel, arguments);
-          setCurrentGpuThread(nullptr);
-          barrier.arrive_and_drop(); // returned: the others no longer wait for it
-        });
-      }
+      for (uint32_t x = 0; x < dims.x; ++x)
+        contexts[index++].threadIdx = {x, y, z};
+  std::vector<std::jthread> threads;
+  threads.reserve(contexts.size());
+  try {
+    for (GpuThreadContext &context : contexts) {
+      context.barrier = &barrier;
+      threads.emplace_back([kernel, &context, &arguments, &barrier] {
+        setCurrentGpuThread(&context);
+        call(kernel, arguments);
+        setCurrentGpuThread(nullptr);
+        barrier.arrive_and_drop(); // returned: the others no longer wait for it
+      });
+    }
+  } catch (...) {
+    // Threads that could not be started never arrive: drop them from the
+    // barrier so the started ones finish, then join and rethrow.
+    for (size_t missing = threads.size(); missing < contexts.size(); ++missing)
+      barrier.arrive_and_drop();
+    threads.clear();
+    throw;
+  }
   threads.clear(); // joins
 }
 

@@ -197,9 +197,10 @@ std::unique_ptr<HostKernel> HostKernel::compile(const llvm::Module &module,
 }
 
 ConvKernelEntry HostKernel::entry(const std::string &name) const {
-  auto found = Entries.find(name.empty() ? FirstKernel : name);
+  const std::string &wanted = name.empty() ? FirstKernel : name;
+  auto found = Entries.find(wanted);
   if (found == Entries.end())
-    throw CheckFailure(What + ": host executor: kernel '" + name + "' was not compiled");
+    throw CheckFailure(What + ": host executor: kernel '" + wanted + "' was not compiled");
   return found->second;
 }
 

@@ -69,7 +69,11 @@ static void markCoveredOutputs(const ConvGeometry &g, const Tiling &tiling, int6
     }
 }
 
-static std::string outputName(int64_t n, int64_t k, int64_t p, int64_t q) {
+/// "output[n,k,p,q]" for the NCHW index \p index.
+static std::string outputName(const ConvGeometry &g, const HW &out, size_t index) {
+  const int64_t i = int64_t(index);
+  const int64_t q = i % out.w, p = i / out.w % out.h, k = i / (out.w * out.h) % g.outChannels,
+                n = i / (out.w * out.h * g.outChannels);
   return "output[" + std::to_string(n) + "," + std::to_string(k) + "," + std::to_string(p) + "," +
          std::to_string(q) + "]";
 }
@@ -99,16 +103,24 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
                     options.sampleAboveMultiplyAdds;
   std::vector<float> input = randomInput(g, batch, options.seed);
   HW out = g.outSize();
-  std::vector<float> output(size_t(batch * g.outChannels * out.h * out.w));
+  const size_t outputCount = size_t(batch * g.outChannels * out.h * out.w);
   float unwritten;
   std::memcpy(&unwritten, &UnwrittenBits, 4);
-  std::fill(output.begin(), output.end(), unwritten);
-  std::vector<bool> covered(output.size(), false);
+  // Each kernel runs on a buffer of its own, so a write outside the outputs
+  // it computes cannot hide under another kernel's; then its outputs are
+  // merged into the layer's.
+  std::vector<float> output(outputCount, unwritten), scratch(outputCount);
+  std::vector<bool> covered(outputCount, false);
+  auto fail = [&report](const std::string &problem) {
+    if (report.failures++ == 0)
+      report.firstFailure = problem;
+  };
   uint64_t blocksRun = 0, blocksTotal = 0;
   std::string sampleNote;
   for (const LayerKernel &part : kernel.info.kernels) {
     BlockSample blocks = chooseBlocks(g, tiling, batch, part.channelBlocks, sample,
                                       options.interiorBlocks, options.seed);
+    std::fill(scratch.begin(), scratch.end(), unwritten);
     ConvKernelArguments arguments;
     arguments.input = input.data();
     // The global path reads the kernel's slice of the packed array; the
@@ -116,13 +128,24 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
     arguments.weights = kernel.arrayValues.empty() ? nullptr
                                                    : kernel.arrayValues.data() + part.weightsOffset;
     arguments.bias = layer.bias.empty() ? nullptr : layer.bias.data();
-    arguments.output = output.data();
+    arguments.output = scratch.data();
     arguments.batch = int32_t(batch);
     auto runStart = std::chrono::steady_clock::now();
     runBlocks(*host, blocks.grid, {uint32_t(tiling.threadsPerBlock), 1, 1}, blocks.blocks,
               arguments, options.hostThreads, part.symbol);
     report.runSeconds += secondsSince(runStart);
-    markCoveredOutputs(g, tiling, batch, blocks, covered);
+
+    std::vector<bool> mine(outputCount, false);
+    markCoveredOutputs(g, tiling, batch, blocks, mine);
+    for (size_t i = 0; i < outputCount; ++i) {
+      if (mine[i]) {
+        output[i] = scratch[i];
+        covered[i] = true;
+      } else if (!isUnwritten(scratch[i])) {
+        fail(outputName(g, out, i) + " was written by " + part.symbol +
+             ", but none of its blocks that ran computes it");
+      }
+    }
     blocksRun += blocks.blocks.size();
     blocksTotal += blocks.grid.count();
     report.sampled = report.sampled || blocks.sampled;
@@ -138,23 +161,16 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
   start = std::chrono::steady_clock::now();
   ConvOperands operands{g, input, layer.weights, layer.bias, batch};
   const int64_t terms = reductionLength(g);
-  auto fail = [&report](const std::string &problem) {
-    if (report.failures++ == 0)
-      report.firstFailure = problem;
-  };
   size_t index = 0;
   for (int64_t n = 0; n < batch; ++n)
     for (int64_t k = 0; k < g.outChannels; ++k)
       for (int64_t p = 0; p < out.h; ++p)
         for (int64_t q = 0; q < out.w; ++q, ++index) {
           const float got = output[index];
-          if (!covered[index]) {
-            if (!isUnwritten(got))
-              fail(outputName(n, k, p, q) + " was written, but no block that ran computes it");
-            continue;
-          }
+          if (!covered[index])
+            continue; // not computed by the blocks that ran (a sample)
           if (isUnwritten(got)) {
-            fail(outputName(n, k, p, q) + " was never written");
+            fail(outputName(g, out, index) + " was never written");
             continue;
           }
           ++report.outputsChecked;
@@ -165,7 +181,7 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
             char text[256];
             std::snprintf(text, sizeof(text), " is %.9g, the reference %.9g: error %.3g > bound %.3g",
                           double(got), expected.value, error, bound);
-            fail(outputName(n, k, p, q) + text);
+            fail(outputName(g, out, index) + text);
           }
           if (std::isfinite(error)) {
             report.maxAbsError = std::max(report.maxAbsError, error);

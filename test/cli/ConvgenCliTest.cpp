@@ -261,4 +261,9 @@ TEST_F(ConvgenCli, VerifyUsageErrors) {
   expectBadInput(run({"verify", "--layer", "F_m1"}), {"--weights is required"});
   expectBadInput(run({"verify", "--weights", ExampleNpz, "--layer", "F_mm1"}), {"F_m1"});
   expectBadInput(run({"verify", "--weights", ExampleNpz, "--all", "--batch", "0"}), {"batch"});
+  // Options of the main command before the word verify are refused, not merged.
+  expectBadInput(run({"--list", "verify", "--weights", ExampleNpz, "--all"}),
+                 {"--list", "comes before 'verify'"});
+  expectBadInput(run({"-o", out(), "verify", "--weights", ExampleNpz, "--layer", "F_m1"}),
+                 {"comes before 'verify'"});
 }

@@ -8,6 +8,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/InstIterator.h>
 #include <llvm/IR/IntrinsicInst.h>
 #include <llvm/IR/Module.h>
@@ -98,6 +99,66 @@ TEST_F(LayerVerifierTest, AnOutputNeverStoredFails) {
   VerifyReport report = verifyKernel(probe, kernel, verifyOptions());
   EXPECT_FALSE(report.passed());
   EXPECT_THAT(report.firstFailure, HasSubstr("never written"));
+}
+
+/// A 16-filter layer split into 4 kernels (one per channel block), packed
+/// weights on the global path.
+BuiltKernel buildSplit(KernelGenerator &generator, const ConvLayer &probe) {
+  BuiltKernel kernel = generator.build(probe);
+  EXPECT_EQ(kernel.info.kernels.size(), 4u);
+  return kernel;
+}
+
+TEST_F(LayerVerifierTest, SplitKernelsVerifyAndTheirWeightSlicesMatter) {
+  std::mt19937_64 random(3);
+  ConvGeometry g = makeGeometry({4, 16, 9, 9, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1}, 2,
+                                Activation::Relu, true);
+  ConvLayer probe = makeLayer("split", g, prunedWeights(g, SparsityPattern::Uniform, 0.5, random),
+                              random);
+  GenerateOptions options = generateOptions();
+  options.maxMultiplyAdds = largestChannelBlockCode(probe); // one kernel per channel block
+  options.constantBankLimitBytes = 0;
+  KernelGenerator generator(options);
+  BuiltKernel kernel = buildSplit(generator, probe);
+  ASSERT_EQ(kernel.info.weightPath, "global");
+  VerifyReport report = verifyKernel(probe, kernel, verifyOptions());
+  EXPECT_TRUE(report.passed()) << report.firstFailure;
+  EXPECT_THAT(report.blocks, HasSubstr("4 kernels"));
+
+  // Kernel 1 reading kernel 2's slice of the packed weights must fail.
+  std::swap(kernel.info.kernels[1].weightsOffset, kernel.info.kernels[2].weightsOffset);
+  EXPECT_FALSE(verifyKernel(probe, kernel, verifyOptions()).passed());
+}
+
+TEST_F(LayerVerifierTest, AWriteOutsideTheKernelsOutputsFails) {
+  std::mt19937_64 random(5);
+  ConvGeometry g = makeGeometry({4, 8, 6, 6, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1}, 1,
+                                Activation::None, false);
+  ConvLayer probe = makeLayer("stray", g, prunedWeights(g, SparsityPattern::Uniform, 0.5, random),
+                              random);
+  GenerateOptions options = generateOptions();
+  options.maxMultiplyAdds = largestChannelBlockCode(probe); // one kernel per channel block
+  KernelGenerator generator(options);
+  BuiltKernel kernel = generator.build(probe);
+  ASSERT_EQ(kernel.info.kernels.size(), 2u);
+  ASSERT_TRUE(verifyKernel(probe, kernel, verifyOptions()).passed());
+
+  // Kernel 0 also stores its first result 4 channels further on: into
+  // kernel 1's outputs, which kernel 1 then overwrites with the right value.
+  llvm::Function *first = kernel.module->getFunction(kernel.info.kernels[0].symbol);
+  llvm::StoreInst *store = nullptr;
+  for (llvm::Instruction &inst : llvm::instructions(*first))
+    if (!store)
+      store = llvm::dyn_cast<llvm::StoreInst>(&inst);
+  ASSERT_NE(store, nullptr);
+  llvm::IRBuilder<> builder(store);
+  llvm::Value *shifted = builder.CreateConstGEP1_64(builder.getFloatTy(), store->getPointerOperand(),
+                                                    4 * 6 * 6);
+  builder.CreateStore(store->getValueOperand(), shifted);
+
+  VerifyReport report = verifyKernel(probe, kernel, verifyOptions());
+  EXPECT_FALSE(report.passed());
+  EXPECT_THAT(report.firstFailure, HasSubstr("was written by " + kernel.info.kernels[0].symbol));
 }
 
 TEST_F(LayerVerifierTest, LargeLayersRunASampleOfBlocks) {

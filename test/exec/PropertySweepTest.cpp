@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
@@ -130,20 +131,24 @@ TEST_P(PropertySweep, KernelMatchesReference) {
     options.constantBankLimitBytes = 0;
   if (c.path == Path::DenseFallback)
     options.maxMultiplyAdds = 0;
-  if (c.path == Path::Split) { // every channel block a kernel of its own, if need be
-    options.maxMultiplyAdds = 64;
+  int64_t largestBlockCode = 0;
+  if (c.path == Path::Split) {
+    // A budget of the largest channel block's code: the layer must split
+    // wherever it has more code than that. Odd cases use the global path.
+    largestBlockCode = largestChannelBlockCode(layer);
+    options.maxMultiplyAdds = std::max<int64_t>(largestBlockCode, 1);
     options.maxKernelsPerLayer = 1024;
+    if (c.index % 2)
+      options.constantBankLimitBytes = 0;
   }
   KernelGenerator generator(options);
   BuiltKernel kernel = generator.build(layer);
   // A budget of 0 sends every layer with a nonzero weight to the dense path.
   const bool expectDense = c.path == Path::DenseFallback && kernel.info.nonzeros > 0;
-  const bool expectSplit = c.path == Path::Split && kernel.info.multiplyAdds > 64 &&
-                           kernel.info.mode == "sparse";
-  if (c.path != Path::Split)
-    EXPECT_EQ(kernel.info.mode, expectDense ? "dense" : "sparse");
-  if (expectSplit)
+  EXPECT_EQ(kernel.info.mode, expectDense ? "dense" : "sparse");
+  if (c.path == Path::Split && kernel.info.multiplyAdds > largestBlockCode) {
     EXPECT_GT(kernel.info.kernels.size(), 1u);
+  }
 
   if (c.path == Path::ValuesOnlyUpdate) {
     // Next pruning round, same mask: the old code with only the new packed

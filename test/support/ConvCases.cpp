@@ -1,5 +1,7 @@
 #include "support/ConvCases.h"
 
+#include "codegen/TemplateSpec.h"
+
 #include <algorithm>
 
 namespace convgen::test {
@@ -126,6 +128,20 @@ ConvLayer makeLayer(const std::string &name, const ConvGeometry &geometry,
       b = value(random);
   }
   return layer;
+}
+
+int64_t largestChannelBlockCode(const ConvLayer &layer) {
+  Tiling tiling = chooseTiling(layer.geometry);
+  const int64_t blocks = layer.geometry.outChannels / tiling.channelsPerThread;
+  const int64_t perBlock = int64_t(layer.weights.size()) / blocks;
+  int64_t largest = 0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    auto begin = layer.weights.begin() + b * perBlock;
+    largest = std::max<int64_t>(
+        largest, std::count_if(begin, begin + perBlock, [](float w) { return w != 0; }) *
+                     tiling.outputsPerThread);
+  }
+  return largest;
 }
 
 } // namespace convgen::test

@@ -41,4 +41,9 @@ std::vector<float> revalued(const std::vector<float> &weights, std::mt19937_64 &
 ConvLayer makeLayer(const std::string &name, const ConvGeometry &geometry,
                     std::vector<float> weights, std::mt19937_64 &random);
 
+/// The most sparse code (nonzeros x BW) one channel block of \p layer has
+/// under the default tiling: as a per-kernel budget, it splits the layer
+/// wherever it has more code than that.
+int64_t largestChannelBlockCode(const ConvLayer &layer);
+
 } // namespace convgen::test

@@ -278,7 +278,8 @@ TEST_F(LayerGeneratorTest, PastTheKernelLimitTheLayerFallsBackToDense) {
   EXPECT_EQ(generated.multiplyAdds, 8 * 4 * 9 * 4);
 
   EXPECT_THAT(manifest["dense_reason"].get<std::string>(),
-              HasSubstr("need 2 kernels of at most 400, over the limit of 1 per layer"));
+              HasSubstr("need 2 kernels of at most 400 (and 1048576 of unrolled template) each, "
+                        "over the limit of 1 per layer"));
 
   GeneratedLayer small = generator.generate(makeLayer("small", geometry(1, 4, 4, 4, {1, 1}, {1, 1}, {0, 0}), 0.0, 1));
   EXPECT_EQ(small.mode, "sparse"); // 4 x 4 = 16 multiply-adds fit
