@@ -132,9 +132,11 @@ std::unique_ptr<HostKernel> HostKernel::compile(const llvm::Module &module,
   auto machineBuilder = orc::JITTargetMachineBuilder::detectHost();
   if (!machineBuilder)
     throw CheckFailure(what + ": host executor: " + describe(machineBuilder.takeError()));
-  // Less, not Default: the same code semantics (no fast-math either way),
-  // and the big straight-line kernels compile markedly faster.
-  machineBuilder->setCodeGenOptLevel(llvm::CodeGenOptLevel::Less);
+  // No codegen optimisation: the same semantics (the IR is already
+  // optimised, and no level reassociates floating point), and the big
+  // straight-line kernels compile about 6x faster than at Less (UPN1 at 50 %:
+  // 11 s instead of 66 s) while still running in a fraction of a second.
+  machineBuilder->setCodeGenOptLevel(llvm::CodeGenOptLevel::None);
   auto layout = machineBuilder->getDefaultDataLayoutForTarget();
   if (!layout)
     throw CheckFailure(what + ": host executor: " + describe(layout.takeError()));
