@@ -82,7 +82,16 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const float *__restrict__ input,
   const long long imageRow = tile / columnTiles;
   const int p = (int)(imageRow % g.outHeight);
   const long long n = imageRow / g.outHeight;
-  const int q0 = columnTile * g.outputsPerThread;
+  // Where BW does not divide the output width, the last tile of a row is
+  // moved left to end at the edge: it recomputes (bit for bit) a few columns
+  // of its neighbour instead of computing columns past the edge. So every
+  // store is unconditional: a guarded store would let InstCombine sink each
+  // column's whole multiply-add chain into the guard's block, keeping every
+  // weight live to the end of the kernel (255 registers and spills on
+  // ResNet-50's 14-wide layers). chooseTiling keeps BW <= the width.
+  const int q0 = columnTile * g.outputsPerThread > g.outWidth - g.outputsPerThread
+                     ? g.outWidth - g.outputsPerThread
+                     : columnTile * g.outputsPerThread;
   const int channelBlock = g.firstChannelBlock + (int)__nvvm_read_ptx_sreg_ctaid_y();
 
 #pragma unroll
@@ -145,7 +154,7 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const float *__restrict__ input,
       }
     }
 
-    // Epilogue: bias, activation, store (columns past the edge are skipped).
+    // Epilogue: bias, activation, store.
 #pragma unroll
     for (int kk = 0; kk < CONVGEN_MAX_CHANNELS_PER_THREAD; ++kk) {
       if (kk >= g.channelsPerThread)
@@ -157,10 +166,7 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const float *__restrict__ input,
       for (int j = 0; j < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++j) {
         if (j >= g.outputsPerThread)
           continue;
-        // When BW divides the output width no tile overhangs it, and the
-        // guard folds away in the specialised code.
-        if (g.outWidth % g.outputsPerThread == 0 || q0 + j < g.outWidth)
-          row[q0 + j] = applyActivation(acc[kk][j] + biasValue, g.activation);
+        row[q0 + j] = applyActivation(acc[kk][j] + biasValue, g.activation);
       }
     }
   }

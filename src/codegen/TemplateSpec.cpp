@@ -31,8 +31,10 @@ void checkTiling(const ConvGeometry &geometry, const Tiling &tiling, const std::
     throw fail("channels per thread must be in [1, " + std::to_string(MaxChannelsPerThread) +
                "] and divide the " + std::to_string(geometry.outChannelsPerGroup()) +
                " output channels per group");
-  if (tiling.outputsPerThread < 1 || tiling.outputsPerThread > MaxOutputsPerThread)
-    throw fail("outputs per thread must be in [1, " + std::to_string(MaxOutputsPerThread) + "]");
+  if (tiling.outputsPerThread < 1 || tiling.outputsPerThread > MaxOutputsPerThread ||
+      tiling.outputsPerThread > geometry.outSize().w)
+    throw fail("outputs per thread must be in [1, " + std::to_string(MaxOutputsPerThread) +
+               "] and at most the output width " + std::to_string(geometry.outSize().w));
   if (tiling.threadsPerBlock < 32 || tiling.threadsPerBlock > 1024 ||
       tiling.threadsPerBlock % 32 != 0)
     throw fail("threads per block must be a multiple of 32 in [32, 1024]");
@@ -62,8 +64,10 @@ std::optional<ThreadTile> threadTile(const ConvGeometry &geometry, const Tiling 
   if (thread < 0 || thread >= batch * out.h * columnTiles)
     return std::nullopt;
   int64_t imageRow = thread / columnTiles;
-  return ThreadTile{imageRow / out.h, imageRow % out.h,
-                    (thread % columnTiles) * tiling.outputsPerThread};
+  // The last tile of a row ends at the edge (see the template).
+  int64_t q0 = std::min((thread % columnTiles) * tiling.outputsPerThread,
+                        out.w - tiling.outputsPerThread);
+  return ThreadTile{imageRow / out.h, imageRow % out.h, q0};
 }
 
 TemplateSpec makeTemplateSpec(const ConvGeometry &geometry, const Tiling &tiling) {

@@ -60,8 +60,10 @@ LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int6
 
 /// The outputs one GPU thread of the template computes (the template's work
 /// split, restated for the host executor's coverage checks): image n, output
-/// row p, columns [q0, q0 + BW) clipped to the output width, of the channels
-/// [blockIdx.y x BK, + BK). Thread t is blockIdx.x x threads + threadIdx.x.
+/// row p, columns [q0, q0 + BW), of the channels [blockIdx.y x BK, + BK).
+/// Thread t is blockIdx.x x threads + threadIdx.x. Where BW does not divide
+/// the width, a row's last tile is moved left to end at the edge, overlapping
+/// its neighbour (both write the same values).
 struct ThreadTile {
   int64_t n = 0, p = 0, q0 = 0;
 };
