@@ -1,0 +1,83 @@
+// RAII over the CUDA objects the runtime owns: the device's primary
+// context, device memory and modules. Destructors never throw and tolerate
+// CUDA_ERROR_DEINITIALIZED (the driver shutting down at process exit).
+#pragma once
+
+#include "runtime/CudaDriver.h"
+
+#include <cstddef>
+#include <string>
+
+namespace convgen {
+
+/// The primary context of one device, retained and made current.
+class CudaContext {
+public:
+  /// Throws DriverUnavailable (no driver or no device \p ordinal) or CudaError.
+  explicit CudaContext(int ordinal = 0);
+  ~CudaContext();
+  CudaContext(const CudaContext &) = delete;
+  CudaContext &operator=(const CudaContext &) = delete;
+
+  /// Makes the context current on the calling thread.
+  void makeCurrent() const;
+  const CudaDriver &driver() const { return Driver; }
+  cuda::CUdevice device() const { return Device; }
+  const std::string &name() const { return Name; }
+  int multiprocessors() const { return Multiprocessors; }
+  int maxThreadsPerMultiprocessor() const { return MaxThreadsPerMultiprocessor; }
+  int computeCapability() const { return ComputeCapability; } ///< e.g. 90
+  int driverVersion() const { return DriverVersion; }         ///< e.g. 12040
+
+private:
+  const CudaDriver &Driver;
+  cuda::CUdevice Device = 0;
+  cuda::CUcontext Context = nullptr;
+  std::string Name;
+  int Multiprocessors = 0, MaxThreadsPerMultiprocessor = 0, ComputeCapability = 0,
+      DriverVersion = 0;
+};
+
+/// Device memory.
+class DeviceBuffer {
+public:
+  DeviceBuffer() = default;
+  /// Allocates \p bytes (at least one) in \p context. \p what names the use in errors.
+  DeviceBuffer(const CudaContext &context, size_t bytes, const std::string &what);
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer &&other) noexcept;
+  DeviceBuffer &operator=(DeviceBuffer &&other) noexcept;
+
+  cuda::CUdeviceptr pointer() const { return Pointer; }
+  size_t bytes() const { return Bytes; }
+  void upload(const void *data, size_t bytes, size_t offset, const std::string &what) const;
+  void download(void *data, size_t bytes, size_t offset, const std::string &what) const;
+
+private:
+  void release() noexcept;
+  const CudaDriver *Driver = nullptr;
+  cuda::CUdeviceptr Pointer = 0;
+  size_t Bytes = 0;
+};
+
+/// A loaded module. The PTX is JIT-compiled by the driver; its error and
+/// info logs go into the error message when it fails.
+class CudaModule {
+public:
+  CudaModule(const CudaContext &context, const std::string &ptx, const std::string &what);
+  ~CudaModule();
+  CudaModule(const CudaModule &) = delete;
+  CudaModule &operator=(const CudaModule &) = delete;
+
+  cuda::CUfunction function(const std::string &symbol) const;
+  /// A module global's device address and size.
+  std::pair<cuda::CUdeviceptr, size_t> global(const std::string &symbol) const;
+  const std::string &infoLog() const { return InfoLog; }
+
+private:
+  const CudaDriver &Driver;
+  cuda::CUmodule Module = nullptr;
+  std::string What, InfoLog;
+};
+
+} // namespace convgen

@@ -1,0 +1,147 @@
+#include "runtime/LayerManifest.h"
+
+#include "support/Error.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace convgen {
+
+namespace {
+
+using Json = nlohmann::json;
+
+class ManifestReader {
+public:
+  explicit ManifestReader(const std::filesystem::path &path) : Path(path.string()) {}
+
+  [[noreturn]] void fail(const std::string &field, const std::string &problem) const {
+    throw InputError({Path, "", field}, problem);
+  }
+  const Json &at(const Json &object, const std::string &key, const std::string &field) const {
+    if (!object.is_object() || !object.contains(key))
+      fail(field, "missing");
+    return object.at(key);
+  }
+  std::string text(const Json &object, const std::string &key, const std::string &field) const {
+    const Json &value = at(object, key, field);
+    if (!value.is_string())
+      fail(field, "must be a string");
+    return value.get<std::string>();
+  }
+  int64_t count(const Json &object, const std::string &key, const std::string &field) const {
+    const Json &value = at(object, key, field);
+    if (!value.is_number_integer() || value.get<int64_t>() < 0)
+      fail(field, "must be a non-negative integer");
+    return value.get<int64_t>();
+  }
+
+private:
+  std::string Path;
+};
+
+Json parseFile(const std::filesystem::path &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw InputError({path.string(), "", ""}, "cannot open the manifest");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  Json document = Json::parse(buffer.str(), nullptr, /*allow_exceptions=*/false);
+  if (document.is_discarded())
+    throw InputError({path.string(), "", ""}, "not valid JSON");
+  return document;
+}
+
+/// A file named in the manifest: a plain name beside it, never a path out.
+std::filesystem::path besideManifest(const ManifestReader &reader, const std::filesystem::path &manifest,
+                                     const std::string &name, const std::string &field) {
+  std::filesystem::path file(name);
+  if (name.empty() || file.has_parent_path() || file.is_absolute() || name == "." || name == "..")
+    reader.fail(field, "must be a file name beside the manifest, not '" + name + "'");
+  return manifest.parent_path() / file;
+}
+
+} // namespace
+
+LayerManifest readLayerManifest(const std::filesystem::path &path) {
+  Json document = parseFile(path);
+  ManifestReader r(path);
+  LayerManifest m;
+  m.path = path;
+  std::string format = r.text(document, "format", "format");
+  if (format != "convgen-kernel-manifest/2")
+    r.fail("format", "'" + format + "' is not convgen-kernel-manifest/2: regenerate the layer");
+  m.layer = r.text(document, "layer", "layer");
+  m.mode = r.text(document, "mode", "mode");
+  m.ptxFile = besideManifest(r, path, r.text(document, "ptx", "ptx"), "ptx");
+  const Json &weights = r.at(document, "weights", "weights");
+  m.weightsFile = besideManifest(r, path, r.text(weights, "file", "weights.file"), "weights.file");
+  m.weightPath = r.text(weights, "path", "weights.path");
+  if (m.weightPath != "constant" && m.weightPath != "global" && m.weightPath != "baked")
+    r.fail("weights.path", "must be constant, global or baked");
+  m.weightsCount = r.count(weights, "count", "weights.count");
+  m.biasCount = r.count(weights, "bias_count", "weights.bias_count");
+  if (r.count(weights, "bias_offset_bytes", "weights.bias_offset_bytes") != m.weightsCount * 4)
+    r.fail("weights.bias_offset_bytes", "must be 4 x weights.count");
+
+  const Json &launch = r.at(document, "launch", "launch");
+  const Json &block = r.at(launch, "block", "launch.block");
+  if (!block.is_array() || block.size() != 3 || !block[0].is_number_integer() ||
+      block[0].get<int64_t>() < 1 || block[0].get<int64_t>() > 1024)
+    r.fail("launch.block", "must be [threads, 1, 1] with 1..1024 threads");
+  m.threadsPerBlock = block[0].get<int64_t>();
+  m.threadsPerImage = r.count(r.at(launch, "grid", "launch.grid"), "x_threads_per_image",
+                              "launch.grid.x_threads_per_image");
+
+  const Json &geometry = r.at(document, "geometry", "geometry");
+  auto readShape = [&](const char *key, int64_t &channels, int64_t &height, int64_t &width) {
+    const std::string field = std::string("geometry.") + key;
+    const Json &shape = r.at(geometry, key, field);
+    if (!shape.is_array() || shape.size() != 4)
+      r.fail(field, "must be [N, C, H, W]");
+    for (size_t i = 1; i < 4; ++i)
+      if (!shape[i].is_number_integer() || shape[i].get<int64_t>() < 1)
+        r.fail(field, "sizes must be positive integers");
+    channels = shape[1].get<int64_t>();
+    height = shape[2].get<int64_t>();
+    width = shape[3].get<int64_t>();
+  };
+  readShape("input", m.inChannels, m.inHeight, m.inWidth);
+  readShape("output", m.outChannels, m.outHeight, m.outWidth);
+  if (m.biasCount != 0 && m.biasCount != m.outChannels)
+    r.fail("weights.bias_count", "must be 0 or the output channels");
+
+  const Json &kernels = r.at(document, "kernels", "kernels");
+  if (!kernels.is_array() || kernels.empty())
+    r.fail("kernels", "must be a non-empty list");
+  int64_t nextOffset = 0;
+  for (size_t i = 0; i < kernels.size(); ++i) {
+    const std::string field = "kernels[" + std::to_string(i) + "]";
+    ManifestKernel kernel;
+    kernel.symbol = r.text(kernels[i], "symbol", field + ".symbol");
+    kernel.gridY = r.count(kernels[i], "grid_y", field + ".grid_y");
+    if (kernel.gridY < 1 || kernel.gridY > 65535)
+      r.fail(field + ".grid_y", "must be in 1..65535");
+    const Json &slice = r.at(kernels[i], "weights", field + ".weights");
+    kernel.weightsSymbol = r.text(slice, "symbol", field + ".weights.symbol");
+    kernel.weightsOffsetBytes = r.count(slice, "offset_bytes", field + ".weights.offset_bytes");
+    kernel.weightsCount = r.count(slice, "count", field + ".weights.count");
+    // The slices tile the packed array in order (the dense fallback's one
+    // kernel reads the whole tensor).
+    if (kernel.weightsOffsetBytes != nextOffset * 4)
+      r.fail(field + ".weights.offset_bytes", "slices must follow one another");
+    nextOffset += kernel.weightsCount;
+    if (m.weightPath == "constant" && kernel.weightsCount > 0 && kernel.weightsSymbol.empty())
+      r.fail(field + ".weights.symbol", "missing on the constant path");
+    m.kernels.push_back(kernel);
+  }
+  if (nextOffset != m.weightsCount)
+    r.fail("kernels", "the kernels' weight slices cover " + std::to_string(nextOffset) +
+                          " values, the file " + std::to_string(m.weightsCount));
+  m.maskHash = r.text(document, "mask_hash", "mask_hash");
+  m.valuesHash = r.text(document, "values_hash", "values_hash");
+  return m;
+}
+
+} // namespace convgen

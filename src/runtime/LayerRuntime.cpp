@@ -1,0 +1,141 @@
+#include "runtime/LayerRuntime.h"
+
+#include "support/Error.h"
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+namespace convgen {
+
+using namespace cuda;
+
+namespace {
+
+std::string readText(const std::filesystem::path &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw InputError({path.string(), "", ""}, "cannot open");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+/// The weights file: exactly count + bias count little-endian floats.
+std::vector<float> readWeights(const LayerManifest &manifest) {
+  std::string bytes = readText(manifest.weightsFile);
+  const size_t expected = size_t(manifest.weightsCount + manifest.biasCount) * 4;
+  if (bytes.size() != expected)
+    throw InputError({manifest.weightsFile.string(), manifest.layer, ""},
+                     "holds " + std::to_string(bytes.size()) + " bytes; the manifest says " +
+                         std::to_string(expected) + ": regenerate the layer");
+  std::vector<float> values(expected / 4);
+  std::memcpy(values.data(), bytes.data(), expected);
+  return values;
+}
+
+} // namespace
+
+LayerRuntime::LayerRuntime(const CudaContext &context, const std::filesystem::path &manifestPath)
+    : Context(context), Manifest(readLayerManifest(manifestPath)) {
+  Ptx = readText(Manifest.ptxFile);
+  std::vector<float> values = readWeights(Manifest);
+  Module = std::make_unique<CudaModule>(Context, Ptx, "layer '" + Manifest.layer + "'");
+  for (const ManifestKernel &kernel : Manifest.kernels)
+    Functions.push_back(Module->function(kernel.symbol));
+  Weights = DeviceBuffer(Context, values.size() * 4, "the weights of layer '" + Manifest.layer + "'");
+  uploadValues(values);
+}
+
+void LayerRuntime::uploadValues(const std::vector<float> &values) {
+  const std::string what = "the weights of layer '" + Manifest.layer + "'";
+  Weights.upload(values.data(), values.size() * 4, 0, what);
+  if (Manifest.weightPath != "constant")
+    return;
+  // The constant path reads each kernel's slice from its module global.
+  for (const ManifestKernel &kernel : Manifest.kernels) {
+    if (kernel.weightsCount == 0)
+      continue;
+    auto [pointer, bytes] = Module->global(kernel.weightsSymbol);
+    if (bytes != size_t(kernel.weightsCount) * 4)
+      throw CudaError("layer '" + Manifest.layer + "': " + kernel.weightsSymbol + " holds " +
+                          std::to_string(bytes) + " bytes, the manifest says " +
+                          std::to_string(kernel.weightsCount * 4),
+                      0);
+    Context.driver().check(
+        Context.driver().cuMemcpyHtoD(pointer, values.data() + kernel.weightsOffsetBytes / 4, bytes),
+        "cuMemcpyHtoD", "uploading " + kernel.weightsSymbol + " of layer '" + Manifest.layer + "'");
+  }
+}
+
+void LayerRuntime::launch(CUdeviceptr input, CUdeviceptr output, int batch, CUstream stream) const {
+  if (batch < 1)
+    throw InputError({"", Manifest.layer, "batch"}, "must be at least 1");
+  const int64_t gridX = Manifest.gridX(batch);
+  if (gridX > std::numeric_limits<int32_t>::max())
+    throw InputError({"", Manifest.layer, "batch"},
+                     std::to_string(batch) + " images need more blocks than CUDA's grid allows");
+  CUdeviceptr bias = Manifest.biasCount ? Weights.pointer() + size_t(Manifest.weightsCount) * 4 : 0;
+  for (size_t i = 0; i < Functions.size(); ++i) {
+    const ManifestKernel &kernel = Manifest.kernels[i];
+    CUdeviceptr weights = Weights.pointer() + size_t(kernel.weightsOffsetBytes);
+    int32_t images = batch;
+    void *parameters[] = {&input, &weights, &bias, &output, &images};
+    Context.driver().check(
+        Context.driver().cuLaunchKernel(Functions[i], unsigned(gridX), unsigned(kernel.gridY), 1,
+                                        unsigned(Manifest.threadsPerBlock), 1, 1, 0, stream,
+                                        parameters, nullptr),
+        "cuLaunchKernel", "launching " + kernel.symbol + " for " + std::to_string(batch) + " images");
+  }
+}
+
+LayerRuntime::Reload LayerRuntime::reload() {
+  LayerManifest manifest = readLayerManifest(Manifest.path);
+  std::string ptx = readText(manifest.ptxFile);
+  std::vector<float> values = readWeights(manifest);
+  if (ptx == Ptx && manifest.weightPath == Manifest.weightPath) {
+    Manifest = std::move(manifest);
+    uploadValues(values);
+    return Reload::ValuesOnly;
+  }
+  // New code: load it completely before anything of the old is released.
+  auto module = std::make_unique<CudaModule>(Context, ptx, "layer '" + manifest.layer + "'");
+  std::vector<CUfunction> functions;
+  for (const ManifestKernel &kernel : manifest.kernels)
+    functions.push_back(module->function(kernel.symbol));
+  DeviceBuffer weights(Context, values.size() * 4, "the weights of layer '" + manifest.layer + "'");
+  Module = std::move(module);
+  Functions = std::move(functions);
+  Weights = std::move(weights);
+  Manifest = std::move(manifest);
+  Ptx = std::move(ptx);
+  uploadValues(values);
+  return Reload::Module;
+}
+
+std::vector<KernelResources> LayerRuntime::resources() const {
+  const CudaDriver &driver = Context.driver();
+  std::vector<KernelResources> result;
+  for (size_t i = 0; i < Functions.size(); ++i) {
+    KernelResources r;
+    r.symbol = Manifest.kernels[i].symbol;
+    const std::string what = "querying " + r.symbol;
+    driver.check(driver.cuFuncGetAttribute(&r.registers, CU_FUNC_ATTRIBUTE_NUM_REGS, Functions[i]),
+                 "cuFuncGetAttribute", what);
+    driver.check(driver.cuFuncGetAttribute(&r.localBytes, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, Functions[i]),
+                 "cuFuncGetAttribute", what);
+    driver.check(driver.cuFuncGetAttribute(&r.sharedBytes, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, Functions[i]),
+                 "cuFuncGetAttribute", what);
+    driver.check(driver.cuOccupancyMaxActiveBlocksPerMultiprocessor(
+                     &r.blocksPerMultiprocessor, Functions[i], int(Manifest.threadsPerBlock), 0),
+                 "cuOccupancyMaxActiveBlocksPerMultiprocessor", what);
+    r.occupancy = double(r.blocksPerMultiprocessor * Manifest.threadsPerBlock) /
+                  double(std::max(Context.maxThreadsPerMultiprocessor(), 1));
+    result.push_back(r);
+  }
+  return result;
+}
+
+} // namespace convgen

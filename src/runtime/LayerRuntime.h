@@ -1,0 +1,58 @@
+// A generated layer on the GPU: its PTX module loaded, its kernels found,
+// its packed weights uploaded once, and a launch on device tensors. After
+// the generator has rewritten the layer's files (a new pruning round),
+// reload() updates it in place: only the values when the code is the same
+// (same mask), else the whole module.
+#pragma once
+
+#include "runtime/CudaContext.h"
+#include "runtime/LayerManifest.h"
+
+#include <memory>
+#include <vector>
+
+namespace convgen {
+
+/// What the driver reports for one kernel, and the occupancy it gets.
+struct KernelResources {
+  std::string symbol;
+  int registers = 0;
+  int localBytes = 0;  ///< per thread: spills and stack
+  int sharedBytes = 0;
+  int blocksPerMultiprocessor = 0;
+  double occupancy = 0; ///< resident threads / the SM's maximum
+};
+
+class LayerRuntime {
+public:
+  /// Loads the layer described by \p manifestPath. Throws InputError for bad
+  /// files, CudaError if the driver refuses (with the JIT log).
+  LayerRuntime(const CudaContext &context, const std::filesystem::path &manifestPath);
+
+  /// Runs the layer: \p input holds \p batch NCHW images, \p output receives
+  /// theirs. The kernels write disjoint output channels; they are queued on
+  /// \p stream in order.
+  void launch(cuda::CUdeviceptr input, cuda::CUdeviceptr output, int batch,
+              cuda::CUstream stream = nullptr) const;
+
+  enum class Reload { ValuesOnly, Module };
+  /// Re-reads the manifest and files after regeneration. Same PTX: the new
+  /// values are uploaded and nothing else changes. Otherwise a new module is
+  /// loaded, and replaces the old one only once it has loaded.
+  Reload reload();
+
+  std::vector<KernelResources> resources() const;
+  const LayerManifest &manifest() const { return Manifest; }
+
+private:
+  void uploadValues(const std::vector<float> &values);
+
+  const CudaContext &Context;
+  LayerManifest Manifest;
+  std::string Ptx;
+  std::unique_ptr<CudaModule> Module;
+  std::vector<cuda::CUfunction> Functions;
+  DeviceBuffer Weights; ///< the weights file: packed values (or the dense tensor), then the bias
+};
+
+} // namespace convgen

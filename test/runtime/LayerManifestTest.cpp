@@ -1,0 +1,94 @@
+// Reading generated-layer manifests: a valid one, and each way a manifest
+// can be wrong, reported with the file and field.
+#include "runtime/LayerManifest.h"
+#include "support/Error.h"
+#include "support/TestFiles.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+using namespace convgen;
+using namespace convgen::test;
+using ::testing::HasSubstr;
+
+namespace {
+
+/// A split layer's manifest: two kernels, 10 + 6 packed values, 8 biases.
+nlohmann::json validManifest() {
+  return nlohmann::json::parse(R"({
+    "format": "convgen-kernel-manifest/2", "layer": "conv", "mode": "sparse",
+    "ptx": "conv.ptx",
+    "geometry": {"input": [1, 4, 9, 9], "output": [1, 8, 9, 9]},
+    "launch": {"block": [128, 1, 1], "grid": {"x_threads_per_image": 27}},
+    "kernels": [
+      {"symbol": "convgen_conv_k0", "grid_y": 1,
+       "weights": {"symbol": "convgen_weights_k0", "offset_bytes": 0, "count": 10}},
+      {"symbol": "convgen_conv_k1", "grid_y": 1,
+       "weights": {"symbol": "convgen_weights_k1", "offset_bytes": 40, "count": 6}}],
+    "weights": {"file": "conv.weights.bin", "path": "constant", "count": 16,
+                "bias_offset_bytes": 64, "bias_count": 8},
+    "mask_hash": "m", "values_hash": "v"})");
+}
+
+class LayerManifestTest : public ::testing::Test {
+protected:
+  LayerManifest read(const nlohmann::json &manifest) {
+    writeText(Dir / "conv.json", manifest.dump());
+    return readLayerManifest(Dir / "conv.json");
+  }
+  void expectRefused(const nlohmann::json &manifest, const std::string &fragment) {
+    try {
+      read(manifest);
+      ADD_FAILURE() << "accepted; expected: " << fragment;
+    } catch (const InputError &e) {
+      EXPECT_THAT(e.what(), HasSubstr("conv.json"));
+      EXPECT_THAT(e.what(), HasSubstr(fragment));
+    }
+  }
+  TempDir Dir;
+};
+
+TEST_F(LayerManifestTest, ReadsASplitLayer) {
+  LayerManifest m = read(validManifest());
+  EXPECT_EQ(m.layer, "conv");
+  EXPECT_EQ(m.ptxFile, Dir / "conv.ptx");
+  EXPECT_EQ(m.weightsFile, Dir / "conv.weights.bin");
+  EXPECT_EQ(m.weightPath, "constant");
+  ASSERT_EQ(m.kernels.size(), 2u);
+  EXPECT_EQ(m.kernels[1].symbol, "convgen_conv_k1");
+  EXPECT_EQ(m.kernels[1].weightsOffsetBytes, 40);
+  EXPECT_EQ(m.outChannels, 8);
+  EXPECT_EQ(m.gridX(1), 1);
+  EXPECT_EQ(m.gridX(10), 3); // 270 threads in blocks of 128
+}
+
+TEST_F(LayerManifestTest, EveryProblemNamesItsField) {
+  auto with = [](auto change) {
+    nlohmann::json m = validManifest();
+    change(m);
+    return m;
+  };
+  expectRefused(with([](auto &m) { m["format"] = "convgen-kernel-manifest/1"; }), "regenerate");
+  expectRefused(with([](auto &m) { m.erase("ptx"); }), "'ptx': missing");
+  expectRefused(with([](auto &m) { m["ptx"] = "../elsewhere.ptx"; }), "beside the manifest");
+  expectRefused(with([](auto &m) { m["weights"]["path"] = "texture"; }), "weights.path");
+  expectRefused(with([](auto &m) { m["weights"]["bias_offset_bytes"] = 60; }), "4 x weights.count");
+  expectRefused(with([](auto &m) { m["kernels"][1]["weights"]["offset_bytes"] = 36; }),
+                "slices must follow one another");
+  expectRefused(with([](auto &m) { m["kernels"][1]["weights"]["count"] = 5; }), "cover 15 values");
+  expectRefused(with([](auto &m) { m["kernels"][0]["grid_y"] = 0; }), "1..65535");
+  expectRefused(with([](auto &m) { m["kernels"] = nlohmann::json::array(); }), "non-empty");
+  expectRefused(with([](auto &m) { m["launch"]["block"] = {2048, 1, 1}; }), "1..1024");
+  expectRefused(with([](auto &m) { m["kernels"][0]["weights"]["symbol"] = ""; }),
+                "missing on the constant path");
+  expectRefused(with([](auto &m) { m["weights"]["bias_count"] = 3; }), "output channels");
+}
+
+TEST_F(LayerManifestTest, NotJsonOrMissing) {
+  writeText(Dir / "conv.json", "{ not json");
+  EXPECT_THROW(readLayerManifest(Dir / "conv.json"), InputError);
+  EXPECT_THROW(readLayerManifest(Dir / "absent.json"), InputError);
+}
+
+} // namespace
