@@ -1,0 +1,86 @@
+"""Run convgen-generated layers inside PyTorch, on the GPU, through libconvgen.so.
+
+    layer = ConvgenConv2d("generated/conv3.json")   # a manifest from `convgen --layer`
+    model.conv3 = layer                             # replaces the nn.Conv2d
+    y = model(x.cuda())                             # conv3 now runs convgen's kernels
+
+The layer runs on torch's current device and stream, on contiguous float32
+NCHW tensors, and includes the bias and the fused activation the layer was
+generated with (so a following ReLU that convgen fused must be removed, or
+be idempotent: ReLU after a fused ReLU changes nothing).
+"""
+import ctypes
+import os
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_LIBRARY = os.path.join(HERE, "..", "..", "build", "src", "libconvgen.so")
+
+
+class ConvgenError(RuntimeError):
+    pass
+
+
+def load_library(path=None):
+    """libconvgen.so: $CONVGEN_LIB, else the build tree's."""
+    path = path or os.environ.get("CONVGEN_LIB") or DEFAULT_LIBRARY
+    lib = ctypes.CDLL(os.path.abspath(path))
+    lib.convgen_layer_load.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p)]
+    lib.convgen_layer_launch.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64,
+                                         ctypes.c_int, ctypes.c_uint64]
+    lib.convgen_layer_reload.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
+    lib.convgen_layer_shape.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64),
+                                        ctypes.POINTER(ctypes.c_int64)]
+    lib.convgen_layer_free.argtypes = [ctypes.c_void_p]
+    lib.convgen_layer_free.restype = None
+    lib.convgen_last_error.restype = ctypes.c_char_p
+    return lib
+
+
+class ConvgenConv2d(torch.nn.Module):
+    """A generated conv layer as a module (inference only)."""
+
+    def __init__(self, manifest_path, device=None, library=None):
+        super().__init__()
+        self._lib = library or load_library()
+        self._device = torch.device("cuda", torch.cuda.current_device() if device is None else device)
+        # The CUDA runtime (torch) must have created the primary context first.
+        torch.cuda.init()
+        handle = ctypes.c_void_p()
+        self._check(self._lib.convgen_layer_load(os.fsencode(manifest_path), self._device.index,
+                                                 ctypes.byref(handle)))
+        self._handle = handle
+        inp, out = (ctypes.c_int64 * 3)(), (ctypes.c_int64 * 3)()
+        self._check(self._lib.convgen_layer_shape(self._handle, inp, out))
+        self.input_chw, self.output_chw = tuple(inp), tuple(out)
+
+    def _check(self, status):
+        if status != 0:
+            raise ConvgenError(self._lib.convgen_last_error().decode(errors="replace"))
+
+    def reload(self):
+        """After regeneration; True if only the values changed."""
+        values_only = ctypes.c_int(0)
+        self._check(self._lib.convgen_layer_reload(self._handle, ctypes.byref(values_only)))
+        return bool(values_only.value)
+
+    def forward(self, x):
+        if x.device != self._device or x.dtype != torch.float32 or x.dim() != 4:
+            raise ValueError(f"expected float32 NCHW on {self._device}, got {x.dtype} "
+                             f"{tuple(x.shape)} on {x.device}")
+        if tuple(x.shape[1:]) != self.input_chw:
+            raise ValueError(f"expected input (N, {', '.join(map(str, self.input_chw))}), "
+                             f"got {tuple(x.shape)}")
+        x = x.contiguous()
+        y = torch.empty((x.shape[0],) + self.output_chw, device=x.device, dtype=torch.float32)
+        stream = torch.cuda.current_stream(x.device).cuda_stream
+        self._check(self._lib.convgen_layer_launch(self._handle, x.data_ptr(), y.data_ptr(),
+                                                   x.shape[0], stream))
+        return y
+
+    def __del__(self):
+        handle = getattr(self, "_handle", None)
+        if handle:
+            self._lib.convgen_layer_free(handle)
+            self._handle = None

@@ -1,0 +1,56 @@
+/* convgen runtime, C API: load a generated layer (its NAME.json manifest,
+ * written by `convgen --layer NAME`) and run it on device tensors, from C,
+ * or from Python through ctypes (examples/pytorch/). libconvgen.so loads the
+ * CUDA driver itself at run time; it needs no CUDA toolkit.
+ *
+ * Every function returns 0 on success, else an error code, and
+ * convgen_last_error() describes the failure in one line:
+ *   1  a CUDA call failed (the message names the API, the error and the kernel)
+ *   2  bad input (a missing or malformed file), or no NVIDIA driver or GPU
+ *   3  an internal error
+ * Device pointers and streams are passed as integers (CUdeviceptr, CUstream),
+ * as torch's data_ptr() and cuda_stream give them. The layer uses the
+ * device's primary context, the one the CUDA runtime (and PyTorch) use. */
+#ifndef CONVGEN_H
+#define CONVGEN_H
+
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define CONVGEN_API __attribute__((visibility("default")))
+#else
+#define CONVGEN_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct convgen_layer convgen_layer;
+
+/* Loads the layer of `manifest_path` on GPU `device`; its weights are
+ * uploaded once. */
+CONVGEN_API int convgen_layer_load(const char *manifest_path, int device, convgen_layer **layer);
+
+/* Runs the layer: `input` holds `batch` NCHW fp32 images, `output` receives
+ * theirs; queued on `stream` (0: the default stream), asynchronously. */
+CONVGEN_API int convgen_layer_launch(convgen_layer *layer, uint64_t input, uint64_t output, int batch,
+                         uint64_t stream);
+
+/* After the layer was regenerated: reloads it in place. *values_only is set
+ * to 1 when only the values changed (same code: one upload, no module load). */
+CONVGEN_API int convgen_layer_reload(convgen_layer *layer, int *values_only);
+
+/* The input and output shapes per image: C, H, W. */
+CONVGEN_API int convgen_layer_shape(const convgen_layer *layer, int64_t input_chw[3], int64_t output_chw[3]);
+
+CONVGEN_API void convgen_layer_free(convgen_layer *layer);
+
+/* The last error of the calling thread, or "" if none. */
+CONVGEN_API const char *convgen_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
