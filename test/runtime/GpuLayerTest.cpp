@@ -4,15 +4,14 @@
 // driver's resource report. Without a driver or a GPU every test skips and
 // says why.
 #include "codegen/LayerGenerator.h"
-#include "reference/ReferenceConv.h"
 #include "runtime/LayerRuntime.h"
 #include "support/ConvCases.h"
+#include "support/GpuCompare.h"
 #include "support/TestFiles.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <cmath>
 
 using namespace convgen;
 using namespace convgen::test;
@@ -42,40 +41,9 @@ protected:
     return generator.generate(convLayer);
   }
 
-  /// Runs the loaded layer on a seeded input; returns how many outputs are
-  /// off by more than the bound, with the first in \p firstBad.
   int64_t runAndCompare(const LayerRuntime &runtime, const ConvLayer &convLayer, int batch,
                         std::string &firstBad) {
-    const ConvGeometry &g = convLayer.geometry;
-    HW out = g.outSize();
-    std::vector<float> input(size_t(batch * g.inChannels * g.inSize.h * g.inSize.w));
-    std::mt19937_64 random(99);
-    std::uniform_real_distribution<float> value(-1.0f, 1.0f);
-    for (float &x : input)
-      x = value(random);
-    std::vector<float> output(size_t(batch * g.outChannels * out.h * out.w), NAN);
-    DeviceBuffer deviceInput(*Context, input.size() * 4, "input");
-    DeviceBuffer deviceOutput(*Context, output.size() * 4, "output");
-    deviceInput.upload(input.data(), input.size() * 4, 0, "input");
-    deviceOutput.upload(output.data(), output.size() * 4, 0, "output");
-    runtime.launch(deviceInput.pointer(), deviceOutput.pointer(), batch);
-    Context->driver().check(Context->driver().cuCtxSynchronize(), "cuCtxSynchronize", "running");
-    deviceOutput.download(output.data(), output.size() * 4, 0, "output");
-
-    ConvOperands operands{g, input, convLayer.weights, convLayer.bias, batch};
-    int64_t bad = 0;
-    size_t index = 0;
-    for (int64_t n = 0; n < batch; ++n)
-      for (int64_t k = 0; k < g.outChannels; ++k)
-        for (int64_t p = 0; p < out.h; ++p)
-          for (int64_t q = 0; q < out.w; ++q, ++index) {
-            ReferenceValue expected = referenceOutput(operands, n, k, p, q);
-            double error = std::abs(double(output[index]) - expected.value);
-            if (!(error <= float32ErrorBound(reductionLength(g), expected.magnitude)) && bad++ == 0)
-              firstBad = "output " + std::to_string(index) + ": " + std::to_string(output[index]) +
-                         " vs " + std::to_string(expected.value);
-          }
-    return bad;
+    return runOnGpuAndCompare(*Context, runtime, convLayer, batch, 99, firstBad);
   }
 
   std::unique_ptr<CudaContext> Context;

@@ -1,0 +1,20 @@
+// Running a loaded layer on the GPU and checking every output against the
+// reference convolution within its fp32 bound (as convgen verify does on
+// the host).
+#pragma once
+
+#include "model/ModelFile.h"
+#include "runtime/LayerRuntime.h"
+
+#include <cstdint>
+#include <string>
+
+namespace convgen::test {
+
+/// Runs \p runtime on \p batch seeded random images; returns the number of
+/// outputs off by more than the bound, the first described in \p firstBad.
+int64_t runOnGpuAndCompare(const CudaContext &context, const LayerRuntime &runtime,
+                           const ConvLayer &layer, int batch, uint64_t seed,
+                           std::string &firstBad);
+
+} // namespace convgen::test
