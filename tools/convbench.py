@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""convbench: time convgen's generated layers on the GPU against cuDNN and cuSPARSE.
+
+    python3 tools/convbench.py --weights bench/resnet50-s90.npz --all -o results/
+
+For each layer it:
+1. generates the layer with convgen, or reuses a directory with --generated;
+2. runs it through libconvgen.so (examples/pytorch/convgen_torch.py) at each batch
+   size (default 1 and 32);
+3. checks the result against cuDNN's, reporting max abs and max rel error;
+4. times the layer and two baselines with CUDA events, after warm-up, as the
+   median of --runs runs (default 20):
+   - cuDNN, through torch.nn.functional.conv2d: fp32 with TF32 off, and
+     cudnn.benchmark on, so that cudnnFind picks the fastest algorithm. It includes
+     the bias and the activation as PyTorch runs them; convgen fuses both;
+   - cuSPARSE, through torch.sparse: CSR SpMM of the pruned weights over the
+     im2col'd input (F.unfold). groups > 1 is not covered;
+5. reports per layer the time, the speedup over each baseline, useful GFLOP/s
+   (2 * nnz * N * Ho * Wo / t) and its share of the GPU's fp32 peak, and the
+   bandwidth achieved (input + output bytes / t) and its share of peak.
+
+It writes convbench.json and convbench.md to -o, with the device, driver, CUDA
+and cuDNN versions, the date and the commit. Peaks come from a table of known
+GPUs, or from --peak-tflops and --peak-gbs.
+
+Exit codes: 0 every layer correct, 1 a layer disagrees with cuDNN, 2 cannot run
+here (no CUDA GPU, bad input).
+"""
+import argparse
+import ctypes
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(ROOT, "examples", "pytorch"))
+
+# fp32 peak (TFLOP/s, CUDA cores) and memory bandwidth (GB/s) by device name.
+PEAKS = {
+    "H100 80GB HBM3": (67.0, 3350.0),
+    "H100 SXM": (67.0, 3350.0),
+    "H200": (67.0, 4800.0),
+    "A100-SXM4-80GB": (19.5, 2039.0),
+    "A100-SXM4-40GB": (19.5, 1555.0),
+}
+
+
+class BenchError(Exception):
+    pass
+
+
+def _peaks(device_name, args):
+    if args.peak_tflops and args.peak_gbs:
+        return args.peak_tflops, args.peak_gbs
+    for key, value in PEAKS.items():
+        if key in device_name:
+            return (args.peak_tflops or value[0], args.peak_gbs or value[1])
+    return args.peak_tflops, args.peak_gbs
+
+
+def _driver_version():
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+        version = ctypes.c_int(0)
+        if cuda.cuDriverGetVersion(ctypes.byref(version)) == 0:
+            return f"{version.value // 1000}.{version.value % 1000 // 10}"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _commit():
+    try:
+        return subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _load_weights(npz, key):
+    """The dense OIHW weights as convgen reads them (a prune pair multiplied out)."""
+    if key in npz.files:
+        return npz[key]
+    if key + "_orig" in npz.files and key + "_mask" in npz.files:
+        return npz[key + "_orig"] * npz[key + "_mask"]
+    raise BenchError(f"weights '{key}' not in the .npz")
+
+
+def _median_ms(torch, run, runs, warmup):
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(runs):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def _activation(torch, name):
+    if name == "relu":
+        return torch.relu_
+    if name == "relu6":
+        return lambda y: torch.clamp_(y, 0.0, 6.0)
+    return lambda y: y
+
+
+def bench_layer(torch, F, spec, npz, manifest_path, batch, args, peaks):
+    from convgen_torch import ConvgenConv2d
+
+    manifest = json.load(open(manifest_path))
+    weight = torch.from_numpy(_load_weights(npz, spec["weight"]).astype("float32")).cuda()
+    bias = torch.from_numpy(npz[spec["bias"]].astype("float32")).cuda() if spec.get("bias") else None
+    g = manifest["geometry"]
+    stride, padding, dilation, groups = g["stride"], g["padding"], g["dilation"], g["groups"]
+    activate = _activation(torch, g["activation"])
+    _, c, h, w = g["input"]
+    _, k, p, q = g["output"]
+    x = torch.randn(batch, c, h, w, device="cuda")
+
+    layer = ConvgenConv2d(manifest_path)
+
+    def cudnn():
+        return activate(F.conv2d(x, weight, bias, stride, padding, dilation, groups))
+
+    result = {"layer": spec["name"], "batch": batch, "mode": manifest["mode"],
+              "kernels": len(manifest["kernels"]), "nonzeros": manifest["nonzeros"],
+              "weights_total": manifest["weights_total"]}
+    with torch.no_grad():
+        expected, got = cudnn(), layer(x)
+        torch.cuda.synchronize()
+        error = (got - expected).abs()
+        result["max_abs_error"] = error.max().item()
+        result["max_rel_error"] = (error / expected.abs().clamp_min(1e-3)).max().item()
+        # fp32 with any summation order: relative to the output's scale.
+        result["correct"] = bool(result["max_abs_error"] <= args.tolerance * max(
+            expected.abs().max().item(), 1.0))
+
+        result["convgen_ms"] = _median_ms(torch, lambda: layer(x), args.runs, args.warmup)
+        result["cudnn_ms"] = _median_ms(torch, cudnn, args.runs, args.warmup)
+        if groups == 1:
+            dense = weight.reshape(k, -1)
+            csr = dense.to_sparse_csr()
+
+            def cusparse():
+                columns = F.unfold(x, weight.shape[2:], dilation, padding, stride)  # N, CRS, PQ
+                flat = columns.permute(1, 0, 2).reshape(columns.shape[1], -1)
+                y = torch.sparse.mm(csr, flat).reshape(k, batch, p * q).permute(1, 0, 2)
+                y = y.reshape(batch, k, p, q)
+                if bias is not None:
+                    y = y + bias.view(1, -1, 1, 1)
+                return activate(y)
+
+            result["cusparse_ms"] = _median_ms(torch, cusparse, args.runs, args.warmup)
+        else:
+            result["cusparse_ms"] = None
+
+    seconds = result["convgen_ms"] / 1000.0
+    useful_flops = 2.0 * manifest["nonzeros"] * batch * p * q
+    moved_bytes = 4.0 * batch * (c * h * w + k * p * q)
+    result["speedup_cudnn"] = result["cudnn_ms"] / result["convgen_ms"]
+    result["speedup_cusparse"] = (result["cusparse_ms"] / result["convgen_ms"]
+                                  if result["cusparse_ms"] else None)
+    result["useful_gflops"] = useful_flops / seconds / 1e9
+    result["bandwidth_gbs"] = moved_bytes / seconds / 1e9
+    tflops, gbs = peaks
+    result["fp32_peak_pct"] = 100.0 * result["useful_gflops"] / (tflops * 1000.0) if tflops else None
+    result["bandwidth_peak_pct"] = 100.0 * result["bandwidth_gbs"] / gbs if gbs else None
+    return result
+
+
+def _markdown(report):
+    lines = [f"# convbench: {report['device']}", "",
+             f"Driver {report['driver']}, CUDA {report['cuda']}, cuDNN {report['cudnn']}, "
+             f"{report['date']}, commit {report['commit']}. Median of {report['runs']} runs "
+             f"after {report['warmup']} warm-up runs. Weights: {report['weights']}.", "",
+             "| layer | N | mode | kernels | convgen ms | cuDNN ms | speedup | cuSPARSE ms | "
+             "speedup | useful GFLOP/s | % fp32 peak | GB/s | % bandwidth | max abs err | ok |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+
+    def fmt(value, digits=3):
+        return "n/a" if value is None else f"{value:.{digits}f}"
+    for r in report["layers"]:
+        lines.append(
+            f"| {r['layer']} | {r['batch']} | {r['mode']} | {r['kernels']} | {fmt(r['convgen_ms'])} | "
+            f"{fmt(r['cudnn_ms'])} | {fmt(r['speedup_cudnn'], 2)} | {fmt(r['cusparse_ms'])} | "
+            f"{fmt(r['speedup_cusparse'], 2)} | {fmt(r['useful_gflops'], 1)} | "
+            f"{fmt(r['fp32_peak_pct'], 1)} | {fmt(r['bandwidth_gbs'], 1)} | "
+            f"{fmt(r['bandwidth_peak_pct'], 1)} | {r['max_abs_error']:.2e} | "
+            f"{'yes' if r['correct'] else 'NO'} |")
+    for batch, geomean in report["geomean_speedup_cudnn"].items():
+        lines.append("")
+        lines.append(f"Geomean speedup over cuDNN at batch {batch}: {geomean:.2f}x")
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomically(path, text):
+    directory = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False) as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
+
+
+def run(args):
+    try:
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+    except ImportError as error:
+        raise BenchError(f"needs numpy and torch ({error})")
+    if not torch.cuda.is_available():
+        raise BenchError("needs a CUDA GPU (torch.cuda.is_available() is False)")
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+
+    sidecar_path = args.geometry or os.path.splitext(args.weights)[0] + ".json"
+    sidecar = json.load(open(sidecar_path))
+    specs = sidecar["layers"] if args.all else [s for s in sidecar["layers"] if s["name"] in args.layer]
+    missing = set(args.layer or []) - {s["name"] for s in specs}
+    if missing:
+        raise BenchError(f"no layer {', '.join(sorted(missing))} in {sidecar_path}")
+    if not specs:
+        raise BenchError("nothing to do: give --layer NAME or --all")
+    npz = np.load(args.weights)
+
+    generated = args.generated
+    work = None
+    if not generated:
+        work = tempfile.TemporaryDirectory()
+        generated = work.name
+        command = [args.convgen, "--weights", args.weights, "--geometry", sidecar_path,
+                   "-o", generated, "--arch", args.arch]
+        for spec in specs:
+            command += ["--layer", spec["name"]]
+        subprocess.run(command, check=True)
+
+    from convgen_torch import ConvgenConv2d  # noqa: F401 (fails early if libconvgen is missing)
+    device = torch.cuda.get_device_name()
+    peaks = _peaks(device, args)
+    results = []
+    for spec in specs:
+        stem = spec["name"].replace("/", "_").replace("\\", "_")
+        if stem.startswith("."):
+            stem = "_" + stem
+        manifest = os.path.join(generated, stem + ".json")
+        for batch in args.batch:
+            result = bench_layer(torch, F, spec, npz, manifest, batch, args, peaks)
+            results.append(result)
+            print(f"{result['layer']:28s} N={batch:<3d} convgen {result['convgen_ms']:.3f} ms  "
+                  f"cuDNN {result['cudnn_ms']:.3f} ms ({result['speedup_cudnn']:.2f}x)  "
+                  f"max abs err {result['max_abs_error']:.2e}  "
+                  f"{'ok' if result['correct'] else 'WRONG'}", flush=True)
+    geomeans = {}
+    for batch in args.batch:
+        speedups = [r["speedup_cudnn"] for r in results if r["batch"] == batch]
+        geomeans[str(batch)] = statistics.geometric_mean(speedups)
+    report = {"device": device, "driver": _driver_version(), "cuda": torch.version.cuda,
+              "cudnn": torch.backends.cudnn.version(), "torch": torch.__version__,
+              "date": datetime.date.today().isoformat(), "commit": _commit(),
+              "weights": os.path.basename(args.weights), "arch": args.arch,
+              "runs": args.runs, "warmup": args.warmup,
+              "peak_fp32_tflops": peaks[0], "peak_bandwidth_gbs": peaks[1],
+              "layers": results, "geomean_speedup_cudnn": geomeans}
+    os.makedirs(args.output, exist_ok=True)
+    _write_atomically(os.path.join(args.output, "convbench.json"), json.dumps(report, indent=1) + "\n")
+    _write_atomically(os.path.join(args.output, "convbench.md"), _markdown(report))
+    if work:
+        work.cleanup()
+    return 0 if all(r["correct"] for r in results) else 1
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", required=True, help="pruned .npz")
+    parser.add_argument("--geometry", help="sidecar (default: the .npz path with .json)")
+    parser.add_argument("--layer", action="append", default=[], help="a layer; may be repeated")
+    parser.add_argument("--all", action="store_true", help="every layer")
+    parser.add_argument("--batch", type=lambda t: [int(v) for v in t.split(",")], default=[1, 32],
+                        help="batch sizes, comma-separated (default 1,32)")
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="max abs error / output scale that counts as correct")
+    parser.add_argument("--arch", default="sm_80")
+    parser.add_argument("--generated", help="reuse layers generated into this directory")
+    parser.add_argument("--convgen", default=os.environ.get(
+        "CONVGEN_TOOL", os.path.join(ROOT, "build", "tools", "convgen")))
+    parser.add_argument("--peak-tflops", type=float, help="fp32 peak of this GPU")
+    parser.add_argument("--peak-gbs", type=float, help="memory bandwidth of this GPU")
+    parser.add_argument("-o", "--output", default="convbench-results")
+    args = parser.parse_args(argv)
+    if args.runs < 20:
+        parser.error("--runs must be at least 20")
+    try:
+        return run(args)
+    except BenchError as error:
+        print(f"convbench: {error}", file=sys.stderr)
+        return 2
+    except subprocess.CalledProcessError as error:
+        print(f"convbench: convgen failed with exit code {error.returncode}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
