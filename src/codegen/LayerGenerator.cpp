@@ -214,7 +214,8 @@ BuiltKernel &BuiltKernel::operator=(BuiltKernel &&) noexcept = default;
 BuiltKernel::~BuiltKernel() = default;
 
 /// Specialises, eliminates, packs and cleans up one kernel of a sparse
-/// layer; its packed values are appended to \p packed.
+/// layer; its packed values are appended to \p built's array, and \p kernel
+/// gets its multiply-adds and weight slice.
 std::unique_ptr<llvm::Module>
 KernelGenerator::buildSparseKernel(const ConvLayer &layer,
                                    const std::shared_ptr<const std::vector<float>> &weights,

@@ -1,6 +1,5 @@
 #include "verify/LayerVerifier.h"
 
-#include "WeightPacking.h"
 #include "exec/GridRunner.h"
 #include "exec/HostKernel.h"
 #include "reference/ReferenceConv.h"

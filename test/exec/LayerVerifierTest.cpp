@@ -34,6 +34,19 @@ protected:
     options.hostThreads = 1;
     return options;
   }
+  /// A 3x3 layer at 50 % with one kernel per channel block of 4 filters:
+  /// the budget is the largest block's code.
+  std::pair<ConvLayer, GenerateOptions> splitProbe(const std::string &name, int64_t filters,
+                                                   int64_t size, int64_t batch, uint64_t seed) {
+    std::mt19937_64 random(seed);
+    ConvGeometry g = makeGeometry({4, filters, size, size, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1},
+                                  batch, Activation::Relu, true);
+    ConvLayer probe =
+        makeLayer(name, g, prunedWeights(g, SparsityPattern::Uniform, 0.5, random), random);
+    GenerateOptions options = generateOptions();
+    options.maxMultiplyAdds = largestChannelBlockCode(probe);
+    return {probe, options};
+  }
   GenerateOptions generateOptions(bool bake = false) {
     GenerateOptions options;
     options.runPtxas = false;
@@ -101,25 +114,12 @@ TEST_F(LayerVerifierTest, AnOutputNeverStoredFails) {
   EXPECT_THAT(report.firstFailure, HasSubstr("never written"));
 }
 
-/// A 16-filter layer split into 4 kernels (one per channel block), packed
-/// weights on the global path.
-BuiltKernel buildSplit(KernelGenerator &generator, const ConvLayer &probe) {
-  BuiltKernel kernel = generator.build(probe);
-  EXPECT_EQ(kernel.info.kernels.size(), 4u);
-  return kernel;
-}
-
 TEST_F(LayerVerifierTest, SplitKernelsVerifyAndTheirWeightSlicesMatter) {
-  std::mt19937_64 random(3);
-  ConvGeometry g = makeGeometry({4, 16, 9, 9, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1}, 2,
-                                Activation::Relu, true);
-  ConvLayer probe = makeLayer("split", g, prunedWeights(g, SparsityPattern::Uniform, 0.5, random),
-                              random);
-  GenerateOptions options = generateOptions();
-  options.maxMultiplyAdds = largestChannelBlockCode(probe); // one kernel per channel block
+  auto [probe, options] = splitProbe("split", 16, 9, 2, 3);
   options.constantBankLimitBytes = 0;
   KernelGenerator generator(options);
-  BuiltKernel kernel = buildSplit(generator, probe);
+  BuiltKernel kernel = generator.build(probe);
+  ASSERT_EQ(kernel.info.kernels.size(), 4u);
   ASSERT_EQ(kernel.info.weightPath, "global");
   VerifyReport report = verifyKernel(probe, kernel, verifyOptions());
   EXPECT_TRUE(report.passed()) << report.firstFailure;
@@ -131,13 +131,7 @@ TEST_F(LayerVerifierTest, SplitKernelsVerifyAndTheirWeightSlicesMatter) {
 }
 
 TEST_F(LayerVerifierTest, AWriteOutsideTheKernelsOutputsFails) {
-  std::mt19937_64 random(5);
-  ConvGeometry g = makeGeometry({4, 8, 6, 6, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1}, 1,
-                                Activation::None, false);
-  ConvLayer probe = makeLayer("stray", g, prunedWeights(g, SparsityPattern::Uniform, 0.5, random),
-                              random);
-  GenerateOptions options = generateOptions();
-  options.maxMultiplyAdds = largestChannelBlockCode(probe); // one kernel per channel block
+  auto [probe, options] = splitProbe("stray", 8, 6, 1, 5);
   KernelGenerator generator(options);
   BuiltKernel kernel = generator.build(probe);
   ASSERT_EQ(kernel.info.kernels.size(), 2u);

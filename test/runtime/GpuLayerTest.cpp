@@ -21,11 +21,10 @@ namespace {
 class GpuLayerTest : public ::testing::Test {
 protected:
   void SetUp() override {
-    try {
-      Context = std::make_unique<CudaContext>(0);
-    } catch (const DriverUnavailable &e) {
-      GTEST_SKIP() << "no GPU to run on: " << e.what();
-    }
+    std::string whyNot;
+    Context = openGpu(whyNot);
+    if (!Context)
+      GTEST_SKIP() << "no GPU to run on: " << whyNot;
   }
 
   ConvLayer layer(const std::string &name, double sparsity, uint64_t seed, int64_t outChannels = 8) {

@@ -18,11 +18,10 @@ namespace {
 class GpuSweep : public ::testing::TestWithParam<SweepCase> {
 protected:
   void SetUp() override {
-    try {
-      Context = std::make_unique<CudaContext>(0);
-    } catch (const DriverUnavailable &e) {
-      GTEST_SKIP() << "no GPU to run on: " << e.what();
-    }
+    std::string whyNot;
+    Context = openGpu(whyNot);
+    if (!Context)
+      GTEST_SKIP() << "no GPU to run on: " << whyNot;
   }
   std::unique_ptr<CudaContext> Context;
   TempDir Dir;

@@ -7,6 +7,15 @@
 
 namespace convgen::test {
 
+std::unique_ptr<CudaContext> openGpu(std::string &whyNot) {
+  try {
+    return std::make_unique<CudaContext>(0);
+  } catch (const DriverUnavailable &e) {
+    whyNot = e.what();
+    return nullptr;
+  }
+}
+
 int64_t runOnGpuAndCompare(const CudaContext &context, const LayerRuntime &runtime,
                            const ConvLayer &layer, int batch, uint64_t seed,
                            std::string &firstBad) {

@@ -7,9 +7,13 @@
 #include "runtime/LayerRuntime.h"
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace convgen::test {
+
+/// GPU 0's context, or null with the reason in \p whyNot (no driver, no GPU).
+std::unique_ptr<CudaContext> openGpu(std::string &whyNot);
 
 /// Runs \p runtime on \p batch seeded random images; returns the number of
 /// outputs off by more than the bound, the first described in \p firstBad.
