@@ -18,6 +18,7 @@
 #include <llvm/IR/Module.h>
 #include <llvm/Linker/Linker.h>
 #include <llvm/Support/raw_ostream.h>
+#include <llvm/Transforms/Utils/Cloning.h>
 #include <nlohmann/json.hpp>
 
 namespace convgen {
@@ -339,9 +340,22 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
 }
 
 GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
+  return generateKeeping(layer, nullptr);
+}
+
+GeneratedLayer KernelGenerator::generate(const ConvLayer &layer, BuiltKernel &kept) {
+  return generateKeeping(layer, &kept);
+}
+
+GeneratedLayer KernelGenerator::generateKeeping(const ConvLayer &layer, BuiltKernel *kept) {
   auto start = std::chrono::steady_clock::now();
   const std::string what = "layer '" + layer.name + "'";
   BuiltKernel built = build(layer);
+  if (kept) {
+    // A copy taken now: PTX emission runs the backend's passes on the module.
+    kept->module = llvm::CloneModule(*built.module);
+    kept->arrayValues = built.arrayValues;
+  }
   GeneratedLayer result = std::move(built.info);
   llvm::Module &module = *built.module;
   PhaseClock clock(result.phaseSeconds);
@@ -381,6 +395,8 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer) {
   writeFileAtomically(result.manifestPath, manifest.dump(2) + "\n");
   clock.mark("write");
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (kept)
+    kept->info = result;
   return result;
 }
 

@@ -121,9 +121,14 @@ public:
   /// build(), then PTX, ptxas, the manifest and every file, written only
   /// once the whole layer has succeeded.
   GeneratedLayer generate(const ConvLayer &layer);
+  /// generate(), also handing back the built kernel in \p built: its module
+  /// as it was before PTX emission (a copy: emission may change it), and
+  /// the result's info.
+  GeneratedLayer generate(const ConvLayer &layer, BuiltKernel &built);
   const GenerateOptions &options() const { return Options; }
 
 private:
+  GeneratedLayer generateKeeping(const ConvLayer &layer, BuiltKernel *kept);
   std::unique_ptr<llvm::Module>
   buildSparseKernel(const ConvLayer &layer, const std::shared_ptr<const std::vector<float>> &weights,
                     LayerKernel &kernel, BuiltKernel &built);

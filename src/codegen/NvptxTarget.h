@@ -17,9 +17,10 @@ namespace convgen {
 inline constexpr const char *DefaultArch = "sm_80";
 inline constexpr const char *NvptxTriple = "nvptx64-nvidia-cuda";
 
+/// DefaultArch unless set (parseArch checks a user's choice).
 struct NvptxArch {
-  std::string name;   ///< "sm_80": LLVM's NVPTX CPU name and ptxas's -arch
-  int computeVersion; ///< 80
+  std::string name = DefaultArch; ///< "sm_80": LLVM's NVPTX CPU name and ptxas's -arch
+  int computeVersion = 80;
 };
 
 /// Every arch convgen targets (sm_70 .. sm_90) that this LLVM's NVPTX backend knows.

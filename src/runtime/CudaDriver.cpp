@@ -1,5 +1,6 @@
 #include "runtime/CudaDriver.h"
 
+#include <cstdlib>
 #include <dlfcn.h>
 #include <memory>
 #include <mutex>
@@ -20,6 +21,11 @@ void resolve(void *library, const char *symbol, Function &function, const std::s
 }
 
 } // namespace
+
+std::string CudaDriver::driverLibrary() {
+  const char *chosen = std::getenv("CONVGEN_CUDA_DRIVER");
+  return chosen && *chosen ? chosen : "libcuda.so.1";
+}
 
 CudaDriver::CudaDriver(const std::string &library) {
   Library = ::dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -72,7 +78,7 @@ const CudaDriver &CudaDriver::get() {
   static std::string failure;
   std::call_once(once, [] {
     try {
-      auto loaded = std::make_unique<CudaDriver>("libcuda.so.1");
+      auto loaded = std::make_unique<CudaDriver>(driverLibrary());
       cuda::CUresult result = loaded->cuInit(0);
       if (result != cuda::CUDA_SUCCESS)
         throw DriverUnavailable("the NVIDIA driver is installed, but cuInit failed: " +

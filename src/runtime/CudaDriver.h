@@ -36,6 +36,10 @@ public:
   /// The driver of this process, loaded and initialised (cuInit) on first
   /// use. Throws DriverUnavailable.
   static const CudaDriver &get();
+  /// The library get() loads: $CONVGEN_CUDA_DRIVER if set (a driver
+  /// outside the loader's path, or the tests' host emulator), else
+  /// libcuda.so.1.
+  static std::string driverLibrary();
   /// Loads \p library (for tests: a name that does not exist). Throws
   /// DriverUnavailable.
   explicit CudaDriver(const std::string &library);

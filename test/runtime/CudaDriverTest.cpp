@@ -3,6 +3,7 @@
 // wherever the CUDA toolkit is installed.
 #include "runtime/CudaDriver.h"
 
+#include <cstdlib>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -22,6 +23,15 @@ TEST(CudaDriver, MissingDriverIsOneClearError) {
     EXPECT_EQ(e.exitCode(), ExitBadInput);
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
   }
+}
+
+TEST(CudaDriver, EnvironmentCanNameTheLibrary) {
+  ::setenv("CONVGEN_CUDA_DRIVER", "/opt/driver/libcuda.so.1", 1);
+  EXPECT_EQ(CudaDriver::driverLibrary(), "/opt/driver/libcuda.so.1");
+  ::setenv("CONVGEN_CUDA_DRIVER", "", 1);
+  EXPECT_EQ(CudaDriver::driverLibrary(), "libcuda.so.1");
+  ::unsetenv("CONVGEN_CUDA_DRIVER");
+  EXPECT_EQ(CudaDriver::driverLibrary(), "libcuda.so.1");
 }
 
 TEST(CudaDriver, LibraryWithoutTheApiIsRefused) {

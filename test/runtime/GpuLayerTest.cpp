@@ -6,12 +6,12 @@
 #include "codegen/LayerGenerator.h"
 #include "runtime/LayerRuntime.h"
 #include "support/ConvCases.h"
+#include "support/DeviceLayers.h"
 #include "support/GpuCompare.h"
 #include "support/TestFiles.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
 
 using namespace convgen;
 using namespace convgen::test;
@@ -28,16 +28,13 @@ protected:
   }
 
   ConvLayer layer(const std::string &name, double sparsity, uint64_t seed, int64_t outChannels = 8) {
-    std::mt19937_64 random(seed);
-    ConvGeometry g = makeGeometry({4, outChannels, 11, 10, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1}, 2,
-                                  Activation::Relu6, true);
-    return makeLayer(name, g, prunedWeights(g, SparsityPattern::Uniform, sparsity, random), random);
+    return smallPrunedLayer(name, sparsity, seed, outChannels);
   }
 
   GeneratedLayer generate(const ConvLayer &convLayer, GenerateOptions options = {}) {
     options.outputDir = Dir.path();
     KernelGenerator generator(options);
-    return generator.generate(convLayer);
+    return Layers.generate(generator, convLayer);
   }
 
   int64_t runAndCompare(const LayerRuntime &runtime, const ConvLayer &convLayer, int batch,
@@ -47,6 +44,7 @@ protected:
 
   std::unique_ptr<CudaContext> Context;
   TempDir Dir;
+  DeviceLayers Layers;
 };
 
 TEST_F(GpuLayerTest, EveryWeightPathMatchesTheReference) {
@@ -56,22 +54,27 @@ TEST_F(GpuLayerTest, EveryWeightPathMatchesTheReference) {
     size_t bankLimit;
     int64_t budget;
   };
+  ConvLayer probe = layer("probe", 0.7, 5, 32);
+  const int64_t splitBudget = largestChannelBlockCode(probe); // one block per kernel at most
   const Case cases[] = {{"constant", false, 64 * 1024, 65536},
                         {"global", false, 0, 65536},
                         {"baked", true, 64 * 1024, 65536},
-                        {"split", false, 64 * 1024, 300},
+                        {"split", false, 64 * 1024, splitBudget},
                         {"dense", false, 64 * 1024, 1}};
   for (const Case &c : cases) {
     SCOPED_TRACE(c.name);
-    ConvLayer convLayer = layer(c.name, 0.7, 5);
+    ConvLayer convLayer = layer(c.name, 0.7, 5, 32);
     GenerateOptions options;
     options.bakeValues = c.bake;
     options.constantBankLimitBytes = c.bankLimit;
     options.maxMultiplyAdds = c.budget;
-    options.maxKernelsPerLayer = c.budget == 1 ? 1 : 4;
+    options.maxKernelsPerLayer = c.budget == 1 ? 1 : 1024;
     GeneratedLayer generated = generate(convLayer, options);
     LayerRuntime runtime(*Context, generated.manifestPath);
     EXPECT_EQ(runtime.manifest().kernels.size(), generated.kernels.size());
+    if (std::string(c.name) == "split") {
+      EXPECT_GT(generated.kernels.size(), 1u);
+    }
     std::string firstBad;
     for (int batch : {1, 3})
       EXPECT_EQ(runAndCompare(runtime, convLayer, batch, firstBad), 0) << firstBad;

@@ -4,6 +4,7 @@
 // values-only case regenerates with new values and must reload by values
 // alone. Without a driver or a GPU every case skips and says why.
 #include "runtime/LayerRuntime.h"
+#include "support/DeviceLayers.h"
 #include "support/GpuCompare.h"
 #include "support/SweepCases.h"
 #include "support/TestFiles.h"
@@ -25,6 +26,7 @@ protected:
   }
   std::unique_ptr<CudaContext> Context;
   TempDir Dir;
+  DeviceLayers Layers;
 };
 
 TEST_P(GpuSweep, KernelMatchesReferenceOnTheGpu) {
@@ -33,11 +35,11 @@ TEST_P(GpuSweep, KernelMatchesReferenceOnTheGpu) {
   SCOPED_TRACE(s.trace);
   s.options.outputDir = Dir.path();
   KernelGenerator generator(s.options);
-  GeneratedLayer generated = generator.generate(s.layer);
+  GeneratedLayer generated = Layers.generate(generator, s.layer);
   LayerRuntime runtime(*Context, generated.manifestPath);
   const ConvLayer *expected = &s.layer;
   if (c.path == Path::ValuesOnlyUpdate) {
-    generator.generate(s.updated);
+    Layers.generate(generator, s.updated);
     EXPECT_EQ(runtime.reload(), LayerRuntime::Reload::ValuesOnly);
     expected = &s.updated;
   }

@@ -130,6 +130,14 @@ ConvLayer makeLayer(const std::string &name, const ConvGeometry &geometry,
   return layer;
 }
 
+ConvLayer smallPrunedLayer(const std::string &name, double sparsity, uint64_t seed,
+                           int64_t outChannels) {
+  std::mt19937_64 random(seed);
+  ConvGeometry g = makeGeometry({4, outChannels, 11, 10, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1}, 2,
+                                Activation::Relu6, true);
+  return makeLayer(name, g, prunedWeights(g, SparsityPattern::Uniform, sparsity, random), random);
+}
+
 int64_t largestChannelBlockCode(const ConvLayer &layer) {
   Tiling tiling = chooseTiling(layer.geometry);
   const int64_t blocks = layer.geometry.outChannels / tiling.channelsPerThread;

@@ -41,6 +41,11 @@ std::vector<float> revalued(const std::vector<float> &weights, std::mt19937_64 &
 ConvLayer makeLayer(const std::string &name, const ConvGeometry &geometry,
                     std::vector<float> weights, std::mt19937_64 &random);
 
+/// A small 3x3 layer (4 input channels, 11x10, padding 1, batch 2, ReLU6,
+/// bias) pruned uniformly at \p sparsity: the runtime tests' workhorse.
+ConvLayer smallPrunedLayer(const std::string &name, double sparsity, uint64_t seed,
+                           int64_t outChannels = 8);
+
 /// The most sparse code (nonzeros x BW) one channel block of \p layer has
 /// under the default tiling: as a per-kernel budget, it splits the layer
 /// wherever it has more code than that.

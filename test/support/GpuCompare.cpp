@@ -19,6 +19,17 @@ std::unique_ptr<CudaContext> openGpu(std::string &whyNot) {
 int64_t runOnGpuAndCompare(const CudaContext &context, const LayerRuntime &runtime,
                            const ConvLayer &layer, int batch, uint64_t seed,
                            std::string &firstBad) {
+  return runOnGpuAndCompare(
+      context,
+      [&runtime](cuda::CUdeviceptr input, cuda::CUdeviceptr output, int images) {
+        runtime.launch(input, output, images);
+      },
+      layer, batch, seed, firstBad);
+}
+
+int64_t runOnGpuAndCompare(const CudaContext &context, const LayerLaunch &launch,
+                           const ConvLayer &layer, int batch, uint64_t seed,
+                           std::string &firstBad) {
   const ConvGeometry &g = layer.geometry;
   HW out = g.outSize();
   std::vector<float> input(size_t(batch * g.inChannels * g.inSize.h * g.inSize.w));
@@ -31,7 +42,7 @@ int64_t runOnGpuAndCompare(const CudaContext &context, const LayerRuntime &runti
   DeviceBuffer deviceOutput(context, output.size() * 4, "output");
   deviceInput.upload(input.data(), input.size() * 4, 0, "input");
   deviceOutput.upload(output.data(), output.size() * 4, 0, "output"); // NaN: unwritten shows
-  runtime.launch(deviceInput.pointer(), deviceOutput.pointer(), batch);
+  launch(deviceInput.pointer(), deviceOutput.pointer(), batch);
   context.driver().check(context.driver().cuCtxSynchronize(), "cuCtxSynchronize",
                          "running layer '" + layer.name + "'");
   deviceOutput.download(output.data(), output.size() * 4, 0, "output");

@@ -7,6 +7,7 @@
 #include "runtime/LayerRuntime.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -18,6 +19,13 @@ std::unique_ptr<CudaContext> openGpu(std::string &whyNot);
 /// Runs \p runtime on \p batch seeded random images; returns the number of
 /// outputs off by more than the bound, the first described in \p firstBad.
 int64_t runOnGpuAndCompare(const CudaContext &context, const LayerRuntime &runtime,
+                           const ConvLayer &layer, int batch, uint64_t seed,
+                           std::string &firstBad);
+
+/// The same for a layer launched some other way (the C API): \p launch runs
+/// it on (input, output, batch) device pointers.
+using LayerLaunch = std::function<void(cuda::CUdeviceptr, cuda::CUdeviceptr, int)>;
+int64_t runOnGpuAndCompare(const CudaContext &context, const LayerLaunch &launch,
                            const ConvLayer &layer, int batch, uint64_t seed,
                            std::string &firstBad);
 

@@ -246,6 +246,19 @@ TEST_F(LayerGeneratorTest, WeightsOverTheBankLimitUseTheGlobalReadOnlyPath) {
   EXPECT_THAT(ptx, Not(HasSubstr("convgen_weights")));
 }
 
+TEST_F(LayerGeneratorTest, DefaultOptionsTargetTheDefaultArch) {
+  // Default-constructed options once named no arch at all, and ptxas then
+  // refused every layer ("Value '' is not defined for option 'gpu-name'").
+  GenerateOptions o;
+  o.outputDir = Dir.path();
+  o.runPtxas = false;
+  KernelGenerator generator(o);
+  generator.generate(makeLayer("plain", geometry(4, 4, 6, 6, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1), 0.5, 3));
+  EXPECT_EQ(o.arch.name, std::string(DefaultArch));
+  EXPECT_THAT(read("plain.ptx"), HasSubstr(".target " + std::string(DefaultArch)));
+  EXPECT_EQ(nlohmann::json::parse(read("plain.json"))["arch"], DefaultArch);
+}
+
 TEST_F(LayerGeneratorTest, PtxasAcceptsEveryPathAndArch) {
   if (!findPtxas())
     GTEST_SKIP() << "ptxas not found (CUDA toolkit not at /usr/local/cuda or $CUDA_HOME)";

@@ -1,0 +1,205 @@
+// What only the host CUDA driver can show about the runtime without a GPU:
+// which driver calls a reload makes, that a failed reload leaves the loaded
+// layer running, that the JIT's error log reaches the user, that nothing
+// leaks, and that destructors survive a driver that has shut down. The last
+// test is the double's own negative control: a launch that disagrees with
+// the generator must be caught. These skip outside ctest's hostcuda.* run.
+#include "runtime/LayerRuntime.h"
+#include "runtime/convgen.h"
+#include "support/ConvCases.h"
+#include "support/DeviceLayers.h"
+#include "support/GpuCompare.h"
+#include "support/TestFiles.h"
+
+#include <fstream>
+#include <gmock/gmock.h>
+#include <gtest/gtest-spi.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+using namespace convgen;
+using namespace convgen::test;
+using ::testing::HasSubstr;
+
+namespace {
+
+constexpr int InvalidPtx = 218, OutOfMemory = 2;
+
+class HostDriverTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (!DeviceLayers::onHostDriver())
+      GTEST_SKIP() << "runs on the host CUDA driver only (ctest's hostcuda.* tests)";
+    std::string whyNot;
+    Context = openGpu(whyNot);
+    ASSERT_TRUE(Context) << whyNot;
+  }
+
+  ConvLayer layer(const std::string &name, double sparsity, uint64_t seed, int64_t outChannels = 8) {
+    return smallPrunedLayer(name, sparsity, seed, outChannels);
+  }
+
+  GeneratedLayer generate(const ConvLayer &convLayer, GenerateOptions options = {}) {
+    options.outputDir = Dir.path();
+    options.runPtxas = false; // the double runs the IR, not the PTX
+    KernelGenerator generator(options);
+    return Layers.generate(generator, convLayer);
+  }
+
+  int64_t runAndCompare(const LayerRuntime &runtime, const ConvLayer &convLayer) {
+    std::string firstBad;
+    int64_t bad = runOnGpuAndCompare(*Context, runtime, convLayer, 2, 17, firstBad);
+    EXPECT_EQ(bad, 0) << firstBad;
+    return bad;
+  }
+
+  std::unique_ptr<CudaContext> Context;
+  TempDir Dir;
+  DeviceLayers Layers;
+};
+
+TEST_F(HostDriverTest, ValuesOnlyReloadLoadsNoModuleAndUploadsOnlyTheWeights) {
+  ConvLayer convLayer = layer("values", 0.8, 1);
+  GeneratedLayer generated = generate(convLayer);
+  ASSERT_EQ(generated.weightPath, "constant");
+  LayerRuntime runtime(*Context, generated.manifestPath);
+
+  std::mt19937_64 random(2);
+  convLayer.weights = revalued(convLayer.weights, random);
+  generate(convLayer);
+  ConvgenHostCudaCounters before = hostDriverCounters();
+  EXPECT_EQ(runtime.reload(), LayerRuntime::Reload::ValuesOnly);
+  ConvgenHostCudaCounters after = hostDriverCounters();
+  EXPECT_EQ(after.modulesLoaded, before.modulesLoaded);
+  EXPECT_EQ(after.allocationsLive, before.allocationsLive);
+  // The weights file once, then each kernel's slice into its constant array.
+  const size_t fileBytes = std::filesystem::file_size(Dir / "values.weights.bin");
+  size_t constantBytes = 0;
+  for (const LayerKernel &kernel : generated.kernels)
+    constantBytes += size_t(kernel.weightsCount) * 4;
+  EXPECT_EQ(after.bytesToDevice - before.bytesToDevice, fileBytes + constantBytes);
+  runAndCompare(runtime, convLayer);
+}
+
+TEST_F(HostDriverTest, FailedReloadKeepsTheLoadedLayerRunning) {
+  ConvLayer first = layer("kept", 0.8, 3);
+  LayerRuntime runtime(*Context, generate(first).manifestPath);
+  ConvLayer repruned = layer("kept", 0.95, 4);
+  generate(repruned);
+
+  failNextHostDriverCall("cuModuleLoadDataEx", InvalidPtx);
+  EXPECT_THROW(runtime.reload(), CudaError);
+  runAndCompare(runtime, first);
+
+  failNextHostDriverCall("cuMemAlloc_v2", OutOfMemory);
+  try {
+    runtime.reload();
+    ADD_FAILURE() << "expected CudaError";
+  } catch (const CudaError &e) {
+    EXPECT_THAT(e.what(), HasSubstr("cuMemAlloc: CUDA_ERROR_OUT_OF_MEMORY"));
+    EXPECT_THAT(e.what(), HasSubstr("layer 'kept'"));
+  }
+  runAndCompare(runtime, first);
+
+  EXPECT_EQ(runtime.reload(), LayerRuntime::Reload::Module);
+  runAndCompare(runtime, repruned);
+}
+
+TEST_F(HostDriverTest, JitErrorLogReachesTheUser) {
+  // Generated without registering: the double refuses the PTX as a JIT would.
+  GenerateOptions options;
+  options.outputDir = Dir.path();
+  options.runPtxas = false;
+  KernelGenerator generator(options);
+  GeneratedLayer generated = generator.generate(layer("unregistered", 0.9, 5));
+  try {
+    LayerRuntime runtime(*Context, generated.manifestPath);
+    FAIL() << "expected CudaError";
+  } catch (const CudaError &e) {
+    EXPECT_THAT(e.what(), HasSubstr("cuModuleLoadDataEx: CUDA_ERROR_INVALID_PTX"));
+    EXPECT_THAT(e.what(), HasSubstr("loading the PTX of layer 'unregistered'"));
+    EXPECT_THAT(e.what(), HasSubstr("no host code is registered for this PTX"));
+    EXPECT_EQ(e.exitCode(), ExitCheckFailed);
+  }
+}
+
+TEST_F(HostDriverTest, NothingLeaks) {
+  ConvgenHostCudaCounters before = hostDriverCounters();
+  {
+    ConvLayer convLayer = layer("leaks", 0.7, 6, 32);
+    GenerateOptions split; // several kernels in one module
+    split.maxMultiplyAdds = largestChannelBlockCode(convLayer);
+    split.maxKernelsPerLayer = 1024;
+    LayerRuntime runtime(*Context, generate(convLayer, split).manifestPath);
+    EXPECT_GT(runtime.manifest().kernels.size(), 1u);
+    runAndCompare(runtime, convLayer);
+    convLayer = layer("leaks", 0.9, 7, 32);
+    split.maxMultiplyAdds = largestChannelBlockCode(convLayer);
+    generate(convLayer, split);
+    EXPECT_EQ(runtime.reload(), LayerRuntime::Reload::Module);
+  }
+  ConvgenHostCudaCounters after = hostDriverCounters();
+  EXPECT_EQ(after.modulesLive, before.modulesLive);
+  EXPECT_EQ(after.allocationsLive, before.allocationsLive);
+  EXPECT_EQ(after.modulesLoaded, before.modulesLoaded + 2);
+}
+
+TEST_F(HostDriverTest, DestructorsTolerateADriverThatHasShutDown) {
+  GeneratedLayer generated = generate(layer("shutdown", 0.9, 8));
+  EXPECT_NO_THROW({
+    LayerRuntime runtime(*Context, generated.manifestPath);
+    failNextHostDriverCall("cuModuleUnload", cuda::CUDA_ERROR_DEINITIALIZED);
+    failNextHostDriverCall("cuMemFree_v2", cuda::CUDA_ERROR_DEINITIALIZED);
+  });
+}
+
+TEST_F(HostDriverTest, CApiRunsAndReloadsALayer) {
+  // libconvgen.so has its own copy of the runtime; it loads the same driver.
+  ConvLayer convLayer = layer("capi", 0.9, 10, 16);
+  GeneratedLayer generated = generate(convLayer);
+  convgen_layer *loaded = nullptr;
+  ASSERT_EQ(convgen_layer_load(generated.manifestPath.c_str(), 0, &loaded), 0)
+      << convgen_last_error();
+  int64_t inputShape[3], outputShape[3];
+  ASSERT_EQ(convgen_layer_shape(loaded, inputShape, outputShape), 0);
+  HW out = convLayer.geometry.outSize();
+  EXPECT_EQ(inputShape[0], convLayer.geometry.inChannels);
+  EXPECT_EQ(outputShape[0], convLayer.geometry.outChannels);
+  EXPECT_EQ(outputShape[1], out.h);
+  EXPECT_EQ(outputShape[2], out.w);
+  LayerLaunch launch = [&loaded](cuda::CUdeviceptr input, cuda::CUdeviceptr output, int batch) {
+    ASSERT_EQ(convgen_layer_launch(loaded, input, output, batch, 0), 0) << convgen_last_error();
+  };
+  std::string firstBad;
+  EXPECT_EQ(runOnGpuAndCompare(*Context, launch, convLayer, 3, 11, firstBad), 0) << firstBad;
+
+  std::mt19937_64 random(12);
+  convLayer.weights = revalued(convLayer.weights, random);
+  generate(convLayer);
+  int valuesOnly = -1;
+  ASSERT_EQ(convgen_layer_reload(loaded, &valuesOnly), 0) << convgen_last_error();
+  EXPECT_EQ(valuesOnly, 1);
+  EXPECT_EQ(runOnGpuAndCompare(*Context, launch, convLayer, 2, 13, firstBad), 0) << firstBad;
+
+  EXPECT_EQ(convgen_layer_launch(loaded, 0, 0, 0, 0), 2);
+  EXPECT_THAT(convgen_last_error(), HasSubstr("batch"));
+  convgen_layer_free(loaded);
+}
+
+TEST_F(HostDriverTest, LaunchThatDisagreesWithTheGeneratorIsCaught) {
+  ConvLayer convLayer = layer("disagrees", 0.8, 9);
+  GeneratedLayer generated = generate(convLayer);
+  // A manifest whose grid covers more threads per image than the kernel has.
+  nlohmann::json manifest;
+  std::ifstream(generated.manifestPath) >> manifest;
+  manifest["launch"]["grid"]["x_threads_per_image"] =
+      manifest["launch"]["grid"]["x_threads_per_image"].get<int64_t>() + 1000;
+  std::ofstream(generated.manifestPath) << manifest.dump(2);
+  LayerRuntime runtime(*Context, generated.manifestPath);
+  std::string firstBad;
+  EXPECT_NONFATAL_FAILURE(
+      EXPECT_THROW(runOnGpuAndCompare(*Context, runtime, convLayer, 2, 17, firstBad), CudaError),
+      "the generator says");
+}
+
+} // namespace
