@@ -44,11 +44,14 @@ const char *TemplateSpecializer::densePipeline() {
   return "always-inline,"
          "function(sroa<preserve-cfg>,simplifycfg,early-cse,instcombine<no-verify-fixpoint>,sccp,"
          "simplifycfg,loop-simplify,lcssa,loop(loop-rotate,indvars,loop-unroll-full),"
-         "sroa<preserve-cfg>,instcombine<no-verify-fixpoint>,early-cse,simplifycfg,adce)";
+         "sroa<preserve-cfg>,instcombine<no-verify-fixpoint>,early-cse,simplifycfg,adce),"
+         "globaldce";
 }
 
 const char *TemplateSpecializer::cleanupPipeline() {
-  return "function(instcombine<no-verify-fixpoint>,early-cse,simplifycfg,adce)";
+  // globaldce: the folded convgen_spec constant has no uses left; without
+  // it the PTX would still carry it as a .global array.
+  return "function(instcombine<no-verify-fixpoint>,early-cse,simplifycfg,adce),globaldce";
 }
 
 TemplateSpecializer::TemplateSpecializer(llvm::LLVMContext &context, const OperatorTemplate &source)

@@ -259,6 +259,18 @@ TEST_F(LayerGeneratorTest, DefaultOptionsTargetTheDefaultArch) {
   EXPECT_EQ(nlohmann::json::parse(read("plain.json"))["arch"], DefaultArch);
 }
 
+TEST_F(LayerGeneratorTest, FoldedSpecialisationConstantsLeaveNoGlobal) {
+  // The geometry is folded into the code; its global once stayed in the PTX.
+  ConvLayer convLayer = makeLayer("folded", geometry(4, 4, 6, 6, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1), 0.5, 4);
+  for (int64_t budget : {int64_t{65536}, int64_t{0}}) { // sparse, then the dense fallback
+    GenerateOptions o = options();
+    o.maxMultiplyAdds = budget;
+    KernelGenerator generator(o);
+    EXPECT_EQ(generator.generate(convLayer).mode, budget ? "sparse" : "dense");
+    EXPECT_THAT(read("folded.ptx"), Not(HasSubstr("convgen_spec")));
+  }
+}
+
 TEST_F(LayerGeneratorTest, PtxasAcceptsEveryPathAndArch) {
   if (!findPtxas())
     GTEST_SKIP() << "ptxas not found (CUDA toolkit not at /usr/local/cuda or $CUDA_HOME)";
