@@ -51,7 +51,8 @@ PreservedAnalyses WeightPackingPass::run(Function &function, FunctionAnalysisMan
   if (!map.annotated() || !Weights || !Packed)
     return PreservedAnalyses::all();
   auto loads = loadsInCodeOrder(function, map);
-  Packed->clear();
+  Packed->values.clear();
+  Packed->indices.clear();
   if (loads.empty())
     return PreservedAnalyses::all();
 
@@ -64,8 +65,10 @@ PreservedAnalyses WeightPackingPass::run(Function &function, FunctionAnalysisMan
   for (size_t slot = 0; slot < loads.size(); ++slot) {
     auto [load, index] = loads[slot];
     float value = (*Weights)[static_cast<size_t>(index)];
-    if (Path != WeightPath::Baked) // baked values live in the code, not an array
-      Packed->push_back(value);
+    if (Path != WeightPath::Baked) { // baked values live in the code, not an array
+      Packed->values.push_back(value);
+      Packed->indices.push_back(index);
+    }
     IRBuilder<> builder(load);
     Value *replacement = nullptr;
     switch (Path) {

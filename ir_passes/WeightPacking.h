@@ -15,8 +15,10 @@
 // fixed by the mask, a round that changes only values (same mask) changes
 // only the packed array, not the code.
 //
-// Run: constructed with the mode, the OIHW weights and a vector to receive
-// the packed values (left empty when baked);
+// Run: constructed with the mode, the OIHW weights and a PackedWeights to
+// receive the packed values and, slot by slot, the OIHW index each holds
+// (both left empty when baked). The indices let a values-only round build
+// its packed array without the code (the generator's cache);
 // `convgen-pack-weights<constant|global|baked>`.
 //
 //===----------------------------------------------------------------------===//
@@ -24,6 +26,7 @@
 
 #include <llvm/IR/PassManager.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,10 +39,17 @@ enum class WeightPath { ConstantBank, GlobalReadOnly, Baked };
 /// (a layer split across kernels names one array per kernel instead).
 inline constexpr const char *PackedWeightsSymbol = "convgen_weights";
 
+/// The packed array: slot i holds values[i], the weight at OIHW index
+/// indices[i].
+struct PackedWeights {
+  std::vector<float> values;
+  std::vector<int64_t> indices;
+};
+
 class WeightPackingPass : public llvm::PassInfoMixin<WeightPackingPass> {
 public:
   WeightPackingPass(WeightPath path, std::shared_ptr<const std::vector<float>> weights,
-                    std::shared_ptr<std::vector<float>> packed,
+                    std::shared_ptr<PackedWeights> packed,
                     std::string symbol = PackedWeightsSymbol)
       : Path(path), Weights(std::move(weights)), Packed(std::move(packed)),
         Symbol(std::move(symbol)) {}
@@ -48,7 +58,7 @@ public:
 private:
   WeightPath Path;
   std::shared_ptr<const std::vector<float>> Weights;
-  std::shared_ptr<std::vector<float>> Packed;
+  std::shared_ptr<PackedWeights> Packed;
   std::string Symbol; ///< the constant-bank array's name
 };
 

@@ -3,15 +3,14 @@
 #include "WeightMap.h"
 #include "WeightPacking.h"
 #include "codegen/KernelSplit.h"
+#include "codegen/LayerFiles.h"
 #include "codegen/PassPipeline.h"
 #include "codegen/PtxEmitter.h"
 #include "codegen/TemplateSpecializer.h"
-#include "support/AtomicFile.h"
 #include "support/Error.h"
-#include "support/Hash.h"
 
 #include <chrono>
-#include <cstring>
+#include <numeric>
 #include <llvm/IR/InstIterator.h>
 #include <llvm/IR/IntrinsicInst.h>
 #include <llvm/IR/LLVMContext.h>
@@ -19,7 +18,6 @@
 #include <llvm/Linker/Linker.h>
 #include <llvm/Support/raw_ostream.h>
 #include <llvm/Transforms/Utils/Cloning.h>
-#include <nlohmann/json.hpp>
 
 namespace convgen {
 
@@ -70,128 +68,8 @@ static int64_t countMultiplyAdds(const llvm::Module &module) {
   return count;
 }
 
-static std::string maskHash(const std::vector<float> &weights) {
-  std::vector<unsigned char> mask(weights.size());
-  for (size_t i = 0; i < weights.size(); ++i)
-    mask[i] = weights[i] != 0.0f;
-  return hexDigest(fnv1a64(mask));
-}
-
-static std::string valuesHash(const std::vector<float> &values) {
-  return hexDigest(
-      fnv1a64({reinterpret_cast<const unsigned char *>(values.data()), values.size() * 4}));
-}
-
-/// Packed nonzeros, then the bias: little-endian f32 (the hosts convgen
-/// runs on are little-endian, as is every CUDA device).
-static std::string weightsFile(const std::vector<float> &packed, const std::vector<float> &bias) {
-  std::string bytes((packed.size() + bias.size()) * 4, '\0');
-  std::memcpy(bytes.data(), packed.data(), packed.size() * 4);
-  std::memcpy(bytes.data() + packed.size() * 4, bias.data(), bias.size() * 4);
-  return bytes;
-}
-
-static nlohmann::json geometryJson(const ConvGeometry &g) {
-  HW out = g.outSize();
-  return {{"input", {g.batch, g.inChannels, g.inSize.h, g.inSize.w}},
-          {"output", {g.batch, g.outChannels, out.h, out.w}},
-          {"weight_shape", {g.outChannels, g.inChannelsPerGroup(), g.kernel.h, g.kernel.w}},
-          {"stride", {g.stride.h, g.stride.w}},
-          {"padding", {g.padding.h, g.padding.w}},
-          {"dilation", {g.dilation.h, g.dilation.w}},
-          {"groups", g.groups},
-          {"activation", activationName(g.activation)},
-          {"bias", g.hasBias}};
-}
-
-static nlohmann::json ptxasKernelJson(const std::optional<PtxasReport> &ptxas,
-                                      const std::string &symbol) {
-  if (!ptxas || !ptxas->kernels.count(symbol))
-    return nullptr;
-  const PtxasKernelReport &kernel = ptxas->kernels.at(symbol);
-  return {{"registers", kernel.registers},
-          {"spill_store_bytes", kernel.spillStoreBytes},
-          {"spill_load_bytes", kernel.spillLoadBytes},
-          {"stack_frame_bytes", kernel.stackFrameBytes},
-          {"shared_bytes", kernel.sharedBytes}};
-}
-
-/// The NAME.json manifest: everything a runtime needs to load and launch
-/// the layer's kernels, and what the generation produced.
-static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer &result,
-                                    const GenerateOptions &options, const std::string &templateId,
-                                    const std::vector<float> &packed) {
-  const ConvGeometry &geometry = layer.geometry;
-  const std::string stem = outputStemFor(layer.name);
-  HW out = geometry.outSize();
-  int64_t columnTiles = (out.w + result.tiling.outputsPerThread - 1) / result.tiling.outputsPerThread;
-  nlohmann::json kernels = nlohmann::json::array();
-  for (const LayerKernel &kernel : result.kernels)
-    kernels.push_back(
-        {{"symbol", kernel.symbol},
-         {"channel_blocks", {{"first", kernel.channelBlocks.first}, {"count", kernel.channelBlocks.count}}},
-         {"grid_y", kernel.channelBlocks.count},
-         {"multiply_adds", kernel.multiplyAdds},
-         {"weights",
-          {{"symbol", kernel.weightsSymbol},
-           {"offset_bytes", kernel.weightsOffset * 4},
-           {"count", kernel.weightsCount}}},
-         {"ptxas", ptxasKernelJson(result.ptxas, kernel.symbol)}});
-  nlohmann::json manifest = {
-      {"format", "convgen-kernel-manifest/2"},
-      {"layer", layer.name},
-      {"ptx", stem + ".ptx"},
-      {"template", templateId},
-      {"arch", options.arch.name},
-      {"mode", result.mode},
-      {"dense_reason", result.denseReason},
-      {"code_budget",
-       {{"multiply_adds_per_kernel", options.maxMultiplyAdds},
-        {"kernels_per_layer", options.maxKernelsPerLayer},
-        {"template_multiply_adds_per_kernel", options.maxTemplateMultiplyAdds}}},
-      {"geometry", geometryJson(geometry)},
-      {"tiling",
-       {{"channels_per_thread", result.tiling.channelsPerThread},
-        {"outputs_per_thread", result.tiling.outputsPerThread},
-        {"threads_per_block", result.tiling.threadsPerBlock}}},
-      {"launch",
-       {{"parameters", {"input", "weights", "bias", "output", "batch"}},
-        {"weights_argument", "the packed weights file + the kernel's weights.offset_bytes"},
-        {"block", {result.tiling.threadsPerBlock, 1, 1}},
-        {"grid",
-         {{"x", "ceil(N * " + std::to_string(out.h * columnTiles) + " / " +
-                    std::to_string(result.tiling.threadsPerBlock) + ")"},
-          {"x_threads_per_image", out.h * columnTiles},
-          {"y", "the kernel's grid_y"},
-          {"z", 1}}},
-        {"shared_memory_bytes", result.ptxas ? result.ptxas->sharedBytes : 0}}},
-      {"kernels", kernels},
-      {"weights",
-       {{"file", stem + ".weights.bin"},
-        {"path", result.weightPath},
-        {"count", packed.size()},
-        {"bias_offset_bytes", packed.size() * 4},
-        {"bias_count", layer.bias.size()},
-        {"source", layer.weightSource}}},
-      {"nonzeros", result.nonzeros},
-      {"weights_total", layer.weights.size()},
-      {"multiply_adds_in_code", result.multiplyAdds},
-      {"dense_multiply_adds_in_template", result.denseMultiplyAdds},
-      {"mask_hash", maskHash(layer.weights)},
-      {"values_hash", valuesHash(packed) + valuesHash(layer.bias)},
-      {"ptx_bytes", result.ptxBytes},
-  };
-  if (result.ptxas)
-    manifest["ptxas"] = {{"version", result.ptxas->version},
-                         {"registers", result.ptxas->registers},
-                         {"spill_store_bytes", result.ptxas->spillStoreBytes},
-                         {"spill_load_bytes", result.ptxas->spillLoadBytes},
-                         {"stack_frame_bytes", result.ptxas->stackFrameBytes},
-                         {"shared_bytes", result.ptxas->sharedBytes},
-                         {"constant_bytes", result.ptxas->constantBytes}};
-  else
-    manifest["ptxas"] = nullptr;
-  return manifest;
+static double secondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 /// Records the wall time since the previous mark under a phase name.
@@ -252,7 +130,7 @@ KernelGenerator::buildSparseKernel(const ConvLayer &layer,
   llvm::raw_string_ostream weightMapStream(built.weightMapText);
   PipelineContext context;
   context.weights = weights;
-  context.packedWeights = std::make_shared<std::vector<float>>();
+  context.packedWeights = std::make_shared<PackedWeights>();
   context.packedWeightsSymbol = kernel.weightsSymbol;
   context.weightMapOut = &weightMapStream;
   std::string passes =
@@ -265,9 +143,10 @@ KernelGenerator::buildSparseKernel(const ConvLayer &layer,
   clock.mark("cleanup");
   kernel.multiplyAdds = countMultiplyAdds(*module);
   kernel.weightsOffset = int64_t(built.arrayValues.size());
-  kernel.weightsCount = int64_t(context.packedWeights->size());
-  built.arrayValues.insert(built.arrayValues.end(), context.packedWeights->begin(),
-                           context.packedWeights->end());
+  const PackedWeights &packed = *context.packedWeights;
+  kernel.weightsCount = int64_t(packed.values.size());
+  built.arrayValues.insert(built.arrayValues.end(), packed.values.begin(), packed.values.end());
+  built.arrayIndices.insert(built.arrayIndices.end(), packed.indices.begin(), packed.indices.end());
   return module;
 }
 
@@ -301,6 +180,8 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
     clock.mark("specialise");
     result.weightPath = "global";
     built.arrayValues = layer.weights; // the whole OIHW tensor, read by index
+    built.arrayIndices.resize(layer.weights.size());
+    std::iota(built.arrayIndices.begin(), built.arrayIndices.end(), int64_t{0});
     if (Options.emit.count("ll"))
       built.specialisedIr.push_back(printModule(*built.module));
     built.weightMapText = "dense fallback (" + result.denseReason + "): no weight map\n";
@@ -349,55 +230,50 @@ GeneratedLayer KernelGenerator::generate(const ConvLayer &layer, BuiltKernel &ke
 
 GeneratedLayer KernelGenerator::generateKeeping(const ConvLayer &layer, BuiltKernel *kept) {
   auto start = std::chrono::steady_clock::now();
+  CompiledLayer compiled = compile(layer, kept);
+  PhaseClock clock(compiled.info.phaseSeconds);
+  // Written only now that every step has succeeded.
+  writeLayerFiles(layer, compiled, Options, templateId());
+  clock.mark("write");
+  compiled.info.seconds = secondsSince(start);
+  if (kept)
+    kept->info = compiled.info;
+  return compiled.info;
+}
+
+CompiledLayer KernelGenerator::compile(const ConvLayer &layer, BuiltKernel *kept) {
+  auto start = std::chrono::steady_clock::now();
   const std::string what = "layer '" + layer.name + "'";
   BuiltKernel built = build(layer);
   if (kept) {
     // A copy taken now: PTX emission runs the backend's passes on the module.
     kept->module = llvm::CloneModule(*built.module);
     kept->arrayValues = built.arrayValues;
+    kept->arrayIndices = built.arrayIndices;
   }
-  GeneratedLayer result = std::move(built.info);
-  llvm::Module &module = *built.module;
+  CompiledLayer compiled;
+  compiled.info = std::move(built.info);
+  GeneratedLayer &result = compiled.info;
   PhaseClock clock(result.phaseSeconds);
-  const std::vector<float> &packed = built.arrayValues;
 
   // 5. PTX, checked by ptxas where the CUDA toolkit is installed.
-  std::string finalIr = Options.emit.count("ll") ? printModule(module) : "";
-  std::string ptx = emitPtx(module, Options.arch, what);
-  result.ptxBytes = ptx.size();
+  if (Options.emit.count("ll"))
+    compiled.finalIr = printModule(*built.module);
+  compiled.ptx = emitPtx(*built.module, Options.arch, what);
+  result.ptxBytes = compiled.ptx.size();
   clock.mark("ptx");
   if (PtxasTool) {
-    result.ptxas = runPtxas(*PtxasTool, ptx, Options.arch.name, what);
+    result.ptxas = runPtxas(*PtxasTool, compiled.ptx, Options.arch.name, what);
     clock.mark("ptxas");
   }
-
-  // 6. The manifest.
-  nlohmann::json manifest =
-      buildManifest(layer, result, Options, Specializer->source().id, packed);
-
-  // 7. Write everything, only now that every step has succeeded.
-  fs::path base = Options.outputDir / outputStemFor(layer.name);
-  auto path = [&base](const std::string &suffix) { return fs::path(base.string() + suffix); };
-  writeFileAtomically(path(".ptx"), ptx);
-  writeFileAtomically(path(".weights.bin"), weightsFile(packed, layer.bias));
-  if (Options.emit.count("ll")) {
-    // A split layer's kernels were specialised as separate modules: one file each.
-    for (size_t i = 0; i < built.specialisedIr.size(); ++i)
-      writeFileAtomically(path(built.specialisedIr.size() > 1
-                                   ? ".k" + std::to_string(i) + ".specialised.ll"
-                                   : std::string(".specialised.ll")),
-                          built.specialisedIr[i]);
-    writeFileAtomically(path(".ll"), finalIr);
-  }
-  if (Options.emit.count("weightmap"))
-    writeFileAtomically(path(".weightmap.txt"), built.weightMapText);
-  result.manifestPath = path(".json");
-  writeFileAtomically(result.manifestPath, manifest.dump(2) + "\n");
-  clock.mark("write");
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (kept)
-    kept->info = result;
-  return result;
+  compiled.arrayValues = std::move(built.arrayValues);
+  compiled.arrayIndices = std::move(built.arrayIndices);
+  compiled.specialisedIr = std::move(built.specialisedIr);
+  compiled.weightMapText = std::move(built.weightMapText);
+  result.seconds = secondsSince(start);
+  return compiled;
 }
+
+const std::string &KernelGenerator::templateId() const { return Specializer->source().id; }
 
 } // namespace convgen

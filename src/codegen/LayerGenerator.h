@@ -104,9 +104,24 @@ struct BuiltKernel {
   /// (constant or global path), the whole OIHW tensor (dense), or nothing
   /// (baked: the values are in the code).
   std::vector<float> arrayValues;
+  /// The OIHW index of each arrayValues entry. It depends on the mask alone,
+  /// so a round with new values and the same mask rebuilds arrayValues from it.
+  std::vector<int64_t> arrayIndices;
   /// With --emit ll: the IR before elimination, one module per kernel.
   std::vector<std::string> specialisedIr;
   std::string weightMapText; ///< with --emit weightmap
+};
+
+/// A layer compiled through PTX, not yet written: everything its files are
+/// made of (codegen/LayerFiles), whether fresh or from the cache.
+struct CompiledLayer {
+  GeneratedLayer info;
+  std::string ptx;
+  std::vector<float> arrayValues;   ///< as BuiltKernel's
+  std::vector<int64_t> arrayIndices;
+  /// --emit extras: the IR per kernel before elimination, the final IR, the weight map.
+  std::vector<std::string> specialisedIr;
+  std::string finalIr, weightMapText;
 };
 
 /// Generates kernels layer after layer from one parsed template.
@@ -125,7 +140,12 @@ public:
   /// as it was before PTX emission (a copy: emission may change it), and
   /// the result's info.
   GeneratedLayer generate(const ConvLayer &layer, BuiltKernel &built);
+  /// build(), then PTX and ptxas: the layer ready to write, in memory. With
+  /// \p kept, also the built kernel as generate(layer, built) hands it back.
+  CompiledLayer compile(const ConvLayer &layer, BuiltKernel *kept = nullptr);
   const GenerateOptions &options() const { return Options; }
+  /// The operator template's name and content hash.
+  const std::string &templateId() const;
 
 private:
   GeneratedLayer generateKeeping(const ConvLayer &layer, BuiltKernel *kept);

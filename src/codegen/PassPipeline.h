@@ -5,7 +5,7 @@
 //   print<convgen-weight-map>         ir_passes/WeightMap's printer (needs an output)
 //   convgen-pack-weights<constant|global|baked>
 //                                     ir_passes/WeightPacking (needs weights and
-//                                     a vector for the packed values)
+//                                     a PackedWeights to fill)
 // One entry point for the generator and for tests of single passes.
 #pragma once
 
@@ -22,6 +22,8 @@ class raw_ostream;
 
 namespace convgen {
 
+struct PackedWeights; // ir_passes/WeightPacking.h
+
 /// True when CONVGEN_VERIFY_EACH_PASS=1: the test suite sets it, so every
 /// pass of every pipeline in the tests is followed by the IR verifier.
 bool verifyEachPassRequested();
@@ -29,8 +31,8 @@ bool verifyEachPassRequested();
 struct PipelineContext {
   /// OIHW weights for convgen-zero-weight-elimination.
   std::shared_ptr<const std::vector<float>> weights;
-  /// Receives the packed values from convgen-pack-weights.
-  std::shared_ptr<std::vector<float>> packedWeights;
+  /// Receives the packed values and their indices from convgen-pack-weights.
+  std::shared_ptr<PackedWeights> packedWeights;
   /// The constant-bank array's symbol, for convgen-pack-weights<constant>.
   std::string packedWeightsSymbol = "convgen_weights";
   /// Where print<convgen-weight-map> writes.

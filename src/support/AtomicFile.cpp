@@ -5,6 +5,8 @@
 #include <atomic>
 #include <cerrno>
 #include <fcntl.h>
+#include <fstream>
+#include <sstream>
 #include <random>
 #include <unistd.h>
 
@@ -76,6 +78,29 @@ void writeFileAtomically(const fs::path &path, std::string_view bytes) {
   if (::rename(tempPath.c_str(), path.c_str()) != 0)
     throw SystemError("rename to " + path.string(), tempPath, errno);
   guard.release();
+}
+
+bool writeFileIfChanged(const fs::path &path, std::string_view bytes) {
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec) && fs::file_size(path, ec) == bytes.size() && !ec) {
+    std::ifstream in(path, std::ios::binary);
+    std::string existing(bytes.size(), '\0');
+    if (in.read(existing.data(), std::streamsize(existing.size())) && existing == bytes)
+      return false;
+  }
+  writeFileAtomically(path, bytes);
+  return true;
+}
+
+std::string readWholeFile(const fs::path &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw SystemError("open", path.string(), errno);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad())
+    throw SystemError("read", path.string(), errno);
+  return text.str();
 }
 
 } // namespace convgen

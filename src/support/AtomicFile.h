@@ -14,4 +14,11 @@ namespace convgen {
 /// Throws SystemError (with the path and the failing call) on failure.
 void writeFileAtomically(const std::filesystem::path &path, std::string_view bytes);
 
+/// writeFileAtomically unless \p path already holds exactly \p bytes, so an
+/// unchanged output keeps its time stamp. Returns whether it wrote.
+bool writeFileIfChanged(const std::filesystem::path &path, std::string_view bytes);
+
+/// The whole of \p path. Throws SystemError.
+std::string readWholeFile(const std::filesystem::path &path);
+
 } // namespace convgen

@@ -2,6 +2,7 @@
 // code are exactly what the mask implies, the weight map is complete for every
 // geometry, one template serves many layers, and a values-only change needs
 // only new packed weights.
+#include "codegen/LayerFiles.h"
 #include "codegen/LayerGenerator.h"
 #include "codegen/OperatorTemplate.h"
 #include "codegen/PassPipeline.h"
@@ -257,6 +258,30 @@ TEST_F(LayerGeneratorTest, DefaultOptionsTargetTheDefaultArch) {
   EXPECT_EQ(o.arch.name, std::string(DefaultArch));
   EXPECT_THAT(read("plain.ptx"), HasSubstr(".target " + std::string(DefaultArch)));
   EXPECT_EQ(nlohmann::json::parse(read("plain.json"))["arch"], DefaultArch);
+}
+
+TEST_F(LayerGeneratorTest, PackedIndicesRebuildTheNextRoundsArray) {
+  // What the cache relies on: a round with new values on the same mask has
+  // the same code, and its packed array is the new weights at the old indices.
+  ConvLayer first = makeLayer("round", geometry(6, 8, 7, 7, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1), 0.8, 5);
+  for (bool global : {false, true}) {
+    GenerateOptions o = options();
+    if (global)
+      o.constantBankLimitBytes = 0;
+    KernelGenerator generator(o);
+    CompiledLayer before = generator.compile(first);
+    ConvLayer next = first;
+    for (float &w : next.weights)
+      if (w != 0)
+        w = w * 1.5f + 0.25f;
+    CompiledLayer after = generator.compile(next);
+    EXPECT_EQ(after.ptx, before.ptx);
+    EXPECT_EQ(after.arrayIndices, before.arrayIndices);
+    EXPECT_EQ(gatherPackedValues(next.weights, before.arrayIndices, false, "round"), after.arrayValues);
+    ConvLayer repruned = next;
+    *std::find_if(repruned.weights.begin(), repruned.weights.end(), [](float w) { return w != 0; }) = 0;
+    EXPECT_THROW(gatherPackedValues(repruned.weights, before.arrayIndices, false, "round"), CheckFailure);
+  }
 }
 
 TEST_F(LayerGeneratorTest, FoldedSpecialisationConstantsLeaveNoGlobal) {

@@ -1,0 +1,179 @@
+#include "codegen/LayerFiles.h"
+
+#include "support/AtomicFile.h"
+#include "support/Error.h"
+#include "support/Hash.h"
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+namespace convgen {
+
+namespace fs = std::filesystem;
+
+std::string maskHash(const std::vector<float> &weights) {
+  std::vector<unsigned char> mask(weights.size());
+  for (size_t i = 0; i < weights.size(); ++i)
+    mask[i] = weights[i] != 0.0f;
+  return hexDigest(fnv1a64(mask));
+}
+
+std::string valuesHash(const std::vector<float> &values) {
+  return hexDigest(
+      fnv1a64({reinterpret_cast<const unsigned char *>(values.data()), values.size() * 4}));
+}
+
+/// Packed nonzeros, then the bias: little-endian f32 (the hosts convgen
+/// runs on are little-endian, as is every CUDA device).
+static std::string weightsFile(const std::vector<float> &packed, const std::vector<float> &bias) {
+  std::string bytes((packed.size() + bias.size()) * 4, '\0');
+  std::memcpy(bytes.data(), packed.data(), packed.size() * 4);
+  std::memcpy(bytes.data() + packed.size() * 4, bias.data(), bias.size() * 4);
+  return bytes;
+}
+
+static nlohmann::json geometryJson(const ConvGeometry &g) {
+  HW out = g.outSize();
+  return {{"input", {g.batch, g.inChannels, g.inSize.h, g.inSize.w}},
+          {"output", {g.batch, g.outChannels, out.h, out.w}},
+          {"weight_shape", {g.outChannels, g.inChannelsPerGroup(), g.kernel.h, g.kernel.w}},
+          {"stride", {g.stride.h, g.stride.w}},
+          {"padding", {g.padding.h, g.padding.w}},
+          {"dilation", {g.dilation.h, g.dilation.w}},
+          {"groups", g.groups},
+          {"activation", activationName(g.activation)},
+          {"bias", g.hasBias}};
+}
+
+static nlohmann::json ptxasKernelJson(const std::optional<PtxasReport> &ptxas,
+                                      const std::string &symbol) {
+  if (!ptxas || !ptxas->kernels.count(symbol))
+    return nullptr;
+  const PtxasKernelReport &kernel = ptxas->kernels.at(symbol);
+  return {{"registers", kernel.registers},
+          {"spill_store_bytes", kernel.spillStoreBytes},
+          {"spill_load_bytes", kernel.spillLoadBytes},
+          {"stack_frame_bytes", kernel.stackFrameBytes},
+          {"shared_bytes", kernel.sharedBytes}};
+}
+
+/// The NAME.json manifest: everything a runtime needs to load and launch
+/// the layer's kernels, and what the generation produced.
+static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer &result,
+                                    const GenerateOptions &options, const std::string &templateId,
+                                    const std::vector<float> &packed) {
+  const ConvGeometry &geometry = layer.geometry;
+  const std::string stem = outputStemFor(layer.name);
+  HW out = geometry.outSize();
+  int64_t columnTiles = (out.w + result.tiling.outputsPerThread - 1) / result.tiling.outputsPerThread;
+  nlohmann::json kernels = nlohmann::json::array();
+  for (const LayerKernel &kernel : result.kernels)
+    kernels.push_back(
+        {{"symbol", kernel.symbol},
+         {"channel_blocks", {{"first", kernel.channelBlocks.first}, {"count", kernel.channelBlocks.count}}},
+         {"grid_y", kernel.channelBlocks.count},
+         {"multiply_adds", kernel.multiplyAdds},
+         {"weights",
+          {{"symbol", kernel.weightsSymbol},
+           {"offset_bytes", kernel.weightsOffset * 4},
+           {"count", kernel.weightsCount}}},
+         {"ptxas", ptxasKernelJson(result.ptxas, kernel.symbol)}});
+  nlohmann::json manifest = {
+      {"format", "convgen-kernel-manifest/2"},
+      {"layer", layer.name},
+      {"ptx", stem + ".ptx"},
+      {"template", templateId},
+      {"arch", options.arch.name},
+      {"mode", result.mode},
+      {"dense_reason", result.denseReason},
+      {"code_budget",
+       {{"multiply_adds_per_kernel", options.maxMultiplyAdds},
+        {"kernels_per_layer", options.maxKernelsPerLayer},
+        {"template_multiply_adds_per_kernel", options.maxTemplateMultiplyAdds}}},
+      {"geometry", geometryJson(geometry)},
+      {"tiling",
+       {{"channels_per_thread", result.tiling.channelsPerThread},
+        {"outputs_per_thread", result.tiling.outputsPerThread},
+        {"threads_per_block", result.tiling.threadsPerBlock}}},
+      {"launch",
+       {{"parameters", {"input", "weights", "bias", "output", "batch"}},
+        {"weights_argument", "the packed weights file + the kernel's weights.offset_bytes"},
+        {"block", {result.tiling.threadsPerBlock, 1, 1}},
+        {"grid",
+         {{"x", "ceil(N * " + std::to_string(out.h * columnTiles) + " / " +
+                    std::to_string(result.tiling.threadsPerBlock) + ")"},
+          {"x_threads_per_image", out.h * columnTiles},
+          {"y", "the kernel's grid_y"},
+          {"z", 1}}},
+        {"shared_memory_bytes", result.ptxas ? result.ptxas->sharedBytes : 0}}},
+      {"kernels", kernels},
+      {"weights",
+       {{"file", stem + ".weights.bin"},
+        {"path", result.weightPath},
+        {"count", packed.size()},
+        {"bias_offset_bytes", packed.size() * 4},
+        {"bias_count", layer.bias.size()},
+        {"source", layer.weightSource}}},
+      {"nonzeros", result.nonzeros},
+      {"weights_total", layer.weights.size()},
+      {"multiply_adds_in_code", result.multiplyAdds},
+      {"dense_multiply_adds_in_template", result.denseMultiplyAdds},
+      {"mask_hash", maskHash(layer.weights)},
+      {"values_hash", valuesHash(packed) + valuesHash(layer.bias)},
+      {"ptx_bytes", result.ptxBytes},
+  };
+  if (result.ptxas)
+    manifest["ptxas"] = {{"version", result.ptxas->version},
+                         {"registers", result.ptxas->registers},
+                         {"spill_store_bytes", result.ptxas->spillStoreBytes},
+                         {"spill_load_bytes", result.ptxas->spillLoadBytes},
+                         {"stack_frame_bytes", result.ptxas->stackFrameBytes},
+                         {"shared_bytes", result.ptxas->sharedBytes},
+                         {"constant_bytes", result.ptxas->constantBytes}};
+  else
+    manifest["ptxas"] = nullptr;
+  return manifest;
+}
+
+std::vector<float> gatherPackedValues(const std::vector<float> &weights,
+                                      const std::vector<int64_t> &indices, bool denseTensor,
+                                      const std::string &layer) {
+  std::vector<float> values(indices.size());
+  for (size_t slot = 0; slot < indices.size(); ++slot) {
+    const int64_t index = indices[slot];
+    if (index < 0 || size_t(index) >= weights.size() || (!denseTensor && weights[size_t(index)] == 0))
+      throw CheckFailure("layer '" + layer + "': packed slot " + std::to_string(slot) +
+                         " holds weight " + std::to_string(index) +
+                         ", which this round's mask does not have");
+    values[slot] = weights[size_t(index)];
+  }
+  return values;
+}
+
+LayerFilesWritten writeLayerFiles(const ConvLayer &layer, CompiledLayer &compiled,
+                                  const GenerateOptions &options, const std::string &templateId) {
+  GeneratedLayer &info = compiled.info;
+  const fs::path base = options.outputDir / outputStemFor(layer.name);
+  auto path = [&base](const std::string &suffix) { return fs::path(base.string() + suffix); };
+  LayerFilesWritten written;
+  written.ptx = writeFileIfChanged(path(".ptx"), compiled.ptx);
+  written.weights = writeFileIfChanged(path(".weights.bin"), weightsFile(compiled.arrayValues, layer.bias));
+  if (options.emit.count("ll")) {
+    // A split layer's kernels were specialised as separate modules: one file each.
+    for (size_t i = 0; i < compiled.specialisedIr.size(); ++i)
+      writeFileAtomically(path(compiled.specialisedIr.size() > 1
+                                   ? ".k" + std::to_string(i) + ".specialised.ll"
+                                   : std::string(".specialised.ll")),
+                          compiled.specialisedIr[i]);
+    writeFileAtomically(path(".ll"), compiled.finalIr);
+  }
+  if (options.emit.count("weightmap"))
+    writeFileAtomically(path(".weightmap.txt"), compiled.weightMapText);
+  // The manifest last: a reader that sees it sees the files it describes.
+  info.manifestPath = path(".json");
+  nlohmann::json manifest = buildManifest(layer, info, options, templateId, compiled.arrayValues);
+  written.manifest = writeFileIfChanged(info.manifestPath, manifest.dump(2) + "\n");
+  return written;
+}
+
+} // namespace convgen
