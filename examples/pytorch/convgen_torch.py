@@ -44,13 +44,25 @@ class ConvgenConv2d(torch.nn.Module):
     def __init__(self, manifest_path, device=None, library=None):
         super().__init__()
         self._lib = library or load_library()
-        self._device = torch.device("cuda", torch.cuda.current_device() if device is None else device)
+        # An int, "cuda:1" or a torch.device; the current device by default.
+        device = torch.device("cuda", torch.cuda.current_device()) if device is None else (
+            torch.device("cuda", device) if isinstance(device, int) else torch.device(device))
+        if device.type != "cuda":
+            raise ValueError(f"convgen layers run on a CUDA device, not {device}")
+        self._device = torch.device("cuda", device.index if device.index is not None
+                                    else torch.cuda.current_device())
         # The CUDA runtime (torch) must have created the primary context first.
         torch.cuda.init()
         handle = ctypes.c_void_p()
-        self._check(self._lib.convgen_layer_load(os.fsencode(manifest_path), self._device.index,
-                                                 ctypes.byref(handle)))
+        # The runtime makes the device's primary context current; the guard
+        # gives torch back its own device afterwards.
+        with torch.cuda.device(self._device):
+            self._check(self._lib.convgen_layer_load(os.fsencode(manifest_path), self._device.index,
+                                                     ctypes.byref(handle)))
         self._handle = handle
+        self._read_shape()
+
+    def _read_shape(self):
         inp, out = (ctypes.c_int64 * 3)(), (ctypes.c_int64 * 3)()
         self._check(self._lib.convgen_layer_shape(self._handle, inp, out))
         self.input_chw, self.output_chw = tuple(inp), tuple(out)
@@ -62,7 +74,12 @@ class ConvgenConv2d(torch.nn.Module):
     def reload(self):
         """After regeneration; True if only the values changed."""
         values_only = ctypes.c_int(0)
-        self._check(self._lib.convgen_layer_reload(self._handle, ctypes.byref(values_only)))
+        with torch.cuda.device(self._device):
+            # Launches still queued on any stream read the old weights and
+            # module: they finish before either is replaced.
+            torch.cuda.synchronize(self._device)
+            self._check(self._lib.convgen_layer_reload(self._handle, ctypes.byref(values_only)))
+        self._read_shape()  # a new round may come with a new geometry
         return bool(values_only.value)
 
     def forward(self, x):
@@ -72,11 +89,16 @@ class ConvgenConv2d(torch.nn.Module):
         if tuple(x.shape[1:]) != self.input_chw:
             raise ValueError(f"expected input (N, {', '.join(map(str, self.input_chw))}), "
                              f"got {tuple(x.shape)}")
-        x = x.contiguous()
+        if torch.is_grad_enabled() and x.requires_grad:
+            raise RuntimeError("ConvgenConv2d is inference-only: run it under torch.no_grad()")
         y = torch.empty((x.shape[0],) + self.output_chw, device=x.device, dtype=torch.float32)
-        stream = torch.cuda.current_stream(x.device).cuda_stream
-        self._check(self._lib.convgen_layer_launch(self._handle, x.data_ptr(), y.data_ptr(),
-                                                   x.shape[0], stream))
+        if x.shape[0] == 0:
+            return y
+        x = x.contiguous()
+        with torch.cuda.device(self._device):
+            stream = torch.cuda.current_stream(x.device).cuda_stream
+            self._check(self._lib.convgen_layer_launch(self._handle, x.data_ptr(), y.data_ptr(),
+                                                       x.shape[0], stream))
         return y
 
     def __del__(self):

@@ -32,7 +32,7 @@ class ConvbenchTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as out:
             result = subprocess.run(
                 [sys.executable, TOOL, "--weights", EXAMPLE, "--layer", "F_m1", "--batch", "1",
-                 "-o", out], capture_output=True, text=True, timeout=900)
+                 "-o", out], capture_output=True, text=True, timeout=500)
             if not _cuda_available():
                 self.assertEqual(result.returncode, 2, result.stderr)
                 self.assertIn("convbench: needs", result.stderr)
@@ -72,9 +72,20 @@ class ConvbenchTest(unittest.TestCase):
         self.assertIn("| conv | 32 | sparse | 2 | 0.500 | 1.500 | 3.00 | n/a | n/a |", text)
         self.assertIn("Geomean speedup over cuDNN at batch 32: 3.00x", text)
 
+    def test_a_layer_that_failed_on_the_gpu_gets_a_row_saying_so(self):
+        report = {"device": "GPU", "driver": "13.0", "cuda": "12.4", "cudnn": 90100,
+                  "date": "2026-11-21", "commit": "abc", "runs": 20, "warmup": 5,
+                  "weights": "m.npz", "geomean_speedup_cudnn": {},
+                  "layers": [{"layer": "conv", "batch": 1, "correct": False,
+                              "error": "cuModuleLoadDataEx: CUDA_ERROR_INVALID_PTX"}]}
+        self.assertIn("| conv | 1 | FAILED: cuModuleLoadDataEx: CUDA_ERROR_INVALID_PTX |",
+                      convbench._markdown(report))
+
     def test_known_gpus_have_peaks(self):
         args = type("Args", (), {"peak_tflops": None, "peak_gbs": None})()
         self.assertEqual(convbench._peaks("NVIDIA H200", args), (67.0, 4800.0))
+        self.assertEqual(convbench._peaks("NVIDIA H200 NVL", args), (60.0, 4800.0))
+        self.assertEqual(convbench._peaks("NVIDIA H100 PCIe", args), (51.2, 2039.0))
         self.assertEqual(convbench._peaks("NVIDIA H100 80GB HBM3", args), (67.0, 3350.0))
         self.assertEqual(convbench._peaks("Unknown GPU", args), (None, None))
 
