@@ -8,6 +8,7 @@ function(convgen_require_package found package what)
   endif()
 endfunction()
 
+find_package(Threads REQUIRED)
 find_package(nlohmann_json 3.10 CONFIG QUIET)
 convgen_require_package(nlohmann_json_FOUND nlohmann-json3-dev "nlohmann/json (>= 3.10)")
 

@@ -1,15 +1,17 @@
 // convgen: generate sparsity-specialised convolution kernels for a pruned model.
 //
 //   convgen --weights pruned.npz --layer conv3     one layer -> generated/
-//   convgen --weights pruned.npz --all             every layer
+//   convgen --weights pruned.npz --all             every layer, and the model manifest
 //   convgen --weights pruned.npz --list            layers, geometry, sparsity, FLOPs
 //   convgen verify --weights pruned.npz --all      run on the host, check against
 //                                                  the reference convolution
 //
 // Exit codes: 0 success, 1 a check failed, 2 bad input or usage, 3 internal error.
+#include "GenerateCommand.h"
 #include "ListCommand.h"
 #include "VerifyCommand.h"
 #include "codegen/LayerGenerator.h"
+#include "cache/KernelCache.h"
 #include "codegen/NvptxTarget.h"
 #include "model/ModelFile.h"
 #include "support/Error.h"
@@ -19,6 +21,7 @@
 #include <iostream>
 
 using namespace convgen;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -35,6 +38,9 @@ struct Options {
   bool bakeValues = false;
   int64_t maxMultiplyAdds = 65536;
   int64_t maxKernels = 4;
+  unsigned jobs = 0;
+  std::string cacheDir;
+  bool noCache = false;
   bool verbose = false;
   // convgen verify
   CLI::App *mainCommand = nullptr;
@@ -114,6 +120,15 @@ void configure(CLI::App &app, Options &options) {
       ->delimiter(',')
       ->check(CLI::IsMember(EmittableArtefacts));
   addGenerationOptions(app, options);
+  app.add_option("-j,--jobs", options.jobs,
+                 "Layers generated at once (default: one per core), within 3/4 of the memory "
+                 "available")
+      ->check(CLI::Range(1u, 1024u));
+  auto *cacheDir = app.add_option("--cache-dir", options.cacheDir,
+                                  "Kernel cache (default: $XDG_CACHE_HOME/convgen, else "
+                                  "~/.cache/convgen): unchanged layers are not regenerated");
+  app.add_flag("--no-cache", options.noCache, "Neither read nor write the kernel cache")
+      ->excludes(cacheDir);
   configureVerify(app, options);
 }
 
@@ -128,33 +143,6 @@ public:
 private:
   bool Enabled;
 };
-
-std::string formatPercent(int64_t part, int64_t whole) {
-  char text[32];
-  std::snprintf(text, sizeof(text), "%.1f%%", whole ? 100.0 * double(part) / double(whole) : 0.0);
-  return text;
-}
-
-/// One line per generated layer: what is in the code and what it costs.
-std::string describeGenerated(const GeneratedLayer &layer) {
-  char line[512];
-  std::snprintf(line, sizeof(line),
-                "%-12s %s  nnz %lld  fma %lld (%s of dense)  ptx %.1f KiB  weights %s", layer.name.c_str(),
-                layer.tiling.describe().c_str(), static_cast<long long>(layer.nonzeros),
-                static_cast<long long>(layer.multiplyAdds),
-                formatPercent(layer.multiplyAdds, layer.denseMultiplyAdds).c_str(),
-                double(layer.ptxBytes) / 1024.0, layer.weightPath.c_str());
-  std::string text = line;
-  if (layer.kernels.size() > 1)
-    text += "  split into " + std::to_string(layer.kernels.size()) + " kernels";
-  if (layer.mode == "dense")
-    text += "  DENSE (" + layer.denseReason + ")";
-  if (layer.ptxas)
-    text += "  regs " + std::to_string(layer.ptxas->registers) + " spill " +
-            std::to_string(layer.ptxas->spillStoreBytes + layer.ptxas->spillLoadBytes) + " B";
-  std::snprintf(line, sizeof(line), "  %.2f s", layer.seconds);
-  return text + line;
-}
 
 GenerateOptions generateOptionsFrom(const Options &options) {
   GenerateOptions generateOptions;
@@ -190,28 +178,19 @@ std::vector<ConvLayer> loadRequestedLayers(const ModelFile &model, const Options
 }
 
 int generate(const ModelFile &model, const Options &options, const Log &log) {
-  GenerateOptions generateOptions = generateOptionsFrom(options);
+  ModelGenerateOptions modelOptions;
+  modelOptions.generate = generateOptionsFrom(options);
+  modelOptions.jobs = options.jobs;
+  if (!options.noCache)
+    modelOptions.cacheDir =
+        options.cacheDir.empty() ? KernelCache::defaultRoot() : fs::path(options.cacheDir);
+  if (options.all)
+    modelOptions.modelManifest = fs::path(options.outputDir) / "convgen-model.json";
+  modelOptions.weightsFile = options.weights;
   std::vector<ConvLayer> layers = loadRequestedLayers(model, options, log);
-  log("target " + generateOptions.arch.name + ", output directory " + options.outputDir);
-  KernelGenerator generator(generateOptions);
-  int64_t multiplyAdds = 0, denseMultiplyAdds = 0;
-  for (const ConvLayer &layer : layers) {
-    GeneratedLayer generated = generator.generate(layer);
-    multiplyAdds += generated.multiplyAdds;
-    denseMultiplyAdds += generated.denseMultiplyAdds;
-    std::cout << describeGenerated(generated) << std::endl;
-    if (options.verbose) {
-      std::string phases;
-      for (const auto &[phase, seconds] : generated.phaseSeconds)
-        phases += " " + phase + " " + std::to_string(seconds).substr(0, 5) + " s";
-      log("layer '" + generated.name + "' phases:" + phases);
-    }
-  }
-  std::cout << "convgen: " << layers.size() << " layer(s) into " << options.outputDir << ": "
-            << multiplyAdds << " multiply-adds in code, "
-            << formatPercent(multiplyAdds, denseMultiplyAdds) << " of the dense template's "
-            << denseMultiplyAdds << "\n";
-  return ExitSuccess;
+  log("target " + modelOptions.generate.arch.name + ", output directory " + options.outputDir +
+      ", cache " + (modelOptions.cacheDir ? modelOptions.cacheDir->string() : "off"));
+  return generateLayers(layers, modelOptions, options.verbose, std::cout);
 }
 
 /// `verify` takes its options after the word: ones given before it belong to

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 using namespace convgen::test;
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
@@ -226,8 +227,10 @@ TEST_F(ConvgenCli, GeneratesALayerWithItsManifest) {
   Result result = run({"--weights", ExampleNpz, "--layer", "F_m1", "-o", out(), "--emit",
                        "ll,weightmap"});
   ASSERT_EQ(result.exitCode, 0) << result.err;
-  EXPECT_THAT(result.out, HasSubstr("F_m1"));
-  EXPECT_THAT(result.out, HasSubstr("nnz 173  fma 692 (10.0% of dense)"));
+  // The summary row: shape, sparsity, nnz, dense and sparse MACs, fma in code.
+  EXPECT_THAT(result.out, ContainsRegex("F_m1 +3->64 64x64 3x3 s1 +90.0% +173 +7077888 +708608 +692 "));
+  EXPECT_THAT(result.out, HasSubstr("total: 1 layer(s)"));
+  EXPECT_FALSE(fs::exists(Dir / "out" / "convgen-model.json")) << "only --all writes it";
   for (const char *file : {"F_m1.ptx", "F_m1.weights.bin", "F_m1.json", "F_m1.ll",
                            "F_m1.specialised.ll", "F_m1.weightmap.txt"})
     EXPECT_TRUE(fs::exists(Dir / "out" / file)) << file;
@@ -243,6 +246,59 @@ TEST_F(ConvgenCli, GeneratesALayerWithItsManifest) {
   EXPECT_THAT(slurp(Dir / "out" / "F_m1.ptx"), HasSubstr(".visible .entry convgen_F_m1("));
   EXPECT_THAT(slurp(Dir / "out" / "F_m1.weightmap.txt"),
               HasSubstr("WeightMap for 'convgen_F_m1': weights [64, 3, 3, 3], 1728 positions"));
+}
+
+TEST_F(ConvgenCli, SecondRunHitsTheCacheAndWritesNothing) {
+  const std::string cache = (Dir / "cache").string();
+  Result first = run({"--weights", ExampleNpz, "--layer", "F_m1", "-o", out(), "--cache-dir", cache});
+  ASSERT_EQ(first.exitCode, 0) << first.err;
+  EXPECT_THAT(first.err, HasSubstr("[1/1] F_m1: miss"));
+  auto stamp = fs::last_write_time(Dir / "out" / "F_m1.ptx");
+  Result second = run({"--weights", ExampleNpz, "--layer", "F_m1", "-o", out(), "--cache-dir", cache});
+  ASSERT_EQ(second.exitCode, 0) << second.err;
+  EXPECT_THAT(second.err, ContainsRegex("\\[1/1\\] F_m1: hit, [0-9.]+ s, up to date"));
+  EXPECT_THAT(second.out, HasSubstr("1 cache hit(s)"));
+  EXPECT_EQ(fs::last_write_time(Dir / "out" / "F_m1.ptx"), stamp);
+}
+
+TEST_F(ConvgenCli, TwoProcessesShareOneCache) {
+  // Both miss, compile the same layer and store it at the same time.
+  const std::string cache = (Dir / "cache").string();
+  auto command = [&](const std::string &name) {
+    std::string c = quote(CONVGEN_TOOL);
+    for (const std::string &arg : {std::string("--weights"), ExampleNpz, std::string("--layer"),
+                                   std::string("F_0"), std::string("--cache-dir"), cache,
+                                   std::string("-o"), (Dir / name).string()})
+      c += " " + quote(arg);
+    return "(" + c + " >/dev/null 2>" + quote((Dir / (name + ".err")).string()) + "; echo $? >" +
+           quote((Dir / (name + ".rc")).string()) + ")";
+  };
+  const std::string both = command("a") + " & " + command("b") + " & wait";
+  ASSERT_EQ(std::system(both.c_str()), 0);
+  for (const char *name : {"a", "b"}) {
+    EXPECT_EQ(slurp(Dir / (std::string(name) + ".rc")), "0\n") << slurp(Dir / (std::string(name) + ".err"));
+    EXPECT_EQ(slurp(Dir / name / "F_0.ptx"), slurp(Dir / "a" / "F_0.ptx"));
+  }
+  EXPECT_TRUE(fs::is_empty(Dir / "cache" / "v1" / "tmp"));
+  Result third = run({"--weights", ExampleNpz, "--layer", "F_0", "-o", out(), "--cache-dir", cache});
+  EXPECT_THAT(third.err, HasSubstr("F_0: hit"));
+}
+
+TEST_F(ConvgenCli, AllWritesTheModelManifest) {
+  std::string npz = writeModel();
+  Result result = run({"--weights", npz, "--all", "-o", out(), "--no-cache", "--jobs", "1"});
+  ASSERT_EQ(result.exitCode, 0) << result.err;
+  auto model = nlohmann::json::parse(slurp(Dir / "out" / "convgen-model.json"));
+  EXPECT_EQ(model["format"], "convgen-model-manifest/1");
+  EXPECT_EQ(model["layers"].size(), 1u);
+  EXPECT_THAT(result.out, HasSubstr("cache"));
+  EXPECT_THAT(result.out, HasSubstr(" off "));
+}
+
+TEST_F(ConvgenCli, CacheOptionUsageErrors) {
+  expectBadInput(run({"--weights", ExampleNpz, "--layer", "F_m1", "--no-cache", "--cache-dir", "x"}),
+                 {"--no-cache"});
+  expectBadInput(run({"--weights", ExampleNpz, "--layer", "F_m1", "--jobs", "0"}), {"--jobs"});
 }
 
 TEST_F(ConvgenCli, VerifyRunsTheKernelAgainstTheReference) {

@@ -1,0 +1,102 @@
+#include "cache/CacheKey.h"
+
+#include "codegen/TemplateSpec.h"
+#include "support/AtomicFile.h"
+
+#include <llvm/ADT/StringExtras.h>
+#include <llvm/Support/SHA256.h>
+
+#ifndef CONVGEN_VERSION
+#define CONVGEN_VERSION "unknown"
+#endif
+
+namespace convgen {
+
+namespace {
+
+std::string hex(llvm::ArrayRef<uint8_t> digest) { return llvm::toHex(digest, /*LowerCase=*/true); }
+
+/// Fields are written as "name=value\n", so no two different inputs hash
+/// the same text.
+class KeyText {
+public:
+  template <typename Value> KeyText &add(const char *name, const Value &value) {
+    Hash.update(std::string(name) + "=" + toText(value) + "\n");
+    return *this;
+  }
+  void addBytes(const char *name, llvm::ArrayRef<uint8_t> bytes) {
+    Hash.update(std::string(name) + ":" + std::to_string(bytes.size()) + "\n");
+    Hash.update(bytes);
+    Hash.update("\n");
+  }
+  std::string digest() { return hex(Hash.final()); }
+
+private:
+  static std::string toText(const std::string &value) { return value; }
+  static std::string toText(bool value) { return value ? "1" : "0"; }
+  static std::string toText(const HW &value) {
+    return std::to_string(value.h) + "x" + std::to_string(value.w);
+  }
+  template <typename Number> static std::string toText(const Number &value) {
+    return std::to_string(value);
+  }
+  llvm::SHA256 Hash;
+};
+
+} // namespace
+
+const std::string &toolFingerprint() {
+  static const std::string fingerprint = [] {
+    std::string executable;
+    try {
+      executable = readWholeFile("/proc/self/exe");
+    } catch (const Error &) {
+      // No /proc: the version alone, which a rebuild does not change.
+      return std::string(CONVGEN_VERSION) + "+unknown-build";
+    }
+    return std::string(CONVGEN_VERSION) + "+" +
+           hex(llvm::SHA256::hash(llvm::arrayRefFromStringRef(executable))).substr(0, 16);
+  }();
+  return fingerprint;
+}
+
+std::string layerCacheKey(const ConvLayer &layer, const GenerateOptions &options,
+                          const std::string &templateId, const std::string &ptxasVersion) {
+  const ConvGeometry &g = layer.geometry;
+  KeyText key;
+  key.add("format", std::string("convgen-cache/1"))
+      .add("tool", toolFingerprint())
+      .add("template", templateId)
+      .add("layer", layer.name)
+      .add("batch", g.batch)
+      .add("in_channels", g.inChannels)
+      .add("out_channels", g.outChannels)
+      .add("in_size", g.inSize)
+      .add("kernel", g.kernel)
+      .add("stride", g.stride)
+      .add("padding", g.padding)
+      .add("dilation", g.dilation)
+      .add("groups", g.groups)
+      .add("activation", std::string(activationName(g.activation)))
+      .add("bias", g.hasBias)
+      .add("tiling", chooseTiling(g).describe())
+      .add("arch", options.arch.name)
+      .add("bake_values", options.bakeValues)
+      .add("constant_bank_limit", options.constantBankLimitBytes)
+      .add("max_multiply_adds", options.maxMultiplyAdds)
+      .add("max_kernels", options.maxKernelsPerLayer)
+      .add("max_template_multiply_adds", options.maxTemplateMultiplyAdds)
+      .add("ptxas", options.runPtxas ? ptxasVersion : std::string("off"));
+  std::vector<uint8_t> mask((layer.weights.size() + 7) / 8, 0);
+  for (size_t i = 0; i < layer.weights.size(); ++i)
+    if (layer.weights[i] != 0.0f)
+      mask[i / 8] |= uint8_t(1u << (i % 8));
+  key.add("weights", layer.weights.size());
+  key.addBytes("mask", mask);
+  if (options.bakeValues)
+    key.addBytes("values", {reinterpret_cast<const uint8_t *>(layer.weights.data()),
+                            layer.weights.size() * 4});
+  return key.digest();
+}
+
+} // namespace convgen

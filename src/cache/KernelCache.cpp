@@ -1,0 +1,245 @@
+#include "cache/KernelCache.h"
+
+#include "support/AtomicFile.h"
+#include "support/Error.h"
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <llvm/ADT/StringExtras.h>
+#include <llvm/Support/SHA256.h>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <unistd.h>
+
+namespace convgen {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char *EntryFormat = "convgen-cache-entry/1";
+constexpr const char *PtxFile = "layer.ptx";
+constexpr const char *IndicesFile = "indices.bin";
+constexpr const char *EntryFile = "entry.json";
+
+std::string sha256(std::string_view bytes) {
+  return llvm::toHex(llvm::SHA256::hash(llvm::arrayRefFromStringRef(bytes)), /*LowerCase=*/true);
+}
+
+/// Thrown inside find() for anything wrong with an entry.
+struct CorruptEntry {
+  std::string why;
+};
+
+json ptxasJson(const PtxasReport &report) {
+  json kernels = json::object();
+  for (const auto &[symbol, k] : report.kernels)
+    kernels[symbol] = {{"registers", k.registers},
+                       {"spill_store_bytes", k.spillStoreBytes},
+                       {"spill_load_bytes", k.spillLoadBytes},
+                       {"stack_frame_bytes", k.stackFrameBytes},
+                       {"shared_bytes", k.sharedBytes}};
+  return {{"version", report.version},
+          {"kernels", kernels},
+          {"registers", report.registers},
+          {"spill_store_bytes", report.spillStoreBytes},
+          {"spill_load_bytes", report.spillLoadBytes},
+          {"stack_frame_bytes", report.stackFrameBytes},
+          {"shared_bytes", report.sharedBytes},
+          {"constant_bytes", report.constantBytes},
+          {"seconds", report.seconds}};
+}
+
+PtxasReport ptxasFrom(const json &j) {
+  PtxasReport report;
+  report.version = j.at("version").get<std::string>();
+  for (const auto &[symbol, k] : j.at("kernels").items()) {
+    PtxasKernelReport &kernel = report.kernels[symbol];
+    kernel.registers = k.at("registers");
+    kernel.spillStoreBytes = k.at("spill_store_bytes");
+    kernel.spillLoadBytes = k.at("spill_load_bytes");
+    kernel.stackFrameBytes = k.at("stack_frame_bytes");
+    kernel.sharedBytes = k.at("shared_bytes");
+  }
+  report.registers = j.at("registers");
+  report.spillStoreBytes = j.at("spill_store_bytes");
+  report.spillLoadBytes = j.at("spill_load_bytes");
+  report.stackFrameBytes = j.at("stack_frame_bytes");
+  report.sharedBytes = j.at("shared_bytes");
+  report.constantBytes = j.at("constant_bytes");
+  report.seconds = j.at("seconds");
+  return report;
+}
+
+json infoJson(const GeneratedLayer &info) {
+  json kernels = json::array();
+  for (const LayerKernel &k : info.kernels)
+    kernels.push_back({{"symbol", k.symbol},
+                       {"first_channel_block", k.channelBlocks.first},
+                       {"channel_blocks", k.channelBlocks.count},
+                       {"multiply_adds", k.multiplyAdds},
+                       {"weights_symbol", k.weightsSymbol},
+                       {"weights_offset", k.weightsOffset},
+                       {"weights_count", k.weightsCount}});
+  return {{"name", info.name},
+          {"kernels", kernels},
+          {"tiling",
+           {info.tiling.channelsPerThread, info.tiling.outputsPerThread, info.tiling.threadsPerBlock}},
+          {"mode", info.mode},
+          {"dense_reason", info.denseReason},
+          {"weight_path", info.weightPath},
+          {"nonzeros", info.nonzeros},
+          {"multiply_adds", info.multiplyAdds},
+          {"dense_multiply_adds", info.denseMultiplyAdds},
+          {"ptx_bytes", info.ptxBytes},
+          {"ptxas", info.ptxas ? ptxasJson(*info.ptxas) : json(nullptr)},
+          {"generation_seconds", info.seconds}};
+}
+
+GeneratedLayer infoFrom(const json &j) {
+  GeneratedLayer info;
+  info.name = j.at("name").get<std::string>();
+  for (const json &k : j.at("kernels")) {
+    LayerKernel kernel;
+    kernel.symbol = k.at("symbol").get<std::string>();
+    kernel.channelBlocks = {k.at("first_channel_block"), k.at("channel_blocks")};
+    kernel.multiplyAdds = k.at("multiply_adds");
+    kernel.weightsSymbol = k.at("weights_symbol").get<std::string>();
+    kernel.weightsOffset = k.at("weights_offset");
+    kernel.weightsCount = k.at("weights_count");
+    info.kernels.push_back(kernel);
+  }
+  const json &tiling = j.at("tiling");
+  info.tiling.channelsPerThread = tiling.at(0);
+  info.tiling.outputsPerThread = tiling.at(1);
+  info.tiling.threadsPerBlock = tiling.at(2);
+  info.mode = j.at("mode").get<std::string>();
+  info.denseReason = j.at("dense_reason").get<std::string>();
+  info.weightPath = j.at("weight_path").get<std::string>();
+  info.nonzeros = j.at("nonzeros");
+  info.multiplyAdds = j.at("multiply_adds");
+  info.denseMultiplyAdds = j.at("dense_multiply_adds");
+  info.ptxBytes = j.at("ptx_bytes");
+  if (!j.at("ptxas").is_null())
+    info.ptxas = ptxasFrom(j.at("ptxas"));
+  return info;
+}
+
+std::string indicesBytes(const std::vector<int64_t> &indices) {
+  std::string bytes(indices.size() * 8, '\0');
+  std::memcpy(bytes.data(), indices.data(), bytes.size());
+  return bytes;
+}
+
+/// A file of the entry, checked against the hash entry.json recorded.
+std::string readChecked(const fs::path &directory, const char *name, const json &files) {
+  std::string bytes;
+  try {
+    bytes = readWholeFile(directory / name);
+  } catch (const Error &e) {
+    throw CorruptEntry{e.what()};
+  }
+  if (!files.contains(name) || files.at(name) != sha256(bytes))
+    throw CorruptEntry{std::string(name) + " does not match its recorded SHA-256"};
+  return bytes;
+}
+
+} // namespace
+
+KernelCache::KernelCache(fs::path root) : Root(std::move(root)) {}
+
+fs::path KernelCache::defaultRoot() {
+  if (const char *xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg)
+    return fs::path(xdg) / "convgen";
+  if (const char *home = std::getenv("HOME"); home && *home)
+    return fs::path(home) / ".cache" / "convgen";
+  return ".convgen-cache";
+}
+
+fs::path KernelCache::entryPath(const std::string &key) const {
+  return Root / "v1" / key.substr(0, 2) / key;
+}
+
+fs::path KernelCache::scratchPath(const std::string &what) const {
+  static std::atomic<uint64_t> counter{std::random_device{}()};
+  return Root / "v1" / "tmp" /
+         (what + "." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1)));
+}
+
+std::optional<CompiledLayer> KernelCache::find(const std::string &key, std::string &problem) const {
+  problem.clear();
+  const fs::path directory = entryPath(key);
+  std::error_code ec;
+  if (!fs::is_directory(directory, ec))
+    return std::nullopt;
+  try {
+    json entry;
+    try {
+      entry = json::parse(readWholeFile(directory / EntryFile));
+    } catch (const std::exception &e) {
+      throw CorruptEntry{std::string(EntryFile) + ": " + e.what()};
+    }
+    if (entry.value("format", "") != EntryFormat || entry.value("key", "") != key)
+      throw CorruptEntry{std::string(EntryFile) + " is not the entry of this key"};
+    const json &files = entry.at("files");
+    CompiledLayer compiled;
+    compiled.ptx = readChecked(directory, PtxFile, files);
+    std::string indices = readChecked(directory, IndicesFile, files);
+    if (indices.size() % 8)
+      throw CorruptEntry{std::string(IndicesFile) + " is not a whole number of int64"};
+    compiled.arrayIndices.resize(indices.size() / 8);
+    std::memcpy(compiled.arrayIndices.data(), indices.data(), indices.size());
+    try {
+      compiled.info = infoFrom(entry.at("info"));
+    } catch (const json::exception &e) {
+      throw CorruptEntry{std::string(EntryFile) + ": " + e.what()};
+    }
+    if (compiled.info.ptxBytes != compiled.ptx.size())
+      throw CorruptEntry{"the PTX is not the size the entry records"};
+    return compiled;
+  } catch (const CorruptEntry &corrupt) {
+    problem = "cache entry " + key.substr(0, 16) + " is corrupt (" + corrupt.why +
+              "): removed, regenerating";
+    // Moved aside first, so no other process reads it half-deleted.
+    fs::path aside = scratchPath("corrupt." + key);
+    fs::create_directories(aside.parent_path(), ec);
+    if (!ec && ::rename(directory.c_str(), aside.c_str()) == 0)
+      fs::remove_all(aside, ec);
+    return std::nullopt;
+  }
+}
+
+void KernelCache::store(const std::string &key, const CompiledLayer &compiled) const {
+  const fs::path directory = entryPath(key);
+  const fs::path scratch = scratchPath(key);
+  std::error_code ec;
+  try {
+    std::string indices = indicesBytes(compiled.arrayIndices);
+    writeFileAtomically(scratch / PtxFile, compiled.ptx);
+    writeFileAtomically(scratch / IndicesFile, indices);
+    json entry = {{"format", EntryFormat},
+                  {"key", key},
+                  {"files", {{PtxFile, sha256(compiled.ptx)}, {IndicesFile, sha256(indices)}}},
+                  {"info", infoJson(compiled.info)}};
+    writeFileAtomically(scratch / EntryFile, entry.dump(1) + "\n");
+    fs::create_directories(directory.parent_path(), ec);
+    if (ec)
+      throw SystemError("create directory", directory.parent_path().string(), ec.value());
+    if (::rename(scratch.c_str(), directory.c_str()) != 0) {
+      const int error = errno;
+      fs::remove_all(scratch, ec);
+      // Another process stored the same key first: its entry is as good.
+      if (error == EEXIST || error == ENOTEMPTY)
+        return;
+      throw SystemError("rename into the cache as " + directory.string(), scratch.string(), error);
+    }
+  } catch (...) {
+    fs::remove_all(scratch, ec);
+    throw;
+  }
+}
+
+} // namespace convgen

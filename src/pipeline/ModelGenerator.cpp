@@ -1,0 +1,302 @@
+#include "pipeline/ModelGenerator.h"
+
+#include "cache/CacheKey.h"
+#include "cache/KernelCache.h"
+#include "codegen/KernelSplit.h"
+#include "codegen/OperatorTemplate.h"
+#include "codegen/Ptxas.h"
+#include "support/AtomicFile.h"
+#include "support/Error.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <fstream>
+#include <llvm/ADT/StringExtras.h>
+#include <llvm/Support/SHA256.h>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <unistd.h>
+
+namespace convgen {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+const char *cacheOutcomeName(CacheOutcome outcome) {
+  switch (outcome) {
+  case CacheOutcome::Hit:
+    return "hit";
+  case CacheOutcome::Miss:
+    return "miss";
+  case CacheOutcome::Corrupt:
+    return "corrupt";
+  case CacheOutcome::Off:
+    return "off";
+  }
+  return "?";
+}
+
+namespace {
+
+double secondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+/// MemAvailable from /proc/meminfo, else half the physical memory.
+uint64_t availableMemoryBytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string name;
+  uint64_t kib = 0;
+  std::string unit;
+  while (meminfo >> name >> kib >> unit)
+    if (name == "MemAvailable:")
+      return kib * 1024;
+  return uint64_t(::sysconf(_SC_PHYS_PAGES)) * uint64_t(::sysconf(_SC_PAGESIZE)) / 2;
+}
+
+/// The multiply-adds the layer's sparse code will hold: a proxy for its
+/// generation time, used for the order of work and the ETA.
+int64_t estimatedWork(const ConvLayer &layer, const GenerateOptions &options) {
+  Tiling tiling = chooseTiling(layer.geometry);
+  KernelPlan plan = planKernels(layer.geometry, tiling, layer.weights,
+                                {options.maxMultiplyAdds, options.maxTemplateMultiplyAdds,
+                                 options.maxKernelsPerLayer});
+  if (!plan.denseReason.empty())
+    return 1000; // the dense fallback keeps its loops: quick to generate
+  int64_t work = 0;
+  for (int64_t multiplyAdds : plan.multiplyAdds)
+    work += multiplyAdds;
+  return std::max<int64_t>(work, 1000);
+}
+
+/// Runs one layer that missed the cache (or has no cache).
+struct Job {
+  size_t index;
+  std::string key;
+  uint64_t memory;
+  int64_t work;
+};
+
+std::string fileSha256(const fs::path &path) {
+  return llvm::toHex(llvm::SHA256::hash(llvm::arrayRefFromStringRef(readWholeFile(path))),
+                     /*LowerCase=*/true);
+}
+
+void writeModelManifest(const std::vector<LayerOutcome> &outcomes,
+                        const ModelGenerateOptions &options, const std::vector<std::string> &keys) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    const fs::path &manifest = outcomes[i].info.manifestPath;
+    layers.push_back({{"name", outcomes[i].info.name},
+                      {"manifest", fs::relative(manifest, options.modelManifest.parent_path()).string()},
+                      {"manifest_sha256", fileSha256(manifest)},
+                      {"cache_key", keys[i]}});
+  }
+  nlohmann::json model = {{"format", "convgen-model-manifest/1"},
+                          {"weights", options.weightsFile},
+                          {"arch", options.generate.arch.name},
+                          {"layers", layers}};
+  writeFileIfChanged(options.modelManifest, model.dump(2) + "\n");
+}
+
+} // namespace
+
+uint64_t estimateGenerationBytes(const ConvLayer &layer, const GenerateOptions &options) {
+  const int64_t work = estimatedWork(layer, options);
+  const int64_t templateWork =
+      std::min<int64_t>(int64_t(layer.weights.size()) * chooseTiling(layer.geometry).outputsPerThread,
+                        options.maxTemplateMultiplyAdds);
+  return (uint64_t(200) << 20) + uint64_t(work) * 8192 + uint64_t(templateWork) * 1300;
+}
+
+std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
+                                        const ModelGenerateOptions &options,
+                                        const ModelProgress &progress) {
+  const GenerateOptions &generateOptions = options.generate;
+  const std::string &templateId = directConvTemplate().id;
+  std::optional<Ptxas> ptxas = generateOptions.runPtxas ? findPtxas() : std::nullopt;
+  const std::string ptxasVersion = ptxas ? ptxas->version : "none";
+  std::optional<KernelCache> cache;
+  if (options.cacheDir)
+    cache.emplace(*options.cacheDir);
+  // --emit extras come from the IR, which the cache does not keep.
+  const bool readCache = cache && generateOptions.emit.empty();
+
+  std::vector<LayerOutcome> outcomes(layers.size());
+  std::vector<std::string> keys(layers.size());
+  std::vector<Job> jobs;
+  size_t done = 0;
+
+  // 1. Keys and hits, here: a hit reads the entry, gathers this round's
+  //    values and compares the files, which costs little.
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const ConvLayer &layer = layers[i];
+    LayerOutcome &outcome = outcomes[i];
+    outcome.layer = &layer;
+    outcome.info.name = layer.name;
+    auto start = Clock::now();
+    if (cache)
+      keys[i] = layerCacheKey(layer, generateOptions, templateId, ptxasVersion);
+    outcome.cache = cache ? CacheOutcome::Miss : CacheOutcome::Off;
+    if (readCache) {
+      std::string problem;
+      std::optional<CompiledLayer> entry = cache->find(keys[i], problem);
+      if (!problem.empty()) {
+        outcome.cache = CacheOutcome::Corrupt;
+        outcome.note = problem;
+      }
+      if (entry) {
+        try {
+          entry->arrayValues = gatherPackedValues(layer.weights, entry->arrayIndices,
+                                                  entry->info.mode == "dense", layer.name);
+          if (progress.started)
+            progress.started(layer);
+          outcome.written = writeLayerFiles(layer, *entry, generateOptions, templateId);
+          outcome.info = std::move(entry->info);
+          outcome.cache = CacheOutcome::Hit;
+          outcome.seconds = secondsSince(start);
+          outcome.info.seconds = outcome.seconds;
+          if (progress.finished)
+            progress.finished(outcome, ++done, layers.size(), 0);
+          continue;
+        } catch (const Error &e) {
+          // An entry that does not fit this layer is as bad as a corrupt one.
+          outcome.cache = CacheOutcome::Corrupt;
+          outcome.note = std::string("cache entry unusable (") + e.what() + "): regenerating";
+        }
+      }
+    }
+    jobs.push_back({i, keys[i], estimateGenerationBytes(layer, generateOptions),
+                    estimatedWork(layer, generateOptions)});
+  }
+
+  // 2. The misses, biggest first, on worker threads within the memory
+  //    budget. Progress is reported from this thread.
+  std::stable_sort(jobs.begin(), jobs.end(), [](const Job &a, const Job &b) { return a.work > b.work; });
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const unsigned workers = unsigned(
+      std::min<size_t>(jobs.size(), options.jobs ? options.jobs : cores));
+  const uint64_t budget =
+      options.memoryBudgetBytes ? options.memoryBudgetBytes : availableMemoryBytes() / 4 * 3;
+  int64_t workLeft = 0, workDone = 0;
+  for (const Job &job : jobs)
+    workLeft += job.work;
+
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::vector<bool> taken(jobs.size(), false);
+  uint64_t memoryInUse = 0;
+  size_t running = 0;
+  std::deque<std::pair<bool, size_t>> events; // (finished?, layer index)
+
+  auto worker = [&] {
+    std::unique_ptr<KernelGenerator> generator;
+    while (true) {
+      size_t pick = jobs.size();
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        // The biggest job that fits; when nothing runs, the biggest left,
+        // whatever its size.
+        changed.wait(lock, [&] {
+          bool anyLeft = false;
+          for (size_t j = 0; j < jobs.size(); ++j) {
+            if (taken[j])
+              continue;
+            anyLeft = true;
+            if (running == 0 || memoryInUse + jobs[j].memory <= budget) {
+              pick = j;
+              return true;
+            }
+          }
+          return !anyLeft;
+        });
+        if (pick == jobs.size())
+          return;
+        taken[pick] = true;
+        memoryInUse += jobs[pick].memory;
+        ++running;
+        events.emplace_back(false, jobs[pick].index);
+      }
+      changed.notify_all();
+      const Job &job = jobs[pick];
+      const ConvLayer &layer = layers[job.index];
+      LayerOutcome &outcome = outcomes[job.index];
+      auto start = Clock::now();
+      try {
+        if (!generator)
+          generator = std::make_unique<KernelGenerator>(generateOptions);
+        CompiledLayer compiled = generator->compile(layer);
+        if (cache) {
+          try {
+            cache->store(job.key, compiled);
+          } catch (const Error &e) {
+            outcome.note = std::string("not cached: ") + e.what();
+          }
+        }
+        outcome.written = writeLayerFiles(layer, compiled, generateOptions, templateId);
+        outcome.info = std::move(compiled.info);
+      } catch (const Error &e) {
+        outcome.error = e.what();
+        outcome.exitCode = e.exitCode();
+      } catch (const std::bad_alloc &) {
+        outcome.error = "layer '" + layer.name + "': out of memory";
+        outcome.exitCode = ExitBadInput;
+      } catch (const std::exception &e) {
+        outcome.error = "layer '" + layer.name + "': internal error: " + e.what();
+        outcome.exitCode = 3;
+      }
+      outcome.seconds = secondsSince(start);
+      outcome.info.seconds = outcome.seconds;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        memoryInUse -= job.memory;
+        --running;
+        events.emplace_back(true, job.index);
+      }
+      changed.notify_all();
+    }
+  };
+
+  std::vector<std::thread> threads;
+  for (unsigned w = 0; w < workers; ++w)
+    threads.emplace_back(worker);
+  auto phaseStart = Clock::now();
+  size_t finished = 0;
+  std::vector<int64_t> workOf(layers.size(), 0);
+  for (const Job &job : jobs)
+    workOf[job.index] = job.work;
+  while (finished < jobs.size()) {
+    std::pair<bool, size_t> event;
+    {
+      std::unique_lock<std::mutex> lock(mutex);
+      changed.wait(lock, [&] { return !events.empty(); });
+      event = events.front();
+      events.pop_front();
+    }
+    const auto [isFinished, index] = event;
+    if (!isFinished) {
+      if (progress.started)
+        progress.started(layers[index]);
+      continue;
+    }
+    ++finished;
+    workDone += workOf[index];
+    const double elapsed = secondsSince(phaseStart);
+    const double eta = workDone > 0 ? elapsed * double(workLeft - workDone) / double(workDone) : 0;
+    if (progress.finished)
+      progress.finished(outcomes[index], ++done, layers.size(), eta);
+  }
+  for (std::thread &thread : threads)
+    thread.join();
+
+  const bool allSucceeded = std::all_of(outcomes.begin(), outcomes.end(),
+                                        [](const LayerOutcome &o) { return o.error.empty(); });
+  if (allSucceeded && !options.modelManifest.empty())
+    writeModelManifest(outcomes, options, keys);
+  return outcomes;
+}
+
+} // namespace convgen

@@ -1,0 +1,174 @@
+// The cache key and the cache's entries: what changes the key and what does
+// not, entries that round-trip, and corrupt entries that are detected,
+// removed and never used.
+#include "cache/CacheKey.h"
+#include "cache/KernelCache.h"
+#include "support/ConvCases.h"
+#include "support/TestFiles.h"
+
+#include <fstream>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+using namespace convgen;
+using namespace convgen::test;
+using ::testing::HasSubstr;
+
+namespace {
+
+std::string keyOf(const ConvLayer &layer, const GenerateOptions &options = {}) {
+  return layerCacheKey(layer, options, "conv2d_direct@0123", "13.0");
+}
+
+CompiledLayer someCompiledLayer() {
+  CompiledLayer compiled;
+  compiled.info.name = "conv";
+  compiled.info.mode = "sparse";
+  compiled.info.weightPath = "constant";
+  compiled.info.tiling = {4, 4, 128};
+  compiled.info.kernels.push_back({"convgen_conv", {0, 2}, 40, "convgen_weights", 0, 3});
+  compiled.info.nonzeros = 3;
+  compiled.info.multiplyAdds = 40;
+  compiled.ptx = ".version 8.0\n.visible .entry convgen_conv()\n{\n}\n";
+  compiled.info.ptxBytes = compiled.ptx.size();
+  PtxasReport ptxas;
+  ptxas.version = "13.0";
+  ptxas.registers = 40;
+  ptxas.kernels["convgen_conv"].registers = 40;
+  compiled.info.ptxas = ptxas;
+  compiled.arrayIndices = {7, 2, 11};
+  return compiled;
+}
+
+TEST(CacheKey, CoversTheMaskNotTheValues) {
+  ConvLayer layer = smallPrunedLayer("conv", 0.8, 1);
+  const std::string key = keyOf(layer);
+  EXPECT_EQ(key.size(), 64u);
+  EXPECT_EQ(keyOf(layer), key) << "stable";
+
+  std::mt19937_64 random(2);
+  ConvLayer revaluedLayer = layer;
+  revaluedLayer.weights = revalued(layer.weights, random);
+  EXPECT_EQ(keyOf(revaluedLayer), key) << "same mask, new values: same code";
+
+  ConvLayer repruned = layer;
+  *std::find_if(repruned.weights.begin(), repruned.weights.end(), [](float w) { return w != 0; }) = 0;
+  EXPECT_NE(keyOf(repruned), key);
+}
+
+TEST(CacheKey, CoversWhatTheCodeDependsOn) {
+  ConvLayer layer = smallPrunedLayer("conv", 0.8, 1);
+  const std::string key = keyOf(layer);
+  ConvLayer renamed = layer;
+  renamed.name = "conv2"; // kernel symbols carry the name
+  EXPECT_NE(keyOf(renamed), key);
+  ConvLayer strided = layer;
+  strided.geometry.stride = {2, 2};
+  EXPECT_NE(keyOf(strided), key);
+  ConvLayer noActivation = layer;
+  noActivation.geometry.activation = Activation::None;
+  EXPECT_NE(keyOf(noActivation), key);
+
+  GenerateOptions sm90;
+  sm90.arch = parseArch("sm_90");
+  EXPECT_NE(keyOf(layer, sm90), key);
+  GenerateOptions smallBudget;
+  smallBudget.maxMultiplyAdds = 100;
+  EXPECT_NE(keyOf(layer, smallBudget), key);
+  GenerateOptions global;
+  global.constantBankLimitBytes = 0;
+  EXPECT_NE(keyOf(layer, global), key);
+  EXPECT_NE(layerCacheKey(layer, {}, "conv2d_direct@4567", "13.0"), key) << "template";
+  EXPECT_NE(layerCacheKey(layer, {}, "conv2d_direct@0123", "12.4"), key) << "ptxas";
+}
+
+TEST(CacheKey, BakedValuesAreInTheKey) {
+  ConvLayer layer = smallPrunedLayer("conv", 0.8, 1);
+  GenerateOptions baked;
+  baked.bakeValues = true;
+  std::mt19937_64 random(2);
+  ConvLayer revaluedLayer = layer;
+  revaluedLayer.weights = revalued(layer.weights, random);
+  EXPECT_NE(keyOf(revaluedLayer, baked), keyOf(layer, baked));
+}
+
+class KernelCacheTest : public ::testing::Test {
+protected:
+  std::filesystem::path entryDirectory(const std::string &key) {
+    return Dir / "v1" / key.substr(0, 2) / key;
+  }
+  TempDir Dir;
+  const std::string Key = std::string(64, 'a');
+};
+
+TEST_F(KernelCacheTest, EntryRoundTrips) {
+  KernelCache cache(Dir.path());
+  std::string problem;
+  EXPECT_FALSE(cache.find(Key, problem));
+  EXPECT_EQ(problem, "");
+  CompiledLayer stored = someCompiledLayer();
+  cache.store(Key, stored);
+  std::optional<CompiledLayer> found = cache.find(Key, problem);
+  ASSERT_TRUE(found) << problem;
+  EXPECT_EQ(found->ptx, stored.ptx);
+  EXPECT_EQ(found->arrayIndices, stored.arrayIndices);
+  EXPECT_EQ(found->info.kernels.size(), 1u);
+  EXPECT_EQ(found->info.kernels[0].symbol, "convgen_conv");
+  EXPECT_EQ(found->info.kernels[0].channelBlocks, (ChannelBlockRange{0, 2}));
+  EXPECT_EQ(found->info.kernels[0].weightsCount, 3);
+  EXPECT_EQ(found->info.tiling.threadsPerBlock, 128);
+  ASSERT_TRUE(found->info.ptxas);
+  EXPECT_EQ(found->info.ptxas->kernels.at("convgen_conv").registers, 40);
+  // Nothing is left in the scratch area.
+  EXPECT_TRUE(std::filesystem::is_empty(Dir / "v1" / "tmp"));
+}
+
+TEST_F(KernelCacheTest, StoringAKeyTwiceKeepsOneEntry) {
+  KernelCache cache(Dir.path());
+  cache.store(Key, someCompiledLayer());
+  EXPECT_NO_THROW(cache.store(Key, someCompiledLayer())); // as a second process would
+  std::string problem;
+  EXPECT_TRUE(cache.find(Key, problem)) << problem;
+  EXPECT_TRUE(std::filesystem::is_empty(Dir / "v1" / "tmp"));
+}
+
+TEST_F(KernelCacheTest, CorruptEntriesAreRemovedNeverUsed) {
+  struct Damage {
+    const char *name;
+    void (*apply)(const std::filesystem::path &entry);
+    const char *why;
+  };
+  const Damage damages[] = {
+      {"a changed byte of the PTX",
+       [](const std::filesystem::path &entry) {
+         std::fstream f(entry / "layer.ptx", std::ios::in | std::ios::out | std::ios::binary);
+         f.seekp(3);
+         f.put('X');
+       },
+       "layer.ptx does not match its recorded SHA-256"},
+      {"truncated indices",
+       [](const std::filesystem::path &entry) { std::filesystem::resize_file(entry / "indices.bin", 5); },
+       "indices.bin does not match"},
+      {"a missing file",
+       [](const std::filesystem::path &entry) { std::filesystem::remove(entry / "layer.ptx"); },
+       "layer.ptx"},
+      {"entry.json cut short",
+       [](const std::filesystem::path &entry) { std::filesystem::resize_file(entry / "entry.json", 20); },
+       "entry.json"},
+  };
+  KernelCache cache(Dir.path());
+  for (const Damage &damage : damages) {
+    SCOPED_TRACE(damage.name);
+    cache.store(Key, someCompiledLayer());
+    damage.apply(entryDirectory(Key));
+    std::string problem;
+    EXPECT_FALSE(cache.find(Key, problem));
+    EXPECT_THAT(problem, HasSubstr("is corrupt"));
+    EXPECT_THAT(problem, HasSubstr(damage.why));
+    EXPECT_FALSE(std::filesystem::exists(entryDirectory(Key))) << "removed";
+    EXPECT_FALSE(cache.find(Key, problem)) << "now a plain miss";
+    EXPECT_EQ(problem, "");
+  }
+}
+
+} // namespace
