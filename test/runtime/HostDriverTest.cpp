@@ -4,7 +4,9 @@
 // leaks, and that destructors survive a driver that has shut down. The last
 // test is the double's own negative control: a launch that disagrees with
 // the generator must be caught. These skip outside ctest's hostcuda.* run.
+#include "pipeline/ModelGenerator.h"
 #include "runtime/LayerRuntime.h"
+#include "runtime/ModelRuntime.h"
 #include "runtime/convgen.h"
 #include "support/ConvCases.h"
 #include "support/DeviceLayers.h"
@@ -184,6 +186,46 @@ TEST_F(HostDriverTest, CApiRunsAndReloadsALayer) {
   EXPECT_EQ(convgen_layer_launch(loaded, 0, 0, 0, 0), 2);
   EXPECT_THAT(convgen_last_error(), HasSubstr("batch"));
   convgen_layer_free(loaded);
+}
+
+TEST_F(HostDriverTest, ModelReloadTouchesOnlyTheLayersThatChanged) {
+  std::vector<ConvLayer> layers = {layer("a", 0.8, 20), layer("b", 0.8, 21), layer("c", 0.8, 22)};
+  ModelGenerateOptions options;
+  options.generate.outputDir = Dir.path();
+  options.generate.runPtxas = false;
+  options.cacheDir = Dir / "cache";
+  options.modelManifest = Dir / "convgen-model.json";
+  auto generateRound = [&] {
+    // DeviceLayers registers each layer's PTX with the host driver; the
+    // model generator then writes the same files and the model manifest.
+    KernelGenerator generator(options.generate);
+    for (const ConvLayer &convLayer : layers)
+      Layers.generate(generator, convLayer);
+    for (const LayerOutcome &outcome : generateModel(layers, options))
+      ASSERT_EQ(outcome.error, "");
+  };
+  generateRound();
+  ModelRuntime model(*Context, options.modelManifest);
+  EXPECT_EQ(model.layerNames(), (std::vector<std::string>{"a", "b", "c"}));
+
+  // Next round: b's values change, c is pruned further, a stays.
+  std::mt19937_64 random(23);
+  layers[1].weights = revalued(layers[1].weights, random);
+  layers[2] = layer("c", 0.9, 24);
+  generateRound();
+  ConvgenHostCudaCounters before = hostDriverCounters();
+  ModelRuntime::ReloadReport report = model.reload();
+  EXPECT_EQ(hostDriverCounters().modulesLoaded, before.modulesLoaded + 1);
+  EXPECT_EQ(report.unchanged, std::vector<std::string>{"a"});
+  EXPECT_EQ(report.valuesOnly, std::vector<std::string>{"b"});
+  EXPECT_EQ(report.newModule, std::vector<std::string>{"c"});
+  for (const ConvLayer &convLayer : layers)
+    runAndCompare(model.layer(convLayer.name), convLayer);
+
+  // An unchanged round reloads nothing.
+  report = model.reload();
+  EXPECT_EQ(report.unchanged.size(), 3u);
+  EXPECT_THROW(model.layer("d"), InputError);
 }
 
 TEST_F(HostDriverTest, LaunchThatDisagreesWithTheGeneratorIsCaught) {
