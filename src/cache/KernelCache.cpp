@@ -5,10 +5,11 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <llvm/ADT/StringExtras.h>
-#include <llvm/Support/SHA256.h>
+#include <llvm/Support/BLAKE3.h>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <unistd.h>
@@ -20,14 +21,11 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char *EntryFormat = "convgen-cache-entry/1";
+constexpr const char *EntryFormat = "convgen-cache-entry/2";
 constexpr const char *PtxFile = "layer.ptx";
 constexpr const char *IndicesFile = "indices.bin";
 constexpr const char *EntryFile = "entry.json";
 
-std::string sha256(std::string_view bytes) {
-  return llvm::toHex(llvm::SHA256::hash(llvm::arrayRefFromStringRef(bytes)), /*LowerCase=*/true);
-}
 
 /// Thrown inside find() for anything wrong with an entry.
 struct CorruptEntry {
@@ -142,8 +140,8 @@ std::string readChecked(const fs::path &directory, const char *name, const json 
   } catch (const Error &e) {
     throw CorruptEntry{e.what()};
   }
-  if (!files.contains(name) || files.at(name) != sha256(bytes))
-    throw CorruptEntry{std::string(name) + " does not match its recorded SHA-256"};
+  if (!files.contains(name) || files.at(name) != KernelCache::digest(bytes))
+    throw CorruptEntry{std::string(name) + " does not match its recorded digest"};
   return bytes;
 }
 
@@ -169,7 +167,25 @@ fs::path KernelCache::scratchPath(const std::string &what) const {
          (what + "." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1)));
 }
 
-std::optional<CompiledLayer> KernelCache::find(const std::string &key, std::string &problem) const {
+std::string KernelCache::digest(std::string_view bytes) {
+  return llvm::toHex(llvm::BLAKE3::hash(llvm::arrayRefFromStringRef(bytes)), /*LowerCase=*/true);
+}
+
+void KernelCache::discard(const std::string &key) const {
+  // Moved aside first, so no other process reads it half-deleted.
+  std::error_code ec;
+  fs::path aside = scratchPath("corrupt." + key);
+  fs::create_directories(aside.parent_path(), ec);
+  if (!ec && ::rename(entryPath(key).c_str(), aside.c_str()) == 0)
+    fs::remove_all(aside, ec);
+}
+
+static std::string corruptProblem(const std::string &key, const std::string &why) {
+  return "cache entry " + key.substr(0, 16) + " is corrupt (" + why + "): removed, regenerating";
+}
+
+std::optional<KernelCache::Entry> KernelCache::find(const std::string &key,
+                                                    std::string &problem) const {
   problem.clear();
   const fs::path directory = entryPath(key);
   std::error_code ec;
@@ -185,30 +201,49 @@ std::optional<CompiledLayer> KernelCache::find(const std::string &key, std::stri
     if (entry.value("format", "") != EntryFormat || entry.value("key", "") != key)
       throw CorruptEntry{std::string(EntryFile) + " is not the entry of this key"};
     const json &files = entry.at("files");
-    CompiledLayer compiled;
-    compiled.ptx = readChecked(directory, PtxFile, files);
+    Entry found;
+    found.key = key;
     std::string indices = readChecked(directory, IndicesFile, files);
     if (indices.size() % 8)
       throw CorruptEntry{std::string(IndicesFile) + " is not a whole number of int64"};
-    compiled.arrayIndices.resize(indices.size() / 8);
-    std::memcpy(compiled.arrayIndices.data(), indices.data(), indices.size());
+    found.layer.arrayIndices.resize(indices.size() / 8);
+    std::memcpy(found.layer.arrayIndices.data(), indices.data(), indices.size());
     try {
-      compiled.info = infoFrom(entry.at("info"));
+      found.layer.info = infoFrom(entry.at("info"));
+      found.ptxDigest = files.at(PtxFile).get<std::string>();
     } catch (const json::exception &e) {
       throw CorruptEntry{std::string(EntryFile) + ": " + e.what()};
     }
-    if (compiled.info.ptxBytes != compiled.ptx.size())
-      throw CorruptEntry{"the PTX is not the size the entry records"};
-    return compiled;
+    std::error_code sizeError;
+    if (fs::file_size(directory / PtxFile, sizeError) != found.layer.info.ptxBytes || sizeError)
+      throw CorruptEntry{std::string(PtxFile) + " is missing or not the size the entry records"};
+    return found;
   } catch (const CorruptEntry &corrupt) {
-    problem = "cache entry " + key.substr(0, 16) + " is corrupt (" + corrupt.why +
-              "): removed, regenerating";
-    // Moved aside first, so no other process reads it half-deleted.
-    fs::path aside = scratchPath("corrupt." + key);
-    fs::create_directories(aside.parent_path(), ec);
-    if (!ec && ::rename(directory.c_str(), aside.c_str()) == 0)
-      fs::remove_all(aside, ec);
+    problem = corruptProblem(key, corrupt.why);
+    discard(key);
     return std::nullopt;
+  }
+}
+
+bool KernelCache::loadPtx(Entry &entry, std::string &problem) const {
+  problem.clear();
+  try {
+    entry.layer.ptx = readChecked(entryPath(entry.key), PtxFile, {{PtxFile, entry.ptxDigest}});
+    return true;
+  } catch (const CorruptEntry &corrupt) {
+    problem = corruptProblem(entry.key, corrupt.why);
+    discard(entry.key);
+    return false;
+  }
+}
+
+void KernelCache::removeStaleScratch(double ageSeconds) const {
+  std::error_code ec;
+  const auto now = fs::file_time_type::clock::now();
+  for (const auto &entry : fs::directory_iterator(Root / "v1" / "tmp", ec)) {
+    auto written = fs::last_write_time(entry.path(), ec);
+    if (!ec && std::chrono::duration<double>(now - written).count() > ageSeconds)
+      fs::remove_all(entry.path(), ec);
   }
 }
 
@@ -222,7 +257,7 @@ void KernelCache::store(const std::string &key, const CompiledLayer &compiled) c
     writeFileAtomically(scratch / IndicesFile, indices);
     json entry = {{"format", EntryFormat},
                   {"key", key},
-                  {"files", {{PtxFile, sha256(compiled.ptx)}, {IndicesFile, sha256(indices)}}},
+                  {"files", {{PtxFile, digest(compiled.ptx)}, {IndicesFile, digest(indices)}}},
                   {"info", infoJson(compiled.info)}};
     writeFileAtomically(scratch / EntryFile, entry.dump(1) + "\n");
     fs::create_directories(directory.parent_path(), ec);

@@ -4,12 +4,16 @@
 // values are gathered from its weights at the cached indices.
 //
 // Layout: ROOT/v1/<2 hex>/<key>/ holds layer.ptx, indices.bin and
-// entry.json, which records every other file's SHA-256. An entry is written
-// into ROOT/v1/tmp/ and renamed into place whole, so readers see all of it
-// or nothing, and two processes storing one key at once both succeed (the
-// second rename fails on the existing entry, and its copy is dropped). A
-// corrupt entry (unreadable, a hash that does not match) is moved aside and
-// deleted, and reported as a miss: it is never used.
+// entry.json, which records every other file's BLAKE3 digest. An entry is
+// written into ROOT/v1/tmp/ and renamed into place whole, so readers see all
+// of it or nothing, and two processes storing one key at once both succeed
+// (the second rename fails on the existing entry, and its copy is dropped).
+// A corrupt entry (unreadable, a digest that does not match) is moved aside
+// and deleted, and reported as a miss: it is never used.
+//
+// The PTX is read only when needed: where the output directory already
+// holds a PTX with the entry's digest (an unchanged or values-only round),
+// the entry's copy is not read at all.
 #pragma once
 
 #include "codegen/LayerGenerator.h"
@@ -28,20 +32,39 @@ public:
   /// ./.convgen-cache.
   static std::filesystem::path defaultRoot();
 
-  /// The entry of \p key: its info (no times, no manifest path), PTX and
-  /// packed indices, without values. nullopt on a miss; when the entry was
-  /// there but corrupt, \p problem says why (and the entry is gone).
-  std::optional<CompiledLayer> find(const std::string &key, std::string &problem) const;
+  /// An entry found: its layer (info without times or manifest path, and
+  /// the packed indices; no values, and no PTX until loadPtx), and the
+  /// digest of its PTX.
+  struct Entry {
+    std::string key;
+    CompiledLayer layer;
+    std::string ptxDigest;
+  };
+
+  /// The entry of \p key. nullopt on a miss; when the entry was there but
+  /// corrupt, \p problem says why (and the entry is gone).
+  std::optional<Entry> find(const std::string &key, std::string &problem) const;
+  /// Reads \p entry's PTX into entry.layer.ptx, checking its digest. False
+  /// if it is corrupt (\p problem says why; the entry is gone).
+  bool loadPtx(Entry &entry, std::string &problem) const;
+
+  /// The BLAKE3 digest (64 hex digits) of \p bytes, as entries record them.
+  static std::string digest(std::string_view bytes);
 
   /// Stores \p compiled under \p key. Throws SystemError if the cache
   /// cannot be written.
   void store(const std::string &key, const CompiledLayer &compiled) const;
+
+  /// Removes scratch directories older than \p ageSeconds: what runs that
+  /// were killed mid-store left behind. A live run's scratch is younger.
+  void removeStaleScratch(double ageSeconds = 24 * 3600) const;
 
   const std::filesystem::path &root() const { return Root; }
 
 private:
   std::filesystem::path entryPath(const std::string &key) const;
   std::filesystem::path scratchPath(const std::string &what) const;
+  void discard(const std::string &key) const;
   std::filesystem::path Root;
 };
 

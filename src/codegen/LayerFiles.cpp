@@ -150,13 +150,18 @@ std::vector<float> gatherPackedValues(const std::vector<float> &weights,
   return values;
 }
 
+fs::path layerFilePath(const GenerateOptions &options, const std::string &layer,
+                       const std::string &suffix) {
+  return options.outputDir / (outputStemFor(layer) + suffix);
+}
+
 LayerFilesWritten writeLayerFiles(const ConvLayer &layer, CompiledLayer &compiled,
-                                  const GenerateOptions &options, const std::string &templateId) {
+                                  const GenerateOptions &options, const std::string &templateId,
+                                  bool ptxUpToDate) {
   GeneratedLayer &info = compiled.info;
-  const fs::path base = options.outputDir / outputStemFor(layer.name);
-  auto path = [&base](const std::string &suffix) { return fs::path(base.string() + suffix); };
+  auto path = [&](const std::string &suffix) { return layerFilePath(options, layer.name, suffix); };
   LayerFilesWritten written;
-  written.ptx = writeFileIfChanged(path(".ptx"), compiled.ptx);
+  written.ptx = !ptxUpToDate && writeFileIfChanged(path(".ptx"), compiled.ptx);
   written.weights = writeFileIfChanged(path(".weights.bin"), weightsFile(compiled.arrayValues, layer.bias));
   if (options.emit.count("ll")) {
     // A split layer's kernels were specialised as separate modules: one file each.

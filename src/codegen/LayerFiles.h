@@ -20,9 +20,15 @@ struct LayerFilesWritten {
 };
 
 /// Writes \p compiled's files for \p layer into options.outputDir and sets
-/// compiled.info.manifestPath.
+/// compiled.info.manifestPath. With \p ptxUpToDate the caller has checked
+/// that NAME.ptx already holds the PTX, and compiled.ptx may be empty.
 LayerFilesWritten writeLayerFiles(const ConvLayer &layer, CompiledLayer &compiled,
-                                  const GenerateOptions &options, const std::string &templateId);
+                                  const GenerateOptions &options, const std::string &templateId,
+                                  bool ptxUpToDate = false);
+
+/// Where writeLayerFiles puts \p layer's file with \p suffix (".ptx").
+std::filesystem::path layerFilePath(const GenerateOptions &options, const std::string &layer,
+                                    const std::string &suffix);
 
 /// The packed array of a new round from the indices of an earlier one with
 /// the same mask: values[i] = weights[indices[i]]. Throws CheckFailure if an

@@ -120,8 +120,10 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
   std::optional<Ptxas> ptxas = generateOptions.runPtxas ? findPtxas() : std::nullopt;
   const std::string ptxasVersion = ptxas ? ptxas->version : "none";
   std::optional<KernelCache> cache;
-  if (options.cacheDir)
+  if (options.cacheDir) {
     cache.emplace(*options.cacheDir);
+    cache->removeStaleScratch();
+  }
   // --emit extras come from the IR, which the cache does not keep.
   const bool readCache = cache && generateOptions.emit.empty();
 
@@ -143,19 +145,30 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
     outcome.cache = cache ? CacheOutcome::Miss : CacheOutcome::Off;
     if (readCache) {
       std::string problem;
-      std::optional<CompiledLayer> entry = cache->find(keys[i], problem);
+      std::optional<KernelCache::Entry> entry = cache->find(keys[i], problem);
+      // The entry's PTX is read only if the output does not hold it already.
+      bool ptxUpToDate = false;
+      if (entry) {
+        const fs::path ptxPath = layerFilePath(generateOptions, layer.name, ".ptx");
+        std::error_code ec;
+        ptxUpToDate = fs::file_size(ptxPath, ec) == entry->layer.info.ptxBytes && !ec &&
+                      KernelCache::digest(readWholeFile(ptxPath)) == entry->ptxDigest;
+        if (!ptxUpToDate && !cache->loadPtx(*entry, problem))
+          entry.reset();
+      }
       if (!problem.empty()) {
         outcome.cache = CacheOutcome::Corrupt;
         outcome.note = problem;
       }
       if (entry) {
+        CompiledLayer &cached = entry->layer;
         try {
-          entry->arrayValues = gatherPackedValues(layer.weights, entry->arrayIndices,
-                                                  entry->info.mode == "dense", layer.name);
+          cached.arrayValues = gatherPackedValues(layer.weights, cached.arrayIndices,
+                                                  cached.info.mode == "dense", layer.name);
           if (progress.started)
             progress.started(layer);
-          outcome.written = writeLayerFiles(layer, *entry, generateOptions, templateId);
-          outcome.info = std::move(entry->info);
+          outcome.written = writeLayerFiles(layer, cached, generateOptions, templateId, ptxUpToDate);
+          outcome.info = std::move(cached.info);
           outcome.cache = CacheOutcome::Hit;
           outcome.seconds = secondsSince(start);
           outcome.info.seconds = outcome.seconds;

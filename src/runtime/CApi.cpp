@@ -1,8 +1,9 @@
-// The C API (convgen.h) over LayerRuntime: exceptions become error codes
+// The C API (convgen.h) over LayerRuntime and ModelRuntime: exceptions become error codes
 // and a per-thread message; nothing escapes into C callers.
 #include "convgen.h"
 
 #include "runtime/LayerRuntime.h"
+#include "runtime/ModelRuntime.h"
 #include "support/Error.h"
 
 #include <memory>
@@ -12,6 +13,11 @@
 struct convgen_layer {
   std::unique_ptr<convgen::CudaContext> context;
   std::unique_ptr<convgen::LayerRuntime> runtime;
+};
+
+struct convgen_model {
+  std::unique_ptr<convgen::CudaContext> context;
+  std::unique_ptr<convgen::ModelRuntime> runtime;
 };
 
 namespace {
@@ -41,6 +47,31 @@ template <typename Body> int guarded(Body body) {
 void requireLayer(const convgen_layer *layer) {
   if (!layer || !layer->runtime)
     throw convgen::InputError({"", "", ""}, "no layer (pass the handle convgen_layer_load gave)");
+}
+
+void requireModel(const convgen_model *model) {
+  if (!model || !model->runtime)
+    throw convgen::InputError({"", "", ""}, "no model (pass the handle convgen_model_load gave)");
+}
+
+const convgen::LayerRuntime &modelLayer(const convgen_model *model, const char *name) {
+  requireModel(model);
+  if (!name)
+    throw convgen::InputError({"", "", ""}, "no layer name");
+  return model->runtime->layer(name);
+}
+
+void copyShape(const convgen::LayerManifest &m, int64_t input_chw[3], int64_t output_chw[3]) {
+  if (input_chw) {
+    input_chw[0] = m.inChannels;
+    input_chw[1] = m.inHeight;
+    input_chw[2] = m.inWidth;
+  }
+  if (output_chw) {
+    output_chw[0] = m.outChannels;
+    output_chw[1] = m.outHeight;
+    output_chw[2] = m.outWidth;
+  }
 }
 
 } // namespace
@@ -82,21 +113,51 @@ int convgen_layer_reload(convgen_layer *layer, int *values_only) {
 int convgen_layer_shape(const convgen_layer *layer, int64_t input_chw[3], int64_t output_chw[3]) {
   return guarded([&] {
     requireLayer(layer);
-    const convgen::LayerManifest &m = layer->runtime->manifest();
-    if (input_chw) {
-      input_chw[0] = m.inChannels;
-      input_chw[1] = m.inHeight;
-      input_chw[2] = m.inWidth;
-    }
-    if (output_chw) {
-      output_chw[0] = m.outChannels;
-      output_chw[1] = m.outHeight;
-      output_chw[2] = m.outWidth;
-    }
+    copyShape(layer->runtime->manifest(), input_chw, output_chw);
   });
 }
 
 void convgen_layer_free(convgen_layer *layer) { delete layer; }
+
+int convgen_model_load(const char *model_manifest_path, int device, convgen_model **model) {
+  return guarded([&] {
+    if (!model_manifest_path || !model)
+      throw convgen::InputError({"", "", ""}, "convgen_model_load needs a path and a handle");
+    *model = nullptr;
+    auto loaded = std::make_unique<convgen_model>();
+    loaded->context = std::make_unique<convgen::CudaContext>(device);
+    loaded->runtime = std::make_unique<convgen::ModelRuntime>(*loaded->context, model_manifest_path);
+    *model = loaded.release();
+  });
+}
+
+int convgen_model_launch(convgen_model *model, const char *name, uint64_t input, uint64_t output,
+                         int batch, uint64_t stream) {
+  return guarded([&] {
+    const convgen::LayerRuntime &layer = modelLayer(model, name);
+    model->context->makeCurrent();
+    layer.launch(input, output, batch,
+                 reinterpret_cast<convgen::cuda::CUstream>(static_cast<uintptr_t>(stream)));
+  });
+}
+
+int convgen_model_reload(convgen_model *model, int *layers_reloaded) {
+  return guarded([&] {
+    requireModel(model);
+    model->context->makeCurrent();
+    convgen::ModelRuntime::ReloadReport report = model->runtime->reload();
+    if (layers_reloaded)
+      *layers_reloaded = int(report.valuesOnly.size() + report.newModule.size() +
+                             report.added.size() + report.removed.size());
+  });
+}
+
+int convgen_model_shape(const convgen_model *model, const char *name, int64_t input_chw[3],
+                        int64_t output_chw[3]) {
+  return guarded([&] { copyShape(modelLayer(model, name).manifest(), input_chw, output_chw); });
+}
+
+void convgen_model_free(convgen_model *model) { delete model; }
 
 const char *convgen_last_error(void) { return LastError.c_str(); }
 

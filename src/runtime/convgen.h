@@ -46,6 +46,27 @@ CONVGEN_API int convgen_layer_shape(const convgen_layer *layer, int64_t input_ch
 
 CONVGEN_API void convgen_layer_free(convgen_layer *layer);
 
+/* A whole model: every layer of the model manifest `convgen --all` writes
+ * (convgen-model.json), run by layer name. */
+typedef struct convgen_model convgen_model;
+
+CONVGEN_API int convgen_model_load(const char *model_manifest_path, int device, convgen_model **model);
+
+/* Runs layer `name` of the model, as convgen_layer_launch runs a layer. */
+CONVGEN_API int convgen_model_launch(convgen_model *model, const char *name, uint64_t input,
+                                     uint64_t output, int batch, uint64_t stream);
+
+/* After `convgen --all` regenerated the model: reloads only the layers whose
+ * manifest changed (by values alone where the code is the same), loads new
+ * layers and drops missing ones. *layers_reloaded counts the layers touched. */
+CONVGEN_API int convgen_model_reload(convgen_model *model, int *layers_reloaded);
+
+/* Layer `name`'s input and output shapes per image: C, H, W. */
+CONVGEN_API int convgen_model_shape(const convgen_model *model, const char *name,
+                                    int64_t input_chw[3], int64_t output_chw[3]);
+
+CONVGEN_API void convgen_model_free(convgen_model *model);
+
 /* The last error of the calling thread, or "" if none. */
 CONVGEN_API const char *convgen_last_error(void);
 

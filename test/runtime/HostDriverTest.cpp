@@ -226,6 +226,27 @@ TEST_F(HostDriverTest, ModelReloadTouchesOnlyTheLayersThatChanged) {
   report = model.reload();
   EXPECT_EQ(report.unchanged.size(), 3u);
   EXPECT_THROW(model.layer("d"), InputError);
+
+  // The same through the C API.
+  convgen_model *loaded = nullptr;
+  ASSERT_EQ(convgen_model_load(options.modelManifest.c_str(), 0, &loaded), 0) << convgen_last_error();
+  int64_t inputShape[3], outputShape[3];
+  ASSERT_EQ(convgen_model_shape(loaded, "b", inputShape, outputShape), 0);
+  EXPECT_EQ(outputShape[0], layers[1].geometry.outChannels);
+  LayerLaunch launchB = [&loaded](cuda::CUdeviceptr input, cuda::CUdeviceptr output, int batch) {
+    ASSERT_EQ(convgen_model_launch(loaded, "b", input, output, batch, 0), 0) << convgen_last_error();
+  };
+  std::string firstBad;
+  EXPECT_EQ(runOnGpuAndCompare(*Context, launchB, layers[1], 2, 25, firstBad), 0) << firstBad;
+  layers[1].weights = revalued(layers[1].weights, random);
+  generateRound();
+  int reloaded = -1;
+  ASSERT_EQ(convgen_model_reload(loaded, &reloaded), 0) << convgen_last_error();
+  EXPECT_EQ(reloaded, 1);
+  EXPECT_EQ(runOnGpuAndCompare(*Context, launchB, layers[1], 2, 26, firstBad), 0) << firstBad;
+  EXPECT_EQ(convgen_model_launch(loaded, "nope", 0, 0, 1, 0), 2);
+  EXPECT_THAT(convgen_last_error(), HasSubstr("the model has no such layer"));
+  convgen_model_free(loaded);
 }
 
 TEST_F(HostDriverTest, LaunchThatDisagreesWithTheGeneratorIsCaught) {

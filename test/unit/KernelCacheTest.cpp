@@ -108,8 +108,12 @@ TEST_F(KernelCacheTest, EntryRoundTrips) {
   EXPECT_EQ(problem, "");
   CompiledLayer stored = someCompiledLayer();
   cache.store(Key, stored);
-  std::optional<CompiledLayer> found = cache.find(Key, problem);
-  ASSERT_TRUE(found) << problem;
+  std::optional<KernelCache::Entry> entry = cache.find(Key, problem);
+  ASSERT_TRUE(entry) << problem;
+  EXPECT_EQ(entry->ptxDigest, KernelCache::digest(stored.ptx));
+  EXPECT_EQ(entry->layer.ptx, "") << "read only when asked";
+  ASSERT_TRUE(cache.loadPtx(*entry, problem)) << problem;
+  const CompiledLayer *found = &entry->layer;
   EXPECT_EQ(found->ptx, stored.ptx);
   EXPECT_EQ(found->arrayIndices, stored.arrayIndices);
   EXPECT_EQ(found->info.kernels.size(), 1u);
@@ -132,6 +136,17 @@ TEST_F(KernelCacheTest, StoringAKeyTwiceKeepsOneEntry) {
   EXPECT_TRUE(std::filesystem::is_empty(Dir / "v1" / "tmp"));
 }
 
+TEST_F(KernelCacheTest, StaleScratchOfKilledRunsIsRemoved) {
+  KernelCache cache(Dir.path());
+  std::filesystem::create_directories(Dir / "v1" / "tmp" / "old.123.4");
+  std::filesystem::create_directories(Dir / "v1" / "tmp" / "live.123.5");
+  std::filesystem::last_write_time(Dir / "v1" / "tmp" / "old.123.4",
+                                   std::filesystem::file_time_type::clock::now() - std::chrono::hours(48));
+  cache.removeStaleScratch();
+  EXPECT_FALSE(std::filesystem::exists(Dir / "v1" / "tmp" / "old.123.4"));
+  EXPECT_TRUE(std::filesystem::exists(Dir / "v1" / "tmp" / "live.123.5"));
+}
+
 TEST_F(KernelCacheTest, CorruptEntriesAreRemovedNeverUsed) {
   struct Damage {
     const char *name;
@@ -145,7 +160,7 @@ TEST_F(KernelCacheTest, CorruptEntriesAreRemovedNeverUsed) {
          f.seekp(3);
          f.put('X');
        },
-       "layer.ptx does not match its recorded SHA-256"},
+       "layer.ptx does not match its recorded digest"},
       {"truncated indices",
        [](const std::filesystem::path &entry) { std::filesystem::resize_file(entry / "indices.bin", 5); },
        "indices.bin does not match"},
@@ -161,8 +176,11 @@ TEST_F(KernelCacheTest, CorruptEntriesAreRemovedNeverUsed) {
     SCOPED_TRACE(damage.name);
     cache.store(Key, someCompiledLayer());
     damage.apply(entryDirectory(Key));
+    // Found corrupt by find(), or by loadPtx() for damage inside the PTX.
     std::string problem;
-    EXPECT_FALSE(cache.find(Key, problem));
+    std::optional<KernelCache::Entry> entry = cache.find(Key, problem);
+    if (entry)
+      EXPECT_FALSE(cache.loadPtx(*entry, problem));
     EXPECT_THAT(problem, HasSubstr("is corrupt"));
     EXPECT_THAT(problem, HasSubstr(damage.why));
     EXPECT_FALSE(std::filesystem::exists(entryDirectory(Key))) << "removed";
