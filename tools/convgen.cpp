@@ -39,6 +39,7 @@ struct Options {
   int64_t maxMultiplyAdds = 65536;
   int64_t maxKernels = 4;
   unsigned jobs = 0;
+  double maxMemoryGiB = 0;
   std::string cacheDir;
   bool noCache = false;
   bool verbose = false;
@@ -121,9 +122,12 @@ void configure(CLI::App &app, Options &options) {
       ->check(CLI::IsMember(EmittableArtefacts));
   addGenerationOptions(app, options);
   app.add_option("-j,--jobs", options.jobs,
-                 "Layers generated at once (default: one per core), within 3/4 of the memory "
-                 "available")
+                 "Layers generated at once (default: one per core), within --max-memory")
       ->check(CLI::Range(1u, 1024u));
+  app.add_option("--max-memory", options.maxMemoryGiB,
+                 "Memory budget in GiB for layers generated at once, ptxas included "
+                 "(default: 3/4 of the memory available); a layer over it runs alone")
+      ->check(CLI::PositiveNumber);
   auto *cacheDir = app.add_option("--cache-dir", options.cacheDir,
                                   "Kernel cache (default: $XDG_CACHE_HOME/convgen, else "
                                   "~/.cache/convgen): unchanged layers are not regenerated");
@@ -181,6 +185,7 @@ int generate(const ModelFile &model, const Options &options, const Log &log) {
   ModelGenerateOptions modelOptions;
   modelOptions.generate = generateOptionsFrom(options);
   modelOptions.jobs = options.jobs;
+  modelOptions.memoryBudgetBytes = uint64_t(options.maxMemoryGiB * double(uint64_t(1) << 30));
   if (!options.noCache)
     modelOptions.cacheDir =
         options.cacheDir.empty() ? KernelCache::defaultRoot() : fs::path(options.cacheDir);

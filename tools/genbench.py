@@ -178,8 +178,12 @@ def bench_model(name, args, work):
     base = [args.convgen, "--all", "-o", output, "--cache-dir", cache]
     if args.jobs:
         base += ["--jobs", str(args.jobs)]
+    if args.max_memory:
+        base += ["--max-memory", str(args.max_memory)]
     runs = {}
     for run, weights in (("cold", npz), ("no-change", npz), ("values-only", values)):
+        if run not in args.runs.split(","):
+            continue
         seconds, peak, high_water, stdout, stderr = timed(base + ["--weights", weights])
         total = [line for line in stdout.splitlines() if line.startswith("total:")]
         runs[run] = {"seconds": seconds, "peak_rss_bytes": peak, "convgen_hwm_bytes": high_water,
@@ -197,7 +201,8 @@ def bench_model(name, args, work):
 def _markdown(report):
     lines = [f"# genbench: {report['date']}, commit {report['commit']}", "",
              f"{report['cpu']}, {report['cores']} cores, {report['memory_gib']:.0f} GiB; "
-             f"convgen --all --jobs {report['jobs'] or 'default (one per core)'}.", "",
+             f"convgen --all --jobs {report['jobs'] or 'default (one per core)'}, --max-memory "
+             f"{str(report['max_memory']) + ' GiB' if report['max_memory'] else 'default'}.", "",
              "Peak GiB: the largest sampled sum of resident sets of convgen and its ptxas "
              "children; convgen GiB: convgen's own high-water mark.", "",
              "| model | layers | run | seconds | target | peak GiB | convgen GiB | hits | up to date |",
@@ -227,7 +232,11 @@ def _write_atomically(path, text):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet50,esrgan")
+    parser.add_argument("--runs", default="cold,no-change,values-only",
+                        help="which runs, in order; values-only needs the others' cache")
     parser.add_argument("--jobs", type=int, default=0, help="convgen --jobs (default: its own)")
+    parser.add_argument("--max-memory", type=float, default=0,
+                        help="convgen --max-memory in GiB (default: its own)")
     parser.add_argument("--convgen", default=os.environ.get(
         "CONVGEN_TOOL", os.path.join(ROOT, "build", "tools", "convgen")))
     parser.add_argument("-o", "--output", default="genbench-results")
@@ -247,7 +256,8 @@ def main(argv=None):
                             capture_output=True, text=True).stdout.strip() or "unknown"
     report = {"date": datetime.date.today().isoformat(), "commit": commit,
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-              "memory_gib": memory / 2**30, "jobs": args.jobs, "models": []}
+              "memory_gib": memory / 2**30, "jobs": args.jobs, "max_memory": args.max_memory,
+              "models": []}
     try:
         with open("/proc/cpuinfo") as f:
             report["cpu"] = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))

@@ -59,9 +59,9 @@ struct ModelProgress {
   std::function<void(const LayerOutcome &, size_t done, size_t total, double etaSeconds)> finished;
 };
 
-/// Rough peak memory of generating \p layer, from the code it will hold
-/// (about 8 KiB per multiply-add, measured on ResNet-50 layers) and the
-/// template it unrolls: for scheduling, not a promise.
+/// Rough peak memory of generating \p layer, with its ptxas, from the code
+/// it will hold (about 14 KiB per multiply-add, measured on ResNet-50
+/// layers) and the template it unrolls: for scheduling, not a promise.
 uint64_t estimateGenerationBytes(const ConvLayer &layer, const GenerateOptions &options);
 
 /// Generates \p layers. A failing layer does not stop the others: its

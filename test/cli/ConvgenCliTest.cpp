@@ -299,6 +299,8 @@ TEST_F(ConvgenCli, CacheOptionUsageErrors) {
   expectBadInput(run({"--weights", ExampleNpz, "--layer", "F_m1", "--no-cache", "--cache-dir", "x"}),
                  {"--no-cache"});
   expectBadInput(run({"--weights", ExampleNpz, "--layer", "F_m1", "--jobs", "0"}), {"--jobs"});
+  expectBadInput(run({"--weights", ExampleNpz, "--layer", "F_m1", "--max-memory", "-1"}),
+                 {"--max-memory"});
 }
 
 TEST_F(ConvgenCli, VerifyRunsTheKernelAgainstTheReference) {
