@@ -256,6 +256,7 @@ def _write_atomically(path, text):
     directory = os.path.dirname(os.path.abspath(path))
     with tempfile.NamedTemporaryFile("w", dir=directory, delete=False) as tmp:
         tmp.write(text)
+    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile makes it 0600
     os.replace(tmp.name, path)
 
 

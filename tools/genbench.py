@@ -226,6 +226,7 @@ def _write_atomically(path, text):
     with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(os.path.abspath(path)),
                                      delete=False) as tmp:
         tmp.write(text)
+    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile makes it 0600
     os.replace(tmp.name, path)
 
 
