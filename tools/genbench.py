@@ -23,8 +23,8 @@ Models:
   esrgan    the shipped example at 90 %
 
 It writes genbench.json and genbench.md to -o, with the machine, the date and
-the commit. Exit codes: 0 ran (targets met or not: the report says), 2 cannot
-run (no torch, no convgen).
+the commit. Exit codes: 0 ran (targets met or not: the report says), 1 convgen
+failed on a model, 2 cannot run (no torch, no convgen).
 """
 import argparse
 import datetime
@@ -266,7 +266,11 @@ def main(argv=None):
         pass
     with tempfile.TemporaryDirectory() as work:
         for name in args.models.split(","):
-            report["models"].append(bench_model(name, args, work))
+            try:
+                report["models"].append(bench_model(name, args, work))
+            except RuntimeError as error:  # convgen failed: timing it means nothing
+                print(f"genbench: {error}", file=sys.stderr)
+                return 1
     os.makedirs(args.output, exist_ok=True)
     _write_atomically(os.path.join(args.output, "genbench.json"), json.dumps(report, indent=1) + "\n")
     _write_atomically(os.path.join(args.output, "genbench.md"), _markdown(report))

@@ -17,7 +17,7 @@ with `convgen verify --all`. The rounds show what the cache does:
   4. prune conv3 alone to 90 %     one mask changes: one miss, two hits
   5. export again, no change       every layer hits and nothing is written
 
-Exit codes: 0 success, 1 a verify failed or a round did not hit or miss as
+Exit codes: 0 success, 1 convgen or a verify failed, or a round did not hit or miss as
 expected, 2 cannot run (no torch, no convgen).
 """
 import argparse
@@ -179,7 +179,11 @@ def main(argv=None):
         train(model, generator, steps)
         npz = os.path.join(work, f"round{number}.npz")
         export(model, example, npz)
-        seconds, hits, misses, written = regenerate(args, npz, generated)
+        try:
+            seconds, hits, misses, written = regenerate(args, npz, generated)
+        except RuntimeError as error:
+            print(f"pruning_loop: round {number}: {error}", file=sys.stderr)
+            return 1
         verified, _, verify_log = verify(args, npz)
         row = {"round": number, "what": what, "sparsity": sparsity(model),
                "accuracy": accuracy(model, generator), "generate_seconds": seconds,

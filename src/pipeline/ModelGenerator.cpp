@@ -206,7 +206,7 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
   std::vector<bool> taken(jobs.size(), false);
   uint64_t memoryInUse = 0;
   size_t running = 0;
-  std::deque<std::pair<bool, size_t>> events; // (finished?, layer index)
+  std::deque<std::pair<bool, size_t>> events; // (finished?, position in jobs)
 
   auto worker = [&] {
     std::unique_ptr<KernelGenerator> generator;
@@ -234,7 +234,7 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
         taken[pick] = true;
         memoryInUse += jobs[pick].memory;
         ++running;
-        events.emplace_back(false, jobs[pick].index);
+        events.emplace_back(false, pick);
       }
       changed.notify_all();
       const Job &job = jobs[pick];
@@ -270,7 +270,7 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
         std::lock_guard<std::mutex> lock(mutex);
         memoryInUse -= job.memory;
         --running;
-        events.emplace_back(true, job.index);
+        events.emplace_back(true, pick);
       }
       changed.notify_all();
     }
@@ -281,9 +281,6 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
     threads.emplace_back(worker);
   auto phaseStart = Clock::now();
   size_t finished = 0;
-  std::vector<int64_t> workOf(layers.size(), 0);
-  for (const Job &job : jobs)
-    workOf[job.index] = job.work;
   while (finished < jobs.size()) {
     std::pair<bool, size_t> event;
     {
@@ -292,18 +289,19 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
       event = events.front();
       events.pop_front();
     }
-    const auto [isFinished, index] = event;
+    const auto [isFinished, position] = event;
+    const Job &job = jobs[position];
     if (!isFinished) {
       if (progress.started)
-        progress.started(layers[index]);
+        progress.started(layers[job.index]);
       continue;
     }
     ++finished;
-    workDone += workOf[index];
+    workDone += job.work;
     const double elapsed = secondsSince(phaseStart);
     const double eta = workDone > 0 ? elapsed * double(workLeft - workDone) / double(workDone) : 0;
     if (progress.finished)
-      progress.finished(outcomes[index], ++done, layers.size(), eta);
+      progress.finished(outcomes[job.index], ++done, layers.size(), eta);
   }
   for (std::thread &thread : threads)
     thread.join();

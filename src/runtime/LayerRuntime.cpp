@@ -1,12 +1,11 @@
 #include "runtime/LayerRuntime.h"
 
+#include "support/AtomicFile.h"
 #include "support/Error.h"
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <limits>
-#include <sstream>
 
 namespace convgen {
 
@@ -14,18 +13,9 @@ using namespace cuda;
 
 namespace {
 
-std::string readText(const std::filesystem::path &path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw InputError({path.string(), "", ""}, "cannot open");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
 /// The weights file: exactly count + bias count little-endian floats.
 std::vector<float> readWeights(const LayerManifest &manifest) {
-  std::string bytes = readText(manifest.weightsFile);
+  std::string bytes = readWholeFile(manifest.weightsFile);
   const size_t expected = size_t(manifest.weightsCount + manifest.biasCount) * 4;
   if (bytes.size() != expected)
     throw InputError({manifest.weightsFile.string(), manifest.layer, ""},
@@ -40,7 +30,7 @@ std::vector<float> readWeights(const LayerManifest &manifest) {
 
 LayerRuntime::LayerRuntime(const CudaContext &context, const std::filesystem::path &manifestPath)
     : Context(context), Manifest(readLayerManifest(manifestPath)) {
-  Ptx = readText(Manifest.ptxFile);
+  Ptx = readWholeFile(Manifest.ptxFile);
   std::vector<float> values = readWeights(Manifest);
   Module = std::make_unique<CudaModule>(Context, Ptx, "layer '" + Manifest.layer + "'");
   for (const ManifestKernel &kernel : Manifest.kernels)
@@ -93,7 +83,7 @@ void LayerRuntime::launch(CUdeviceptr input, CUdeviceptr output, int batch, CUst
 
 LayerRuntime::Reload LayerRuntime::reload() {
   LayerManifest manifest = readLayerManifest(Manifest.path);
-  std::string ptx = readText(manifest.ptxFile);
+  std::string ptx = readWholeFile(manifest.ptxFile);
   std::vector<float> values = readWeights(manifest);
   if (ptx == Ptx && manifest.weightPath == Manifest.weightPath) {
     Manifest = std::move(manifest);

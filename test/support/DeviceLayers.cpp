@@ -4,11 +4,10 @@
 #include "hostcuda/HostCuda.h"
 #include "runtime/CudaDriver.h"
 #include "runtime/CudaDriverApi.h"
+#include "support/AtomicFile.h"
 
 #include <dlfcn.h>
-#include <fstream>
 #include <gtest/gtest.h>
-#include <sstream>
 
 namespace convgen::test {
 
@@ -44,13 +43,6 @@ const HostDriverApi &hostDriver() {
     return found;
   }();
   return api;
-}
-
-std::string readFile(const std::filesystem::path &path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 } // namespace
@@ -147,7 +139,7 @@ GeneratedLayer DeviceLayers::generate(KernelGenerator &generator, const ConvLaye
   BuiltKernel built;
   GeneratedLayer generated = generator.generate(layer, built);
   auto registration = std::make_unique<Registration>();
-  registration->ptx = readFile(generated.manifestPath.parent_path() /
+  registration->ptx = readWholeFile(generated.manifestPath.parent_path() /
                                (outputStemFor(layer.name) + ".ptx"));
   registration->geometry = layer.geometry;
   registration->hasBias = !layer.bias.empty();
