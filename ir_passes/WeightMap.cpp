@@ -65,7 +65,8 @@ static Value *otherMultiplicand(CallInst *multiplyAdd, Value *weight) {
 }
 
 /// The input loads behind a multiplicand: the value itself if it reads
-/// memory, or the loads under the selects that zero padded positions.
+/// memory, or the loads under the selects that zero padded positions and
+/// the casts that widen fp16 inputs.
 static void collectInputLoads(Value *value, SmallVectorImpl<Instruction *> &loads) {
   SmallVector<Value *, 4> worklist = {value};
   SmallPtrSet<Value *, 8> seen;
@@ -76,13 +77,15 @@ static void collectInputLoads(Value *value, SmallVectorImpl<Instruction *> &load
     if (auto *select = dyn_cast<SelectInst>(inst)) {
       worklist.push_back(select->getTrueValue());
       worklist.push_back(select->getFalseValue());
+    } else if (isa<CastInst>(inst)) {
+      worklist.push_back(inst->getOperand(0));
     } else if (inst->mayReadFromMemory()) {
       loads.push_back(inst);
     }
   }
 }
 
-/// True if every use of \p load (through selects) is one of \p multiplyAdds.
+/// True if every use of \p load (through selects and casts) is one of \p multiplyAdds.
 static bool onlyFeeds(Instruction *load, const std::unordered_set<const Instruction *> &multiplyAdds) {
   SmallVector<Instruction *, 4> worklist = {load};
   SmallPtrSet<Instruction *, 8> seen;
@@ -94,7 +97,7 @@ static bool onlyFeeds(Instruction *load, const std::unordered_set<const Instruct
       auto *userInst = cast<Instruction>(user);
       if (multiplyAdds.count(userInst))
         continue;
-      if (isa<SelectInst>(userInst)) {
+      if (isa<SelectInst>(userInst) || isa<CastInst>(userInst)) {
         worklist.push_back(userInst);
         continue;
       }

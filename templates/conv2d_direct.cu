@@ -1,40 +1,56 @@
-// Dense direct conv2d operator template (NCHW, fp32), the reference method's
-// template: it ignores sparsity, and convgen specialises it per layer.
+// Dense direct conv2d operator template (NCHW; fp32 or fp16 activations,
+// fp32 weights and accumulation), the reference method's template: it
+// ignores sparsity, and convgen specialises it per layer.
 //
 // Compiled once, at build time, by clang-19 device-only to LLVM IR with no
 // LLVM passes run (templates/CMakeLists.txt); no CUDA headers are needed:
-// thread ids and fma are clang builtins. Inputs are plain loads through
-// `const __restrict__` pointers: the specialiser marks them readonly, and
-// NVPTX then selects the read-only path (ld.global.nc) itself. (The
-// __nvvm_ldg_f builtin would do the same, but in LLVM 19 its intrinsic is
-// not `willreturn`, so an unused one is never deleted as dead.)
+// thread ids, barriers and fma are clang builtins. Inputs are plain loads
+// through `const __restrict__` pointers: the specialiser marks them
+// readonly, and NVPTX then selects the read-only path (ld.global.nc) itself.
+// (The __nvvm_ldg_f builtin would do the same, but in LLVM 19 its intrinsic
+// is not `willreturn`, so an unused one is never deleted as dead.)
 //
 // Geometry and tiling are not macros but fields of `convgen_spec`, a device
 // global the specialiser (src/codegen/TemplateSpecializer) gives a constant
-// initializer per layer, so one template IR serves every layer shape. Once it
-// is constant, every loop below marked `#pragma unroll` has a constant trip
-// count and is fully unrolled: each weight load then reads a constant offset,
-// which the WeightMap analysis maps to its (k, c, r, s) position.
+// initializer per layer, so one template IR serves every layer shape and
+// every tiling. Once it is constant, every loop below marked `#pragma
+// unroll` has a constant trip count and is fully unrolled: each weight load
+// then reads a constant offset, which the WeightMap analysis maps to its
+// (k, c, r, s) position.
 //
-// Work split: a thread computes ChannelsPerThread (BK) output channels x
-// OutputsPerThread (BW) neighbouring output columns of one output row of one
-// image; blockIdx.y selects the block of BK output channels. A kernel covers
-// the channel blocks [firstChannelBlock, firstChannelBlock + channelBlocks):
-// all of them, or, when a layer is split across several kernels, one range
-// each. The code for each of its channel blocks is present (unrolled) and
-// selected by blockIdx.y, so the output channel of every multiply-add is a
-// constant in the code. Each input value loaded is reused across the BK
-// output channels.
+// Work split (codegen/TemplateSpec.h restates it for the host):
+//   - a thread computes BK (channelsPerThread) output channels x BN images x
+//     BH output rows x BW neighbouring output columns; each weight it loads
+//     feeds BN x BH x BW multiply-adds, each input value BK;
+//   - threadIdx.x and blockIdx.x walk the spatial tiles, column tile
+//     fastest, then row tile, then image tile;
+//   - the channel block (of BK output channels) is firstChannelBlock +
+//     blockIdx.y x channelBlocksPerCta + threadIdx.y. A kernel covers the
+//     channel blocks [firstChannelBlock, firstChannelBlock + channelBlocks):
+//     all of them, or, when a layer is split across several kernels, one
+//     range each. The code for each of its channel blocks is present
+//     (unrolled) and selected by the channel block, so the output channel
+//     of every multiply-add is a constant in the code. Consecutive blocks
+//     of the grid (x fastest) share one channel block, so a wave of blocks
+//     runs the same code section.
+//   - with stageInput, the threads of a block first copy the input rows
+//     their tiles read, one input channel at a time, into shared memory.
+//   - with skipUnusedInputs, a channel block skips the input channels none
+//     of its filters touch (convgen_input_channel_used): it neither stages
+//     nor loads them.
 
 #define CONVGEN_GLOBAL __attribute__((global))
 #define CONVGEN_DEVICE __attribute__((device))
+#define CONVGEN_SHARED __attribute__((shared))
 
 // Upper bounds of the per-thread tile; the register arrays are sized by them
-// and the specialised code uses only channelsPerThread x outputsPerThread.
-// Loops over them `continue` past the used part rather than `break`, so each
-// loop has a single exit and a trip count SCEV can compute.
+// and the specialised code uses only BK x (BN x BH x BW). Loops over them
+// `continue` past the used part rather than `break`, so each loop has a
+// single exit and a trip count SCEV can compute.
 #define CONVGEN_MAX_CHANNELS_PER_THREAD 8
-#define CONVGEN_MAX_OUTPUTS_PER_THREAD 8
+#define CONVGEN_MAX_OUTPUTS_PER_THREAD 8 // BN x BH x BW
+// Shared memory for a staged input channel: 48 KiB, the static limit.
+#define CONVGEN_MAX_STAGED_FLOATS 12288
 
 // Mirrors convgen::TemplateSpec (src/codegen/TemplateSpec.h): same fields,
 // same order, all 32-bit.
@@ -48,13 +64,24 @@ struct ConvSpec {
   int groups;
   int activation; // 0 none, 1 relu, 2 relu6
   int hasBias;
-  int channelsPerThread; // BK: divides outChannels / groups
-  int outputsPerThread;  // BW
-  int firstChannelBlock; // this kernel's channel blocks: blockIdx.y counts from here
+  int channelsPerThread;   // BK: divides outChannels / groups
+  int outputsPerThread;    // BW: output columns per thread
+  int rowsPerThread;       // BH
+  int imagesPerThread;     // BN
+  int threadsX;            // blockDim.x
+  int channelBlocksPerCta; // blockDim.y
+  int stageInput;          // 1: inputs staged in shared memory
+  int skipUnusedInputs;    // 1: consult convgen_input_channel_used
+  int halfPrecision;       // 1: input and output are fp16
+  int firstChannelBlock;   // this kernel's channel blocks: blockIdx.y counts from here
   int channelBlocks;
 };
 
 extern "C" CONVGEN_DEVICE ConvSpec convgen_spec;
+// [channelBlocks][inChannels / groups]: 1 where some filter of the channel
+// block has a nonzero weight on the input channel. The specialiser gives it
+// the layer's constants (it depends on the mask, not the values).
+extern "C" CONVGEN_DEVICE unsigned char convgen_input_channel_used[];
 
 static CONVGEN_DEVICE inline __attribute__((always_inline)) float applyActivation(float value, int activation) {
   if (activation == 1)
@@ -64,35 +91,83 @@ static CONVGEN_DEVICE inline __attribute__((always_inline)) float applyActivatio
   return value;
 }
 
-extern "C" CONVGEN_GLOBAL void convgen_conv2d(const float *__restrict__ input,
+// Activations are fp32 or fp16 (fp16 widened on load, rounded once on
+// store); the specialised code keeps one of the two paths.
+static CONVGEN_DEVICE inline __attribute__((always_inline)) float
+loadActivation(const void *__restrict__ data, long long index, int halfPrecision) {
+  if (halfPrecision)
+    return (float)static_cast<const _Float16 *>(data)[index];
+  return static_cast<const float *>(data)[index];
+}
+
+static CONVGEN_DEVICE inline __attribute__((always_inline)) void
+storeActivation(void *__restrict__ data, long long index, float value, int halfPrecision) {
+  if (halfPrecision)
+    static_cast<_Float16 *>(data)[index] = (_Float16)value;
+  else
+    static_cast<float *>(data)[index] = value;
+}
+
+static CONVGEN_DEVICE inline __attribute__((always_inline)) long long minimum(long long a, long long b) {
+  return a < b ? a : b;
+}
+
+extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
                                               const float *__restrict__ weights,
                                               const float *__restrict__ bias,
-                                              float *__restrict__ output, int batch) {
+                                              void *__restrict__ output, int batch) {
+  CONVGEN_SHARED float staged[CONVGEN_MAX_STAGED_FLOATS];
   const ConvSpec &g = convgen_spec;
   const int inChannelsPerGroup = g.inChannels / g.groups;
   const int outChannelsPerGroup = g.outChannels / g.groups;
+  const int spatialPerThread = g.imagesPerThread * g.rowsPerThread * g.outputsPerThread;
   const int columnTiles = (g.outWidth + g.outputsPerThread - 1) / g.outputsPerThread;
+  const int rowTiles = (g.outHeight + g.rowsPerThread - 1) / g.rowsPerThread;
+  const long long imageTiles = (batch + g.imagesPerThread - 1) / g.imagesPerThread;
+  const long long tiles = imageTiles * rowTiles * columnTiles;
 
-  // This thread's (image, output row, first output column).
-  const long long tile = (long long)__nvvm_read_ptx_sreg_ctaid_x() * __nvvm_read_ptx_sreg_ntid_x() +
-                         __nvvm_read_ptx_sreg_tid_x();
-  if (tile >= (long long)batch * g.outHeight * columnTiles)
-    return;
+  // This thread's spatial tile. Past the last tile a thread has nothing to
+  // do; with staging it must still reach every barrier, so it recomputes
+  // the last tile instead (writing the same values).
+  const long long firstTileOfBlock = (long long)__nvvm_read_ptx_sreg_ctaid_x() * g.threadsX;
+  long long tile = firstTileOfBlock + __nvvm_read_ptx_sreg_tid_x();
+  if (tile >= tiles) {
+    if (!g.stageInput)
+      return;
+    tile = tiles - 1;
+  }
   const int columnTile = (int)(tile % columnTiles);
-  const long long imageRow = tile / columnTiles;
-  const int p = (int)(imageRow % g.outHeight);
-  const long long n = imageRow / g.outHeight;
-  // Where BW does not divide the output width, the last tile of a row is
-  // moved left to end at the edge: it recomputes (bit for bit) a few columns
-  // of its neighbour instead of computing columns past the edge. So every
-  // store is unconditional: a guarded store would let InstCombine sink each
-  // column's whole multiply-add chain into the guard's block, keeping every
-  // weight live to the end of the kernel (255 registers and spills on
-  // ResNet-50's 14-wide layers). chooseTiling keeps BW <= the width.
+  const long long imageRowTile = tile / columnTiles;
+  const int rowTile = (int)(imageRowTile % rowTiles);
+  const long long n0 = imageRowTile / rowTiles * g.imagesPerThread;
+  // Where BW (BH) does not divide the output width (height), the last tile
+  // is moved left (up) to end at the edge: it recomputes (bit for bit) a few
+  // outputs of its neighbour instead of computing outputs past the edge;
+  // images past the batch recompute the last image. So every store is
+  // unconditional: a guarded store would let InstCombine sink each output's
+  // whole multiply-add chain into the guard's block, keeping every weight
+  // live to the end of the kernel (255 registers and spills on ResNet-50's
+  // 14-wide layers). checkTiling keeps BW <= the width and BH <= the height.
   const int q0 = columnTile * g.outputsPerThread > g.outWidth - g.outputsPerThread
                      ? g.outWidth - g.outputsPerThread
                      : columnTile * g.outputsPerThread;
-  const int channelBlock = g.firstChannelBlock + (int)__nvvm_read_ptx_sreg_ctaid_y();
+  const int p0 = rowTile * g.rowsPerThread > g.outHeight - g.rowsPerThread
+                     ? g.outHeight - g.rowsPerThread
+                     : rowTile * g.rowsPerThread;
+  const int channelBlock = g.firstChannelBlock +
+                           (int)__nvvm_read_ptx_sreg_ctaid_y() * g.channelBlocksPerCta +
+                           (int)__nvvm_read_ptx_sreg_tid_y();
+
+  // Staging geometry: the block's tiles span at most stagedRowTiles
+  // consecutive (image, row tile) pairs; for each, the input rows its BH
+  // output rows read (stagedRows of them), at full input width. Stage row
+  // i of row tile t holds input row (p0(t) x strideH - padH + i), zero
+  // outside the input, so the compute reads no row guard.
+  const int stagedRows = (g.rowsPerThread - 1) * g.strideH + (g.kernelH - 1) * g.dilationH + 1;
+  const int stagedRowTiles = (g.threadsX + columnTiles - 2) / columnTiles + 1;
+  const int stagedFloats = stagedRowTiles * stagedRows * g.inWidth;
+  const long long firstStagedRowTile = firstTileOfBlock / columnTiles;
+  const long long localRowTile = imageRowTile - firstStagedRowTile;
 
 #pragma unroll
   for (int block = g.firstChannelBlock; block < g.firstChannelBlock + g.channelBlocks; ++block) {
@@ -105,35 +180,77 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const float *__restrict__ input,
 #pragma unroll
     for (int kk = 0; kk < CONVGEN_MAX_CHANNELS_PER_THREAD; ++kk)
 #pragma unroll
-      for (int j = 0; j < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++j)
-        acc[kk][j] = 0.0f;
+      for (int o = 0; o < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++o)
+        acc[kk][o] = 0.0f;
 
 #pragma unroll
     for (int c = 0; c < inChannelsPerGroup; ++c) {
-      const float *plane = input + (n * g.inChannels + group * inChannelsPerGroup + c) *
-                                       g.inHeight * (long long)g.inWidth;
+      if (g.skipUnusedInputs &&
+          !convgen_input_channel_used[(block - g.firstChannelBlock) * inChannelsPerGroup + c])
+        continue;
+      const int inputChannel = group * inChannelsPerGroup + c;
+
+      if (g.stageInput) {
+        // Every thread of the block runs the same channel block here
+        // (channelBlocksPerCta is 1 with staging), so the barriers are
+        // reached by all of them.
+        __nvvm_bar_sync(0); // the previous channel's reads are done
+#pragma unroll
+        for (int round = 0; round < (stagedFloats + g.threadsX - 1) / g.threadsX; ++round) {
+          const int e = round * g.threadsX + (int)__nvvm_read_ptx_sreg_tid_x();
+          if (e < stagedFloats) {
+            const int w = e % g.inWidth;
+            const int stageRow = e / g.inWidth % stagedRows;
+            const long long stagedImageRowTile = firstStagedRowTile + e / g.inWidth / stagedRows;
+            const long long stagedImage = stagedImageRowTile / rowTiles;
+            const int stagedRowTile = (int)(stagedImageRowTile % rowTiles);
+            const int stagedP0 = stagedRowTile * g.rowsPerThread > g.outHeight - g.rowsPerThread
+                                     ? g.outHeight - g.rowsPerThread
+                                     : stagedRowTile * g.rowsPerThread;
+            const int h = stagedP0 * g.strideH - g.padH + stageRow;
+            const bool inside = ((unsigned)h < (unsigned)g.inHeight) & (stagedImage < batch);
+            const long long offset =
+                ((stagedImage * g.inChannels + inputChannel) * g.inHeight + h) * (long long)g.inWidth + w;
+            const float value = loadActivation(input, inside ? offset : 0LL, g.halfPrecision);
+            staged[e] = inside ? value : 0.0f;
+          }
+        }
+        __nvvm_bar_sync(0); // the channel is staged
+      }
+
 #pragma unroll
       for (int r = 0; r < g.kernelH; ++r) {
-        const int h = p * g.strideH - g.padH + r * g.dilationH;
-        // (unsigned)h < H is 0 <= h < H in one compare.
-        const bool rowInside = (unsigned)h < (unsigned)g.inHeight;
 #pragma unroll
         for (int s = 0; s < g.kernelW; ++s) {
           // Branch-free padding: load from a clamped, always valid address
           // and select zero outside the input. Written with `&` and plain
           // values so clang emits selects, not branches: the unrolled code
-          // stays one basic block per channel block.
+          // stays one basic block per channel block (staging aside).
           float x[CONVGEN_MAX_OUTPUTS_PER_THREAD];
 #pragma unroll
-          for (int j = 0; j < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++j) {
-            if (j >= g.outputsPerThread)
+          for (int o = 0; o < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++o) {
+            if (o >= spatialPerThread)
               continue;
+            const int j = o % g.outputsPerThread;
+            const int i = o / g.outputsPerThread % g.rowsPerThread;
+            const int b = o / g.outputsPerThread / g.rowsPerThread;
             const int w = (q0 + j) * g.strideW - g.padW + s * g.dilationW;
-            const bool inside = rowInside & ((unsigned)w < (unsigned)g.inWidth);
-            const long long offset = (long long)h * g.inWidth + w;
-            const long long clamped = inside ? offset : 0LL;
-            const float value = plane[clamped];
-            x[j] = inside ? value : 0.0f;
+            if (g.stageInput) {
+              const int stageRow = i * g.strideH + r * g.dilationH;
+              const bool inside = (unsigned)w < (unsigned)g.inWidth;
+              const long long offset = (localRowTile * stagedRows + stageRow) * g.inWidth + w;
+              const float value = staged[inside ? offset : 0LL];
+              x[o] = inside ? value : 0.0f;
+            } else {
+              const long long n = minimum(n0 + b, (long long)batch - 1);
+              const int h = (p0 + i) * g.strideH - g.padH + r * g.dilationH;
+              // (unsigned)h < H is 0 <= h < H in one compare.
+              const bool inside = ((unsigned)h < (unsigned)g.inHeight) & ((unsigned)w < (unsigned)g.inWidth);
+              const long long offset =
+                  ((n * g.inChannels + inputChannel) * g.inHeight + h) * (long long)g.inWidth + w;
+              const float value = loadActivation(input, inside ? offset : 0LL, g.halfPrecision);
+              x[o] = inside ? value : 0.0f;
+            }
           }
 #pragma unroll
           for (int kk = 0; kk < CONVGEN_MAX_CHANNELS_PER_THREAD; ++kk) {
@@ -144,10 +261,10 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const float *__restrict__ input,
                             g.kernelW +
                         s];
 #pragma unroll
-            for (int j = 0; j < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++j) {
-              if (j >= g.outputsPerThread)
+            for (int o = 0; o < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++o) {
+              if (o >= spatialPerThread)
                 continue;
-              acc[kk][j] = __builtin_fmaf(x[j], weight, acc[kk][j]);
+              acc[kk][o] = __builtin_fmaf(x[o], weight, acc[kk][o]);
             }
           }
         }
@@ -161,12 +278,17 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const float *__restrict__ input,
         continue;
       const int k = k0 + kk;
       const float biasValue = g.hasBias ? bias[k] : 0.0f;
-      float *row = output + ((n * g.outChannels + k) * g.outHeight + p) * g.outWidth;
 #pragma unroll
-      for (int j = 0; j < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++j) {
-        if (j >= g.outputsPerThread)
+      for (int o = 0; o < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++o) {
+        if (o >= spatialPerThread)
           continue;
-        row[q0 + j] = applyActivation(acc[kk][j] + biasValue, g.activation);
+        const int j = o % g.outputsPerThread;
+        const int i = o / g.outputsPerThread % g.rowsPerThread;
+        const int b = o / g.outputsPerThread / g.rowsPerThread;
+        const long long n = minimum(n0 + b, (long long)batch - 1);
+        const long long offset = ((n * g.outChannels + k) * g.outHeight + p0 + i) * g.outWidth + q0 + j;
+        storeActivation(output, offset, applyActivation(acc[kk][o] + biasValue, g.activation),
+                        g.halfPrecision);
       }
     }
   }

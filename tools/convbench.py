@@ -21,6 +21,17 @@ For each layer it:
    (2 * nnz * N * Ho * Wo / t) and its share of the GPU's fp32 peak, and the
    bandwidth achieved ((input + output + weights read) bytes / t) and its share of peak.
 
+With --dtype f16 the layers are generated with fp16 inputs and outputs (fp32
+weights and accumulation) and compared with cuDNN in fp16, tensor cores allowed.
+
+Each batch size gets its own generation (`convgen --for-batch N`): the tiling
+heuristic plans for the batch. With --tune, each layer and batch first tries
+the candidate tilings `convgen --list-tilings` names: each is generated,
+checked against the reference and timed; the fastest correct one is recorded
+in convgen's cache (`convgen --record-tuning`), where later generation for
+that batch finds it, and the report shows the heuristic's time beside the
+tuned one.
+
 It writes convbench.json and convbench.md to -o, with the device, driver, CUDA
 and cuDNN versions, the date and the commit. Peaks come from a table of known
 GPUs, or from --peak-tflops and --peak-gbs.
@@ -127,7 +138,20 @@ def _activation(torch, name):
     return lambda y: y
 
 
-def bench_layer(torch, F, spec, npz, manifest_path, batch, args, peaks):
+def _tolerance(args):
+    """Max abs error / output scale that counts as correct: fp16 outputs
+    carry one rounding to half (2^-11 relative) on top of fp32's error."""
+    if args.tolerance is not None:
+        return args.tolerance
+    return 2e-3 if args.dtype == "f16" else 1e-4
+
+
+def _stem(name):
+    stem = name.replace("/", "_").replace("\\", "_")
+    return "_" + stem if stem.startswith(".") else stem
+
+
+def bench_layer(torch, F, spec, npz, manifest_path, batch, args, peaks, timing_only=False):
     from convgen_torch import ConvgenConv2d
 
     with open(manifest_path) as f:
@@ -144,14 +168,23 @@ def bench_layer(torch, F, spec, npz, manifest_path, batch, args, peaks):
     activate = _activation(torch, g["activation"])
     _, c, h, w = g["input"]
     _, k, p, q = g["output"]
+    half = manifest.get("dtype") == "f16"
     x = torch.randn(batch, c, h, w, device="cuda")
+    if half:
+        x = x.half()
+    weight_cudnn = weight.half() if half else weight
+    bias_cudnn = None if bias is None else (bias.half() if half else bias)
 
     layer = ConvgenConv2d(manifest_path)
 
     def cudnn():
-        return activate(F.conv2d(x, weight, bias, stride, padding, dilation, groups))
+        # fp16: cuDNN on half weights, with tensor cores (its default).
+        return activate(F.conv2d(x, weight_cudnn, bias_cudnn, stride, padding, dilation, groups))
 
     result = {"layer": spec["name"], "batch": batch, "mode": manifest["mode"],
+              "dtype": manifest.get("dtype", "f32"),
+              "tiling": manifest["tiling"].get("spec"),
+              "tiling_source": manifest["tiling"].get("source"),
               "kernels": len(manifest["kernels"]), "nonzeros": manifest["nonzeros"],
               "weights_total": manifest["weights_total"]}
     def reference():
@@ -173,7 +206,7 @@ def bench_layer(torch, F, spec, npz, manifest_path, batch, args, peaks):
         # Relative to the output's scale: per-output relative errors blow up
         # on outputs near zero (after ReLU), and mean nothing there.
         result["max_scaled_error"] = result["max_abs_error"] / scale
-        result["correct"] = bool(result["max_abs_error"] <= args.tolerance * scale)
+        result["correct"] = bool(result["max_abs_error"] <= _tolerance(args) * scale)
 
         # Timed through the C API directly, on preallocated tensors: the
         # module's shape checks and allocation are host work a deployment
@@ -185,8 +218,10 @@ def bench_layer(torch, F, spec, npz, manifest_path, batch, args, peaks):
             layer._check(layer._lib.convgen_layer_launch(layer._handle, x.data_ptr(), out.data_ptr(),
                                                          batch, stream))
         result["convgen_ms"] = _median_ms(torch, convgen, args.runs, args.warmup)
+        if timing_only:
+            return result
         result["cudnn_ms"] = _median_ms(torch, cudnn, args.runs, args.warmup)
-        if groups == 1:
+        if groups == 1 and not half:
             dense = weight.reshape(k, -1)
             csr = dense.to_sparse_csr()
 
@@ -201,7 +236,7 @@ def bench_layer(torch, F, spec, npz, manifest_path, batch, args, peaks):
 
             # The baseline must be right too, or its time means nothing.
             cusparse_error, _ = error_of(cusparse(), expected)
-            result["cusparse_correct"] = bool(cusparse_error <= args.tolerance * scale)
+            result["cusparse_correct"] = bool(cusparse_error <= _tolerance(args) * scale)
             result["cusparse_ms"] = _median_ms(torch, cusparse, args.runs, args.warmup)
         else:
             result["cusparse_ms"] = None
@@ -212,7 +247,8 @@ def bench_layer(torch, F, spec, npz, manifest_path, batch, args, peaks):
     # Input and output once each, and the weights the kernels read (the
     # packed nonzeros, or the whole tensor when dense) with the bias.
     weight_floats = manifest["weights"]["count"] + manifest["weights"]["bias_count"]
-    moved_bytes = 4.0 * (batch * (c * h * w + k * p * q) + weight_floats)
+    element = 2.0 if half else 4.0
+    moved_bytes = element * batch * (c * h * w + k * p * q) + 4.0 * weight_floats
     result["speedup_cudnn"] = result["cudnn_ms"] / result["convgen_ms"]
     result["speedup_cusparse"] = (result["cusparse_ms"] / result["convgen_ms"]
                                   if result["cusparse_ms"] else None)
@@ -229,18 +265,22 @@ def _markdown(report):
              f"Driver {report['driver']}, CUDA {report['cuda']}, cuDNN {report['cudnn']}, "
              f"{report['date']}, commit {report['commit']}. Median of {report['runs']} runs "
              f"after {report['warmup']} warm-up runs. Weights: {report['weights']}.", "",
-             "| layer | N | mode | kernels | convgen ms | cuDNN ms | speedup | cuSPARSE ms | "
+             f"Activations {report['dtype']}.", "",
+             "| layer | N | mode | kernels | tiling (source) | convgen ms | heuristic ms | "
+             "cuDNN ms | speedup | cuSPARSE ms | "
              "speedup | useful GFLOP/s | % fp32 peak | GB/s | % bandwidth | max abs err | ok |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
 
     def fmt(value, digits=3):
         return "n/a" if value is None else f"{value:.{digits}f}"
     for r in report["layers"]:
         if "error" in r:
-            lines.append(f"| {r['layer']} | {r['batch']} | FAILED: {r['error']} |" + " |" * 12)
+            lines.append(f"| {r['layer']} | {r['batch']} | FAILED: {r['error']} |" + " |" * 14)
             continue
         lines.append(
-            f"| {r['layer']} | {r['batch']} | {r['mode']} | {r['kernels']} | {fmt(r['convgen_ms'])} | "
+            f"| {r['layer']} | {r['batch']} | {r['mode']} | {r['kernels']} | "
+            f"{r.get('tiling')} ({r.get('tiling_source')}) | {fmt(r['convgen_ms'])} | "
+            f"{fmt(r.get('heuristic_ms'))} | "
             f"{fmt(r['cudnn_ms'])} | {fmt(r['speedup_cudnn'], 2)} | {fmt(r['cusparse_ms'])} | "
             f"{fmt(r['speedup_cusparse'], 2)} | {fmt(r['useful_gflops'], 1)} | "
             f"{fmt(r['fp32_peak_pct'], 1)} | {fmt(r['bandwidth_gbs'], 1)} | "
@@ -249,6 +289,9 @@ def _markdown(report):
     for batch, geomean in report["geomean_speedup_cudnn"].items():
         lines.append("")
         lines.append(f"Geomean speedup over cuDNN at batch {batch}: {geomean:.2f}x")
+    for batch, gain in report.get("geomean_tuning_gain", {}).items():
+        lines.append("")
+        lines.append(f"Geomean gain of tuning over the heuristic at batch {batch}: {gain:.2f}x")
     return "\n".join(lines) + "\n"
 
 
@@ -258,6 +301,49 @@ def _write_atomically(path, text):
         tmp.write(text)
     os.chmod(tmp.name, 0o644)  # NamedTemporaryFile makes it 0600
     os.replace(tmp.name, path)
+
+
+def tune_layer(torch, F, spec, npz, batch, args, peaks, base, scratch, directory, generate,
+               manifest_in):
+    """Tries `convgen --list-tilings`'s candidates for one layer at one batch,
+    records the fastest correct one, and regenerates the layer with it into
+    \p directory. Returns what the report shows beside the tuned time."""
+    listing = subprocess.run(base + ["--list-tilings", "--layer", spec["name"],
+                                     "--for-batch", str(batch)],
+                             check=True, capture_output=True, text=True).stdout
+    candidates = [line.split("\t", 1)[1] for line in listing.splitlines()
+                  if line and not line.startswith("#")]
+    trials = []
+    for index, tiling in enumerate(candidates):
+        trial_dir = os.path.join(scratch, f"tune-{_stem(spec['name'])}-b{batch}-{index}")
+        try:
+            generate(trial_dir, batch, [spec["name"]], tiling)
+            measured = bench_layer(torch, F, spec, npz, manifest_in(trial_dir, spec), batch, args,
+                                   peaks, timing_only=True)
+        except subprocess.CalledProcessError as error:
+            trials.append({"tiling": tiling, "error": f"convgen exit {error.returncode}"})
+            continue
+        except Exception as error:  # a launch failure: this candidate is out
+            trials.append({"tiling": tiling, "error": str(error)})
+            continue
+        trials.append({"tiling": tiling, "ms": measured["convgen_ms"],
+                       "correct": measured["correct"]})
+        print(f"  tune {spec['name']} N={batch} {tiling}: {measured['convgen_ms']:.4f} ms "
+              f"{'ok' if measured['correct'] else 'WRONG'}", flush=True)
+    good = [t for t in trials if t.get("correct")]
+    if not good:
+        raise BenchError(f"layer {spec['name']} batch {batch}: no candidate tiling ran correctly")
+    best = min(good, key=lambda t: t["ms"])
+    heuristic = trials[0] if trials and trials[0].get("correct") else None
+    measurements = {"batch": batch, "best_ms": best["ms"],
+                    "heuristic_ms": heuristic["ms"] if heuristic else None,
+                    "device": torch.cuda.get_device_name(), "trials": trials}
+    subprocess.run(base + ["--record-tuning", json.dumps(measurements), "--tiling", best["tiling"],
+                           "--layer", spec["name"], "--for-batch", str(batch)],
+                   check=True, stdout=subprocess.DEVNULL)
+    generate(directory, batch, [spec["name"]])  # picks the record up
+    return {"heuristic_ms": heuristic["ms"] if heuristic else None,
+            "heuristic_tiling": candidates[0], "tuning_trials": trials}
 
 
 def run(args):
@@ -287,48 +373,70 @@ def run(args):
         raise BenchError("nothing to do: give --layer NAME or --all")
     npz = np.load(args.weights)
 
-    generated = args.generated
-    work = None
-    if not generated:
-        work = tempfile.TemporaryDirectory()
-        generated = work.name
-        command = [args.convgen, "--weights", args.weights, "--geometry", sidecar_path,
-                   "-o", generated, "--arch", args.arch]
-        for spec in specs:
-            command += ["--layer", spec["name"]]
-        subprocess.run(command, check=True)
-
     from convgen_torch import ConvgenError, load_library
     try:
         load_library()  # fails early, before any layer, if libconvgen.so is missing
     except OSError as error:
         raise BenchError(f"cannot load libconvgen.so ({error}): build it, or set CONVGEN_LIB")
+    work = tempfile.TemporaryDirectory()
+    base = [args.convgen, "--weights", args.weights, "--geometry", sidecar_path,
+            "--arch", args.arch, "--dtype", args.dtype]
+
+    def generate(directory, batch, names, tiling=None):
+        command = base + ["-o", directory, "--for-batch", str(batch)]
+        if tiling:
+            command += ["--tiling", tiling]
+        for name in names:
+            command += ["--layer", name]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+    def manifest_in(directory, spec):
+        path = os.path.join(directory, _stem(spec["name"]) + ".json")
+        if not os.path.exists(path):
+            raise BenchError(f"no {path}: generate the layer, or leave out --generated")
+        return path
+
+    # One generation per batch: the tiling heuristic plans for the batch
+    # (and tuned tilings are recorded per batch).
+    directories = {}
+    for batch in args.batch:
+        if args.generated:
+            directories[batch] = args.generated
+        else:
+            directories[batch] = os.path.join(work.name, f"b{batch}")
+            generate(directories[batch], batch, [spec["name"] for spec in specs])
+
     device = torch.cuda.get_device_name()
     peaks = _peaks(device, args)
     results = []
     for spec in specs:
-        stem = spec["name"].replace("/", "_").replace("\\", "_")
-        if stem.startswith("."):
-            stem = "_" + stem
-        manifest = os.path.join(generated, stem + ".json")
-        if not os.path.exists(manifest):
-            raise BenchError(f"no {manifest}: generate the layer, or leave out --generated")
         for batch in args.batch:
+            heuristic = None
             try:
-                result = bench_layer(torch, F, spec, npz, manifest, batch, args, peaks)
+                if args.tune:
+                    heuristic = tune_layer(torch, F, spec, npz, batch, args, peaks, base, work.name,
+                                           directories[batch], generate, manifest_in)
+                result = bench_layer(torch, F, spec, npz, manifest_in(directories[batch], spec),
+                                     batch, args, peaks)
             except ConvgenError as error:
                 # A driver or launch failure: recorded, and the run goes on.
                 results.append({"layer": spec["name"], "batch": batch, "error": str(error),
                                 "correct": False})
                 print(f"{spec['name']:28s} N={batch:<3d} FAILED: {error}", flush=True)
                 continue
+            if heuristic:
+                result.update(heuristic)
             results.append(result)
             print(f"{result['layer']:28s} N={batch:<3d} convgen {result['convgen_ms']:.3f} ms  "
                   f"cuDNN {result['cudnn_ms']:.3f} ms ({result['speedup_cudnn']:.2f}x)  "
                   f"max abs err {result['max_abs_error']:.2e}  "
                   f"{'ok' if result['correct'] else 'WRONG'}", flush=True)
-    geomeans = {}
+    geomeans, gains = {}, {}
     for batch in args.batch:
+        tuned = [r["heuristic_ms"] / r["convgen_ms"] for r in results
+                 if r["batch"] == batch and r.get("heuristic_ms") and "error" not in r]
+        if tuned:
+            gains[str(batch)] = statistics.geometric_mean(tuned)
         speedups = [r["speedup_cudnn"] for r in results if r["batch"] == batch and "error" not in r]
         if speedups:
             geomeans[str(batch)] = statistics.geometric_mean(speedups)
@@ -336,14 +444,15 @@ def run(args):
               "cudnn": torch.backends.cudnn.version(), "torch": torch.__version__,
               "date": datetime.date.today().isoformat(), "commit": _commit(),
               "weights": os.path.basename(args.weights), "arch": args.arch,
+              "dtype": args.dtype, "tuned": bool(args.tune),
               "runs": args.runs, "warmup": args.warmup,
               "peak_fp32_tflops": peaks[0], "peak_bandwidth_gbs": peaks[1],
-              "layers": results, "geomean_speedup_cudnn": geomeans}
+              "layers": results, "geomean_speedup_cudnn": geomeans,
+              "geomean_tuning_gain": gains}
     os.makedirs(args.output, exist_ok=True)
     _write_atomically(os.path.join(args.output, "convbench.json"), json.dumps(report, indent=1) + "\n")
     _write_atomically(os.path.join(args.output, "convbench.md"), _markdown(report))
-    if work:
-        work.cleanup()
+    work.cleanup()
     return 0 if all(r["correct"] for r in results) else 1
 
 
@@ -357,8 +466,15 @@ def main(argv=None):
                         help="batch sizes, comma-separated (default 1,32)")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--tolerance", type=float, default=1e-4,
-                        help="max abs error / output scale that counts as correct")
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="max abs error / output scale that counts as correct "
+                             "(default 1e-4, 2e-3 with --dtype f16)")
+    parser.add_argument("--dtype", choices=["f32", "f16"], default="f32",
+                        help="activation type of the generated layers and of cuDNN")
+    parser.add_argument("--tune", action="store_true",
+                        help="try the candidate tilings per layer and batch, record the "
+                             "fastest correct one in convgen's cache, and report it beside "
+                             "the heuristic's")
     parser.add_argument("--arch", default="sm_80")
     parser.add_argument("--generated", help="reuse layers generated into this directory")
     parser.add_argument("--convgen", default=os.environ.get(
@@ -369,6 +485,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.runs < 20:
         parser.error("--runs must be at least 20")
+    if args.tune and args.generated:
+        parser.error("--tune generates its candidates itself: leave out --generated")
     try:
         return run(args)
     except BenchError as error:

@@ -11,7 +11,9 @@
 #include "ListCommand.h"
 #include "VerifyCommand.h"
 #include "codegen/LayerGenerator.h"
+#include "cache/CacheKey.h"
 #include "cache/KernelCache.h"
+#include "codegen/OperatorTemplate.h"
 #include "codegen/NvptxTarget.h"
 #include "model/ModelFile.h"
 #include "support/Error.h"
@@ -38,6 +40,11 @@ struct Options {
   bool bakeValues = false;
   int64_t maxMultiplyAdds = 65536;
   int64_t maxKernels = 4;
+  std::string dtype = "f32";
+  std::string tiling;
+  int64_t forBatch = 0;
+  bool listTilings = false;
+  std::string recordTuning;
   unsigned jobs = 0;
   double maxMemoryGiB = 0;
   std::string cacheDir;
@@ -81,6 +88,21 @@ void addGenerationOptions(CLI::App &app, Options &options) {
                  "Kernels per layer: a layer that needs more gets a dense kernel instead")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1024}));
+  app.add_option("--dtype", options.dtype,
+                 "Input and output element type: f32, or f16 (weights and accumulation stay "
+                 "fp32; one rounding to half at the store)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "f16"}));
+  app.add_option("--tiling", options.tiling,
+                 "Override the tiling: comma-separated key=value of bk (channels per thread), "
+                 "bw, bh, bn (output columns, rows, images per thread), threads, cta-blocks "
+                 "(channel blocks per thread block), stage (0/1: inputs in shared memory), skip "
+                 "(0/1: skip unused input channels), weights (auto/constant/global/baked); "
+                 "unnamed keys keep the heuristic's (or tuned) value");
+  app.add_option("--for-batch", options.forBatch,
+                 "The batch the tiling is chosen (or looked up as tuned) for (default: the "
+                 "sidecar's input batch)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_flag("-v,--verbose", options.verbose, "Say what is read, validated and written");
 }
 
@@ -113,6 +135,17 @@ void configure(CLI::App &app, Options &options) {
   layer->excludes(list);
   all->excludes(list);
   app.add_flag("--json", options.json, "With --list: print JSON instead of a table")->needs(list);
+  auto *listTilings = app.add_flag(
+      "--list-tilings", options.listTilings,
+      "Print the layers' tiling choice with its reasons, then the candidates a tuner "
+      "tries, one 'LAYER<TAB>TILING' line each; generates nothing");
+  listTilings->excludes(list);
+  app.add_option("--record-tuning", options.recordTuning,
+                 "Record --tiling in the cache as the tuned tiling of each --layer at "
+                 "--for-batch, with this JSON object of measurements beside it (convbench "
+                 "--tune does this); later runs use it. Generates nothing")
+      ->excludes(listTilings)
+      ->excludes(list);
 
   app.add_option("-o,--output-dir", options.outputDir, "Output directory")
       ->capture_default_str();
@@ -156,7 +189,73 @@ GenerateOptions generateOptionsFrom(const Options &options) {
   generateOptions.bakeValues = options.bakeValues;
   generateOptions.maxMultiplyAdds = options.maxMultiplyAdds;
   generateOptions.maxKernelsPerLayer = options.maxKernels;
+  generateOptions.dtype = options.dtype == "f16" ? DType::F16 : DType::F32;
+  generateOptions.tilingOverride = options.tiling;
+  if (options.forBatch > 0)
+    generateOptions.batch = options.forBatch;
+  if (!options.tiling.empty())
+    parseTiling(options.tiling); // a syntax error is reported before any work
   return generateOptions;
+}
+
+std::optional<fs::path> cacheRoot(const Options &options) {
+  if (options.noCache)
+    return std::nullopt;
+  return options.cacheDir.empty() ? KernelCache::defaultRoot() : fs::path(options.cacheDir);
+}
+
+/// The tuned tilings the cache holds for \p layers under \p generateOptions.
+void addTunedTilings(const std::vector<ConvLayer> &layers, const Options &options,
+                     GenerateOptions &generateOptions, const Log &log) {
+  std::optional<fs::path> root = cacheRoot(options);
+  if (!root)
+    return;
+  KernelCache cache(*root);
+  for (const ConvLayer &layer : layers)
+    if (auto tuned = cache.findTuning(
+            layerTuningKey(layer, generateOptions, directConvTemplate().id))) {
+      generateOptions.tunedTilings[layer.name] = *tuned;
+      log("layer '" + layer.name + "': tuned tiling " + tuned->describe());
+    }
+}
+
+/// --list-tilings: the choice and its reasons, then the tuner's candidates.
+int listTilings(const std::vector<ConvLayer> &layers, const GenerateOptions &generateOptions) {
+  for (const ConvLayer &layer : layers) {
+    std::string source;
+    TilingDecision decision = decideTiling(layer, generateOptions, &source);
+    std::cout << "# " << layer.name << ": " << source << " " << decision.tiling.describe() << "\n";
+    for (const std::string &reason : decision.reasons)
+      std::cout << "#   " << reason << "\n";
+    TilingInputs inputs;
+    inputs.nonzeros = std::count_if(layer.weights.begin(), layer.weights.end(),
+                                    [](float w) { return w != 0.0f; });
+    inputs.batch = generateOptions.batch.value_or(layer.geometry.batch);
+    inputs.codeBudgetMultiplyAdds =
+        generateOptions.maxMultiplyAdds * generateOptions.maxKernelsPerLayer;
+    for (const Tiling &candidate : candidateTilings(layer.geometry, inputs))
+      std::cout << layer.name << "\t" << candidate.describe() << "\n";
+  }
+  return ExitSuccess;
+}
+
+/// --record-tuning: store --tiling as each layer's tuned tiling.
+int recordTuning(const std::vector<ConvLayer> &layers, const Options &options,
+                 const GenerateOptions &generateOptions) {
+  if (options.tiling.empty())
+    throw InputError({"", "", "--record-tuning"}, "needs the tiling to record: --tiling");
+  std::optional<fs::path> root = cacheRoot(options);
+  if (!root)
+    throw InputError({"", "", "--record-tuning"}, "records into the cache; drop --no-cache");
+  KernelCache cache(*root);
+  for (const ConvLayer &layer : layers) {
+    Tiling tiling = decideTiling(layer, generateOptions).tiling; // checked against the layer
+    cache.storeTuning(layerTuningKey(layer, generateOptions, directConvTemplate().id), layer.name,
+                      tiling, options.recordTuning);
+    std::cout << layer.name << ": recorded tuned tiling " << tiling.describe() << " for batch "
+              << generateOptions.batch.value_or(layer.geometry.batch) << "\n";
+  }
+  return ExitSuccess;
 }
 
 /// Reads and validates every requested layer before any is generated, so
@@ -186,13 +285,16 @@ int generate(const ModelFile &model, const Options &options, const Log &log) {
   modelOptions.generate = generateOptionsFrom(options);
   modelOptions.jobs = options.jobs;
   modelOptions.memoryBudgetBytes = uint64_t(options.maxMemoryGiB * double(uint64_t(1) << 30));
-  if (!options.noCache)
-    modelOptions.cacheDir =
-        options.cacheDir.empty() ? KernelCache::defaultRoot() : fs::path(options.cacheDir);
+  modelOptions.cacheDir = cacheRoot(options);
   if (options.all)
     modelOptions.modelManifest = fs::path(options.outputDir) / "convgen-model.json";
   modelOptions.weightsFile = options.weights;
   std::vector<ConvLayer> layers = loadRequestedLayers(model, options, log);
+  if (options.listTilings)
+    return listTilings(layers, modelOptions.generate);
+  if (!options.recordTuning.empty())
+    return recordTuning(layers, options, modelOptions.generate);
+  addTunedTilings(layers, options, modelOptions.generate, log);
   log("target " + modelOptions.generate.arch.name + ", output directory " + options.outputDir +
       ", cache " + (modelOptions.cacheDir ? modelOptions.cacheDir->string() : "off"));
   return generateLayers(layers, modelOptions, options.verbose, std::cout);
@@ -229,9 +331,12 @@ int run(const Options &options) {
     printLayerList(model, options.json, std::cout);
     return ExitSuccess;
   }
-  if (verify)
-    return verifyLayers(loadRequestedLayers(model, options, log), generateOptionsFrom(options),
-                        options.verify, std::cout);
+  if (verify) {
+    std::vector<ConvLayer> layers = loadRequestedLayers(model, options, log);
+    GenerateOptions generateOptions = generateOptionsFrom(options);
+    addTunedTilings(layers, options, generateOptions, log);
+    return verifyLayers(layers, generateOptions, options.verify, std::cout);
+  }
   return generate(model, options, log);
 }
 

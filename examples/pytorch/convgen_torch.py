@@ -4,8 +4,9 @@
     model.conv3 = layer                             # replaces the nn.Conv2d
     y = model(x.cuda())                             # conv3 now runs convgen's kernels
 
-The layer runs on torch's current device and stream, on contiguous float32
-NCHW tensors, and includes the bias and the fused activation the layer was
+The layer runs on torch's current device and stream, on contiguous NCHW
+tensors of the type it was generated for (float32, or float16 with
+`convgen --dtype f16`; `layer.dtype` says which), and includes the bias and the fused activation the layer was
 generated with (so a following ReLU that convgen fused must be removed, or
 be idempotent: ReLU after a fused ReLU changes nothing).
 """
@@ -32,6 +33,7 @@ def load_library(path=None):
     lib.convgen_layer_reload.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
     lib.convgen_layer_shape.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64),
                                         ctypes.POINTER(ctypes.c_int64)]
+    lib.convgen_layer_element_bytes.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
     lib.convgen_layer_free.argtypes = [ctypes.c_void_p]
     lib.convgen_layer_free.restype = None
     lib.convgen_last_error.restype = ctypes.c_char_p
@@ -66,6 +68,9 @@ class ConvgenConv2d(torch.nn.Module):
         inp, out = (ctypes.c_int64 * 3)(), (ctypes.c_int64 * 3)()
         self._check(self._lib.convgen_layer_shape(self._handle, inp, out))
         self.input_chw, self.output_chw = tuple(inp), tuple(out)
+        element = ctypes.c_int(0)
+        self._check(self._lib.convgen_layer_element_bytes(self._handle, ctypes.byref(element)))
+        self.dtype = torch.float16 if element.value == 2 else torch.float32
 
     def _check(self, status):
         if status != 0:
@@ -83,15 +88,15 @@ class ConvgenConv2d(torch.nn.Module):
         return bool(values_only.value)
 
     def forward(self, x):
-        if x.device != self._device or x.dtype != torch.float32 or x.dim() != 4:
-            raise ValueError(f"expected float32 NCHW on {self._device}, got {x.dtype} "
+        if x.device != self._device or x.dtype != self.dtype or x.dim() != 4:
+            raise ValueError(f"expected {self.dtype} NCHW on {self._device}, got {x.dtype} "
                              f"{tuple(x.shape)} on {x.device}")
         if tuple(x.shape[1:]) != self.input_chw:
             raise ValueError(f"expected input (N, {', '.join(map(str, self.input_chw))}), "
                              f"got {tuple(x.shape)}")
         if torch.is_grad_enabled() and x.requires_grad:
             raise RuntimeError("ConvgenConv2d is inference-only: run it under torch.no_grad()")
-        y = torch.empty((x.shape[0],) + self.output_chw, device=x.device, dtype=torch.float32)
+        y = torch.empty((x.shape[0],) + self.output_chw, device=x.device, dtype=self.dtype)
         if x.shape[0] == 0:
             return y
         x = x.contiguous()

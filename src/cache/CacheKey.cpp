@@ -60,11 +60,21 @@ const std::string &toolFingerprint() {
   return fingerprint;
 }
 
+/// One bit per weight: nonzero or not.
+static std::vector<uint8_t> maskBits(const std::vector<float> &weights) {
+  std::vector<uint8_t> mask((weights.size() + 7) / 8, 0);
+  for (size_t i = 0; i < weights.size(); ++i)
+    if (weights[i] != 0.0f)
+      mask[i / 8] |= uint8_t(1u << (i % 8));
+  return mask;
+}
+
 std::string layerCacheKey(const ConvLayer &layer, const GenerateOptions &options,
                           const std::string &templateId, const std::string &ptxasVersion) {
   const ConvGeometry &g = layer.geometry;
+  const Tiling tiling = decideTiling(layer, options).tiling;
   KeyText key;
-  key.add("format", std::string("convgen-cache/1"))
+  key.add("format", std::string("convgen-cache/2"))
       .add("tool", toolFingerprint())
       .add("template", templateId)
       .add("layer", layer.name)
@@ -79,7 +89,8 @@ std::string layerCacheKey(const ConvLayer &layer, const GenerateOptions &options
       .add("groups", g.groups)
       .add("activation", std::string(activationName(g.activation)))
       .add("bias", g.hasBias)
-      .add("tiling", chooseTiling(g).describe())
+      .add("tiling", tiling.describe())
+      .add("dtype", std::string(dtypeName(options.dtype)))
       .add("arch", options.arch.name)
       .add("bake_values", options.bakeValues)
       .add("constant_bank_limit", options.constantBankLimitBytes)
@@ -87,15 +98,35 @@ std::string layerCacheKey(const ConvLayer &layer, const GenerateOptions &options
       .add("max_kernels", options.maxKernelsPerLayer)
       .add("max_template_multiply_adds", options.maxTemplateMultiplyAdds)
       .add("ptxas", options.runPtxas ? ptxasVersion : std::string("off"));
-  std::vector<uint8_t> mask((layer.weights.size() + 7) / 8, 0);
-  for (size_t i = 0; i < layer.weights.size(); ++i)
-    if (layer.weights[i] != 0.0f)
-      mask[i / 8] |= uint8_t(1u << (i % 8));
   key.add("weights", layer.weights.size());
-  key.addBytes("mask", mask);
-  if (options.bakeValues)
+  key.addBytes("mask", maskBits(layer.weights));
+  if (tiling.weightPath == WeightPathChoice::Baked)
     key.addBytes("values", {reinterpret_cast<const uint8_t *>(layer.weights.data()),
                             layer.weights.size() * 4});
+  return key.digest();
+}
+
+std::string layerTuningKey(const ConvLayer &layer, const GenerateOptions &options,
+                           const std::string &templateId) {
+  const ConvGeometry &g = layer.geometry;
+  KeyText key;
+  key.add("format", std::string("convgen-tuning/1"))
+      .add("template", templateId)
+      .add("layer", layer.name)
+      .add("in_channels", g.inChannels)
+      .add("out_channels", g.outChannels)
+      .add("in_size", g.inSize)
+      .add("kernel", g.kernel)
+      .add("stride", g.stride)
+      .add("padding", g.padding)
+      .add("dilation", g.dilation)
+      .add("groups", g.groups)
+      .add("arch", options.arch.name)
+      .add("dtype", std::string(dtypeName(options.dtype)))
+      .add("batch", options.batch.value_or(g.batch))
+      .add("max_multiply_adds", options.maxMultiplyAdds)
+      .add("max_kernels", options.maxKernelsPerLayer);
+  key.addBytes("mask", maskBits(layer.weights));
   return key.digest();
 }
 

@@ -21,7 +21,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char *EntryFormat = "convgen-cache-entry/2";
+constexpr const char *EntryFormat = "convgen-cache-entry/3";
 constexpr const char *PtxFile = "layer.ptx";
 constexpr const char *IndicesFile = "indices.bin";
 constexpr const char *EntryFile = "entry.json";
@@ -84,8 +84,10 @@ json infoJson(const GeneratedLayer &info) {
                        {"weights_count", k.weightsCount}});
   return {{"name", info.name},
           {"kernels", kernels},
-          {"tiling",
-           {info.tiling.channelsPerThread, info.tiling.outputsPerThread, info.tiling.threadsPerBlock}},
+          {"tiling", info.tiling.describe()},
+          {"tiling_source", info.tilingSource},
+          {"tiling_reasons", info.tilingReasons},
+          {"dtype", dtypeName(info.dtype)},
           {"mode", info.mode},
           {"dense_reason", info.denseReason},
           {"weight_path", info.weightPath},
@@ -110,10 +112,10 @@ GeneratedLayer infoFrom(const json &j) {
     kernel.weightsCount = k.at("weights_count");
     info.kernels.push_back(kernel);
   }
-  const json &tiling = j.at("tiling");
-  info.tiling.channelsPerThread = tiling.at(0);
-  info.tiling.outputsPerThread = tiling.at(1);
-  info.tiling.threadsPerBlock = tiling.at(2);
+  info.tiling = parseTiling(j.at("tiling").get<std::string>());
+  info.tilingSource = j.at("tiling_source").get<std::string>();
+  info.tilingReasons = j.at("tiling_reasons").get<std::vector<std::string>>();
+  info.dtype = j.at("dtype").get<std::string>() == "f16" ? DType::F16 : DType::F32;
   info.mode = j.at("mode").get<std::string>();
   info.denseReason = j.at("dense_reason").get<std::string>();
   info.weightPath = j.at("weight_path").get<std::string>();
@@ -213,6 +215,8 @@ std::optional<KernelCache::Entry> KernelCache::find(const std::string &key,
       found.ptxDigest = files.at(PtxFile).get<std::string>();
     } catch (const json::exception &e) {
       throw CorruptEntry{std::string(EntryFile) + ": " + e.what()};
+    } catch (const Error &e) { // a tiling that does not parse
+      throw CorruptEntry{std::string(EntryFile) + ": " + e.what()};
     }
     std::error_code sizeError;
     if (fs::file_size(directory / PtxFile, sizeError) != found.layer.info.ptxBytes || sizeError)
@@ -275,6 +279,39 @@ void KernelCache::store(const std::string &key, const CompiledLayer &compiled) c
     fs::remove_all(scratch, ec);
     throw;
   }
+}
+
+static constexpr const char *TuningFormat = "convgen-tuning/1";
+
+std::optional<Tiling> KernelCache::findTuning(const std::string &key) const {
+  const fs::path path = Root / "v1" / "tuning" / (key + ".json");
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec))
+    return std::nullopt;
+  try {
+    json record = json::parse(readWholeFile(path));
+    if (record.value("format", "") != TuningFormat || record.value("key", "") != key)
+      return std::nullopt;
+    return parseTiling(record.at("tiling").get<std::string>());
+  } catch (const std::exception &) {
+    return std::nullopt;
+  }
+}
+
+void KernelCache::storeTuning(const std::string &key, const std::string &layer, const Tiling &tiling,
+                              const std::string &measurementsJson) const {
+  json measurements;
+  try {
+    measurements = measurementsJson.empty() ? json::object() : json::parse(measurementsJson);
+  } catch (const json::exception &e) {
+    throw InputError({"", layer, "measurements"}, std::string("not JSON: ") + e.what());
+  }
+  json record = {{"format", TuningFormat},
+                 {"key", key},
+                 {"layer", layer},
+                 {"tiling", tiling.describe()},
+                 {"measurements", measurements}};
+  writeFileAtomically(Root / "v1" / "tuning" / (key + ".json"), record.dump(1) + "\n");
 }
 
 } // namespace convgen

@@ -4,7 +4,7 @@
 // values are gathered from its weights at the cached indices.
 //
 // Layout: ROOT/v1/<2 hex>/<key>/ holds layer.ptx, indices.bin and
-// entry.json, which records every other file's BLAKE3 digest. An entry is
+// entry.json (tuning records live in ROOT/v1/tuning/), which records every other file's BLAKE3 digest. An entry is
 // written into ROOT/v1/tmp/ and renamed into place whole, so readers see all
 // of it or nothing, and two processes storing one key at once both succeed
 // (the second rename fails on the existing entry, and its copy is dropped).
@@ -54,6 +54,16 @@ public:
   /// Stores \p compiled under \p key. Throws SystemError if the cache
   /// cannot be written.
   void store(const std::string &key, const CompiledLayer &compiled) const;
+
+  /// Tuning records (ROOT/v1/tuning/<key>.json, keyed by layerTuningKey):
+  /// the tiling convbench --tune measured fastest for a layer at a batch.
+  /// findTuning gives nullopt for none, or for a record that does not
+  /// parse (it is ignored, never trusted).
+  std::optional<Tiling> findTuning(const std::string &key) const;
+  /// Records \p tiling for \p key, with \p measurementsJson (a JSON
+  /// object: what the tuner measured) beside it; atomically.
+  void storeTuning(const std::string &key, const std::string &layer, const Tiling &tiling,
+                   const std::string &measurementsJson) const;
 
   /// Removes scratch directories older than \p ageSeconds: what runs that
   /// were killed mid-store left behind. A live run's scratch is younger.

@@ -8,13 +8,25 @@ KernelPlan planKernels(const ConvGeometry &geometry, const Tiling &tiling,
                        const std::vector<float> &weights, const SplitBudget &budget) {
   const int64_t blocks = geometry.outChannels / tiling.channelsPerThread;
   const int64_t weightsPerBlock = int64_t(weights.size()) / blocks;
-  const int64_t templatePerBlock = weightsPerBlock * tiling.outputsPerThread;
+  const int64_t spatial = tiling.spatialPerThread();
+  const int64_t positionsPerChannel = tiling.channelsPerThread * geometry.kernel.h * geometry.kernel.w;
+  // The template unrolls the input channels a block reads (all of them
+  // unless unused ones are skipped).
+  const std::vector<uint8_t> used =
+      tiling.skipUnusedInputs ? inputChannelsUsed(geometry, tiling, {0, blocks}, weights)
+                              : std::vector<uint8_t>();
   KernelPlan plan;
-  int64_t total = 0;
+  int64_t total = 0, templateOfLast = 0;
+  int64_t templatePerBlock = weightsPerBlock * spatial;
   for (int64_t block = 0; block < blocks; ++block) {
     auto begin = weights.begin() + block * weightsPerBlock;
     int64_t code = std::count_if(begin, begin + weightsPerBlock, [](float w) { return w != 0; }) *
-                   tiling.outputsPerThread;
+                   spatial;
+    if (!used.empty())
+      templatePerBlock =
+          std::count(used.begin() + block * geometry.inChannelsPerGroup(),
+                     used.begin() + (block + 1) * geometry.inChannelsPerGroup(), uint8_t{1}) *
+          positionsPerChannel * spatial;
     total += code;
     if (plan.denseReason.empty() &&
         (code > budget.maxMultiplyAdds || templatePerBlock > budget.maxTemplateMultiplyAdds))
@@ -26,14 +38,15 @@ KernelPlan planKernels(const ConvGeometry &geometry, const Tiling &tiling,
                          std::to_string(budget.maxTemplateMultiplyAdds);
     bool fits = !plan.kernels.empty() &&
                 plan.multiplyAdds.back() + code <= budget.maxMultiplyAdds &&
-                (plan.kernels.back().count + 1) * templatePerBlock <=
-                    budget.maxTemplateMultiplyAdds;
+                templateOfLast + templatePerBlock <= budget.maxTemplateMultiplyAdds;
     if (fits) {
       ++plan.kernels.back().count;
       plan.multiplyAdds.back() += code;
+      templateOfLast += templatePerBlock;
     } else {
       plan.kernels.push_back({block, 1});
       plan.multiplyAdds.push_back(code);
+      templateOfLast = templatePerBlock;
     }
   }
   if (plan.denseReason.empty() && int64_t(plan.kernels.size()) > budget.maxKernels)

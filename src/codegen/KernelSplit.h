@@ -1,5 +1,5 @@
 // How a layer's sparse code is divided into kernels. The code for a channel
-// block holds nnz(block) x BW multiply-adds. One kernel takes consecutive
+// block holds nnz(block) x BN x BH x BW multiply-adds. One kernel takes consecutive
 // channel blocks while its code stays within the per-kernel budget, and its
 // unrolled dense template (what specialisation builds before elimination
 // thins it) within the specialisation limit; a layer needing more kernels

@@ -64,14 +64,15 @@ static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer
                                     const std::vector<float> &packed) {
   const ConvGeometry &geometry = layer.geometry;
   const std::string stem = outputStemFor(layer.name);
-  HW out = geometry.outSize();
-  int64_t columnTiles = (out.w + result.tiling.outputsPerThread - 1) / result.tiling.outputsPerThread;
+  const Tiling &tiling = result.tiling;
+  const int64_t tilesPerGroup = tilesPerImageGroup(geometry, tiling);
   nlohmann::json kernels = nlohmann::json::array();
   for (const LayerKernel &kernel : result.kernels)
     kernels.push_back(
         {{"symbol", kernel.symbol},
          {"channel_blocks", {{"first", kernel.channelBlocks.first}, {"count", kernel.channelBlocks.count}}},
-         {"grid_y", kernel.channelBlocks.count},
+         {"grid_y", (kernel.channelBlocks.count + tiling.channelBlocksPerCta - 1) /
+                        tiling.channelBlocksPerCta},
          {"multiply_adds", kernel.multiplyAdds},
          {"weights",
           {{"symbol", kernel.weightsSymbol},
@@ -79,11 +80,12 @@ static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer
            {"count", kernel.weightsCount}}},
          {"ptxas", ptxasKernelJson(result.ptxas, kernel.symbol)}});
   nlohmann::json manifest = {
-      {"format", "convgen-kernel-manifest/2"},
+      {"format", "convgen-kernel-manifest/3"},
       {"layer", layer.name},
       {"ptx", stem + ".ptx"},
       {"template", templateId},
       {"arch", options.arch.name},
+      {"dtype", dtypeName(result.dtype)},
       {"mode", result.mode},
       {"dense_reason", result.denseReason},
       {"code_budget",
@@ -92,17 +94,27 @@ static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer
         {"template_multiply_adds_per_kernel", options.maxTemplateMultiplyAdds}}},
       {"geometry", geometryJson(geometry)},
       {"tiling",
-       {{"channels_per_thread", result.tiling.channelsPerThread},
-        {"outputs_per_thread", result.tiling.outputsPerThread},
-        {"threads_per_block", result.tiling.threadsPerBlock}}},
+       {{"spec", tiling.describe()},
+        {"source", result.tilingSource},
+        {"reasons", result.tilingReasons},
+        {"channels_per_thread", tiling.channelsPerThread},
+        {"outputs_per_thread", tiling.outputsPerThread},
+        {"rows_per_thread", tiling.rowsPerThread},
+        {"images_per_thread", tiling.imagesPerThread},
+        {"threads_x", tiling.threadsX},
+        {"channel_blocks_per_block", tiling.channelBlocksPerCta},
+        {"stage_input", tiling.stageInput},
+        {"skip_unused_inputs", tiling.skipUnusedInputs}}},
       {"launch",
        {{"parameters", {"input", "weights", "bias", "output", "batch"}},
         {"weights_argument", "the packed weights file + the kernel's weights.offset_bytes"},
-        {"block", {result.tiling.threadsPerBlock, 1, 1}},
+        {"element_bytes", dtypeBytes(result.dtype)},
+        {"block", {tiling.threadsX, tiling.channelBlocksPerCta, 1}},
         {"grid",
-         {{"x", "ceil(N * " + std::to_string(out.h * columnTiles) + " / " +
-                    std::to_string(result.tiling.threadsPerBlock) + ")"},
-          {"x_threads_per_image", out.h * columnTiles},
+         {{"x", "ceil(ceil(N / " + std::to_string(tiling.imagesPerThread) + ") * " +
+                    std::to_string(tilesPerGroup) + " / " + std::to_string(tiling.threadsX) + ")"},
+          {"images_per_thread", tiling.imagesPerThread},
+          {"x_threads_per_image_group", tilesPerGroup},
           {"y", "the kernel's grid_y"},
           {"z", 1}}},
         {"shared_memory_bytes", result.ptxas ? result.ptxas->sharedBytes : 0}}},

@@ -42,6 +42,34 @@ std::string kernelSymbolFor(const std::string &layerName, size_t part, size_t pa
   return symbol;
 }
 
+TilingDecision decideTiling(const ConvLayer &layer, const GenerateOptions &options,
+                            std::string *source) {
+  TilingInputs inputs;
+  inputs.nonzeros = std::count_if(layer.weights.begin(), layer.weights.end(),
+                                  [](float w) { return w != 0.0f; });
+  inputs.batch = options.batch.value_or(layer.geometry.batch);
+  inputs.codeBudgetMultiplyAdds = options.maxMultiplyAdds * options.maxKernelsPerLayer;
+  TilingDecision decision = chooseTiling(layer.geometry, inputs);
+  std::string from = "heuristic";
+  if (auto tuned = options.tunedTilings.find(layer.name); tuned != options.tunedTilings.end()) {
+    decision.tiling = tuned->second;
+    decision.reasons = {"tuned: the fastest correct candidate measured by convbench --tune at batch " +
+                        std::to_string(inputs.batch)};
+    from = "tuned";
+  }
+  if (!options.tilingOverride.empty()) {
+    decision.tiling = parseTiling(options.tilingOverride, decision.tiling);
+    decision.reasons.push_back("--tiling " + options.tilingOverride);
+    from = "user";
+  }
+  if (options.bakeValues)
+    decision.tiling.weightPath = WeightPathChoice::Baked;
+  checkTiling(layer.geometry, decision.tiling, layer.name);
+  if (source)
+    *source = from;
+  return decision;
+}
+
 KernelGenerator::KernelGenerator(GenerateOptions options)
     : Options(std::move(options)), Context(std::make_unique<llvm::LLVMContext>()),
       Specializer(std::make_unique<TemplateSpecializer>(*Context, directConvTemplate())) {
@@ -105,14 +133,21 @@ KernelGenerator::buildSparseKernel(const ConvLayer &layer,
   PhaseClock clock(built.info.phaseSeconds);
 
   // 1. Specialise and unroll: every weight load at a constant position.
+  //    Input channels a channel block never reads are skipped (their
+  //    weights are all zero), so they are not even unrolled.
+  const std::vector<uint8_t> channelsUsed =
+      tiling.skipUnusedInputs
+          ? inputChannelsUsed(geometry, tiling, kernel.channelBlocks, layer.weights)
+          : std::vector<uint8_t>(size_t(kernel.channelBlocks.count * geometry.inChannelsPerGroup()), 1);
   std::unique_ptr<llvm::Module> module = Specializer->specialize(
-      makeTemplateSpec(geometry, tiling, kernel.channelBlocks), kernel.symbol, what);
+      makeTemplateSpec(geometry, tiling, kernel.channelBlocks, Options.dtype), channelsUsed,
+      kernel.symbol, what);
   // Elimination is sound only if every weight this kernel computes with is
-  // read at a constant position and feeds nothing but its BW multiply-adds.
-  const int64_t positions = int64_t(layer.weights.size()) /
-                            (geometry.outChannels / tiling.channelsPerThread) *
-                            kernel.channelBlocks.count;
-  const int64_t templateMultiplyAdds = positions * tiling.outputsPerThread;
+  // read at a constant position and feeds nothing but its BN x BH x BW
+  // multiply-adds.
+  const int64_t positions = std::count(channelsUsed.begin(), channelsUsed.end(), uint8_t{1}) *
+                            tiling.channelsPerThread * geometry.kernel.h * geometry.kernel.w;
+  const int64_t templateMultiplyAdds = positions * tiling.spatialPerThread();
   WeightMapSummary weightMap = summarizeWeightMap(*module->getFunction(kernel.symbol));
   if (weightMap.nonConstantLoads || weightMap.loadsWithOtherUses ||
       weightMap.positions != positions || weightMap.multiplyAdds != templateMultiplyAdds)
@@ -156,11 +191,13 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
   BuiltKernel built;
   GeneratedLayer &result = built.info;
   result.name = layer.name;
-  result.tiling = chooseTiling(geometry);
-  checkTiling(geometry, result.tiling, layer.name);
+  result.dtype = Options.dtype;
+  TilingDecision decision = decideTiling(layer, Options, &result.tilingSource);
+  result.tiling = decision.tiling;
+  result.tilingReasons = decision.reasons;
   result.nonzeros = std::count_if(layer.weights.begin(), layer.weights.end(),
                                   [](float w) { return w != 0.0f; });
-  result.denseMultiplyAdds = int64_t(layer.weights.size()) * result.tiling.outputsPerThread;
+  result.denseMultiplyAdds = int64_t(layer.weights.size()) * result.tiling.spatialPerThread();
 
   // Past the code-size budget the layer is split across kernels by channel
   // blocks; past the kernel limit, the dense fallback from the same template.
@@ -170,13 +207,19 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
   result.denseReason = plan.denseReason;
   result.mode = result.denseReason.empty() ? "sparse" : "dense";
   if (result.mode == "dense") {
+    // The dense kernel reads every input channel through ld.global.nc.
+    result.tiling.skipUnusedInputs = false;
+    result.tiling.stageInput = false;
+    result.tiling.weightPath = WeightPathChoice::Global;
+    result.tilingReasons.push_back("dense fallback: skip=0, stage=0, weights=global");
+    checkTiling(geometry, result.tiling, layer.name);
     PhaseClock clock(result.phaseSeconds);
     LayerKernel kernel;
     kernel.symbol = kernelSymbolFor(layer.name);
     kernel.channelBlocks = allChannelBlocks(geometry, result.tiling);
     kernel.weightsCount = int64_t(layer.weights.size());
-    built.module = Specializer->specializeDense(makeTemplateSpec(geometry, result.tiling),
-                                                kernel.symbol, what);
+    built.module = Specializer->specializeDense(
+        makeTemplateSpec(geometry, result.tiling, Options.dtype), kernel.symbol, what);
     clock.mark("specialise");
     result.weightPath = "global";
     built.arrayValues = layer.weights; // the whole OIHW tensor, read by index
@@ -190,9 +233,16 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
   } else {
     // One constant bank (64 KiB) per module: every kernel's array fits, or
     // every kernel reads through ld.global.nc.
-    result.weightPath = Options.bakeValues ? "baked"
-                        : size_t(result.nonzeros) * 4 <= Options.constantBankLimitBytes ? "constant"
-                                                                                         : "global";
+    const bool fitsConstantBank = size_t(result.nonzeros) * 4 <= Options.constantBankLimitBytes;
+    WeightPathChoice path = result.tiling.weightPath;
+    if (path == WeightPathChoice::Constant && !fitsConstantBank)
+      throw UnsupportedError(what + ": weights=constant: " + std::to_string(result.nonzeros) +
+                             " nonzeros do not fit the " +
+                             std::to_string(Options.constantBankLimitBytes) +
+                             "-byte constant bank; use weights=global or auto");
+    if (path == WeightPathChoice::Auto)
+      path = fitsConstantBank ? WeightPathChoice::Constant : WeightPathChoice::Global;
+    result.weightPath = weightPathName(path);
     auto weights = std::make_shared<const std::vector<float>>(layer.weights);
     for (size_t part = 0; part < plan.kernels.size(); ++part) {
       LayerKernel kernel;
@@ -211,7 +261,7 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
         throw CheckFailure(what + ": linking kernel " + kernel.symbol + " into the module failed");
       result.kernels.push_back(kernel);
     }
-    if (!Options.bakeValues && int64_t(built.arrayValues.size()) != result.nonzeros)
+    if (result.weightPath != "baked" && int64_t(built.arrayValues.size()) != result.nonzeros)
       throw CheckFailure(what + ": packed " + std::to_string(built.arrayValues.size()) +
                          " weights, but the layer has " + std::to_string(result.nonzeros) +
                          " nonzeros");

@@ -8,9 +8,11 @@
 #include "codegen/NvptxTarget.h"
 #include "codegen/Ptxas.h"
 #include "codegen/TemplateSpec.h"
+#include "codegen/TilingChoice.h"
 #include "model/ModelFile.h"
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -47,6 +49,14 @@ struct GenerateOptions {
   int64_t maxMultiplyAdds = 65536;
   /// Kernels per layer: a layer needing more gets the dense fallback.
   int64_t maxKernelsPerLayer = 4;
+  /// Activations in fp32 or fp16 (weights and accumulation stay fp32).
+  DType dtype = DType::F32;
+  /// The batch the tiling heuristic plans for; unset: each layer's own.
+  std::optional<int64_t> batch;
+  /// `--tiling`: applied over every layer's heuristic or tuned choice.
+  std::string tilingOverride;
+  /// Tuned tilings by layer name (from the cache's tuning records).
+  std::map<std::string, Tiling> tunedTilings;
   /// Specialisation unrolls a kernel's part of the dense template (its
   /// positions x BW) before elimination thins it; past this size that costs
   /// too much time and memory (262144 took 5.6 s and 315 MB here), so a
@@ -74,6 +84,9 @@ struct GeneratedLayer {
   /// so they can be launched in any order. One when dense.
   std::vector<LayerKernel> kernels;
   Tiling tiling;
+  std::string tilingSource; ///< "heuristic", "tuned" or "user"
+  std::vector<std::string> tilingReasons;
+  DType dtype = DType::F32;
   std::string mode;          ///< "sparse", or "dense" past the code-size budget
   std::string denseReason;   ///< why the layer went dense, empty when sparse
   std::string weightPath;    ///< "constant", "global" or "baked"
@@ -158,6 +171,13 @@ private:
   std::unique_ptr<llvm::LLVMContext> Context;
   std::unique_ptr<TemplateSpecializer> Specializer;
 };
+
+/// The tiling \p layer gets under \p options: the heuristic's, replaced by
+/// a tuned one where options has it, then the --tiling override applied;
+/// the weight path resolved. Throws UnsupportedError naming the layer if
+/// the result does not fit the layer.
+TilingDecision decideTiling(const ConvLayer &layer, const GenerateOptions &options,
+                            std::string *source = nullptr);
 
 /// The file name stem for a layer's outputs: the name, with path separators
 /// replaced and a leading '.' guarded, so no name writes outside -o.

@@ -15,6 +15,7 @@ const OperatorTemplate &directConvTemplate() {
     t.id = t.name + "@" + contentHash(t.irText);
     t.kernelName = "convgen_conv2d";
     t.specGlobal = "convgen_spec";
+    t.channelTableGlobal = "convgen_input_channel_used";
     return t;
   }();
   return conv;

@@ -14,10 +14,12 @@ struct OperatorTemplate {
   std::string_view irText;
   std::string kernelName; ///< the __global__ function
   std::string specGlobal; ///< the device global holding the specialisation constants
+  /// The device array of which input channels each channel block reads.
+  std::string channelTableGlobal;
 };
 
-/// templates/conv2d_direct.cu: direct convolution, BK output channels x BW
-/// output columns per thread.
+/// templates/conv2d_direct.cu: direct convolution, BK output channels x
+/// BN x BH x BW outputs per thread.
 const OperatorTemplate &directConvTemplate();
 
 } // namespace convgen

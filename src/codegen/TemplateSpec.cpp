@@ -6,38 +6,77 @@
 
 namespace convgen {
 
-std::string Tiling::describe() const {
-  return "BK=" + std::to_string(channelsPerThread) + " BW=" + std::to_string(outputsPerThread) +
-         " threads=" + std::to_string(threadsPerBlock);
+const char *weightPathName(WeightPathChoice path) {
+  switch (path) {
+  case WeightPathChoice::Auto:
+    return "auto";
+  case WeightPathChoice::Constant:
+    return "constant";
+  case WeightPathChoice::Global:
+    return "global";
+  case WeightPathChoice::Baked:
+    return "baked";
+  }
+  return "?";
 }
 
-Tiling chooseTiling(const ConvGeometry &geometry) {
-  Tiling tiling;
-  for (int channels : {4, 2, 1})
-    if (geometry.outChannelsPerGroup() % channels == 0) {
-      tiling.channelsPerThread = channels;
-      break;
-    }
-  tiling.outputsPerThread = static_cast<int>(std::min<int64_t>(4, geometry.outSize().w));
-  return tiling;
+const char *dtypeName(DType dtype) { return dtype == DType::F16 ? "f16" : "f32"; }
+int64_t dtypeBytes(DType dtype) { return dtype == DType::F16 ? 2 : 4; }
+
+std::string Tiling::describe() const {
+  return "bk=" + std::to_string(channelsPerThread) + ",bw=" + std::to_string(outputsPerThread) +
+         ",bh=" + std::to_string(rowsPerThread) + ",bn=" + std::to_string(imagesPerThread) +
+         ",threads=" + std::to_string(threadsX) +
+         ",cta-blocks=" + std::to_string(channelBlocksPerCta) +
+         ",stage=" + std::to_string(int(stageInput)) +
+         ",skip=" + std::to_string(int(skipUnusedInputs)) + ",weights=" + weightPathName(weightPath);
+}
+
+int64_t tilesPerImageGroup(const ConvGeometry &geometry, const Tiling &tiling) {
+  HW out = geometry.outSize();
+  return ((out.h + tiling.rowsPerThread - 1) / tiling.rowsPerThread) *
+         ((out.w + tiling.outputsPerThread - 1) / tiling.outputsPerThread);
+}
+
+int64_t stagedFloats(const ConvGeometry &g, const Tiling &tiling) {
+  const int64_t columnTiles = (g.outSize().w + tiling.outputsPerThread - 1) / tiling.outputsPerThread;
+  const int64_t rows = (tiling.rowsPerThread - 1) * g.stride.h + (g.kernel.h - 1) * g.dilation.h + 1;
+  const int64_t rowTiles = (tiling.threadsX + columnTiles - 2) / columnTiles + 1;
+  return rowTiles * rows * g.inSize.w;
 }
 
 void checkTiling(const ConvGeometry &geometry, const Tiling &tiling, const std::string &layer) {
-  auto fail = [&layer](const std::string &problem) {
-    return UnsupportedError("layer '" + layer + "': tiling: " + problem);
+  auto fail = [&layer, &tiling](const std::string &problem) {
+    return UnsupportedError("layer '" + layer + "': tiling " + tiling.describe() + ": " + problem);
   };
+  const HW out = geometry.outSize();
   if (tiling.channelsPerThread < 1 || tiling.channelsPerThread > MaxChannelsPerThread ||
       geometry.outChannelsPerGroup() % tiling.channelsPerThread != 0)
-    throw fail("channels per thread must be in [1, " + std::to_string(MaxChannelsPerThread) +
+    throw fail("channels per thread (bk) must be in [1, " + std::to_string(MaxChannelsPerThread) +
                "] and divide the " + std::to_string(geometry.outChannelsPerGroup()) +
                " output channels per group");
-  if (tiling.outputsPerThread < 1 || tiling.outputsPerThread > MaxOutputsPerThread ||
-      tiling.outputsPerThread > geometry.outSize().w)
-    throw fail("outputs per thread must be in [1, " + std::to_string(MaxOutputsPerThread) +
-               "] and at most the output width " + std::to_string(geometry.outSize().w));
-  if (tiling.threadsPerBlock < 32 || tiling.threadsPerBlock > 1024 ||
-      tiling.threadsPerBlock % 32 != 0)
-    throw fail("threads per block must be a multiple of 32 in [32, 1024]");
+  if (tiling.outputsPerThread < 1 || tiling.outputsPerThread > out.w)
+    throw fail("output columns per thread (bw) must be in [1, the output width " +
+               std::to_string(out.w) + "]");
+  if (tiling.rowsPerThread < 1 || tiling.rowsPerThread > out.h)
+    throw fail("output rows per thread (bh) must be in [1, the output height " +
+               std::to_string(out.h) + "]");
+  if (tiling.imagesPerThread < 1)
+    throw fail("images per thread (bn) must be at least 1");
+  if (tiling.spatialPerThread() > MaxOutputsPerThread)
+    throw fail("bn x bh x bw must be at most " + std::to_string(MaxOutputsPerThread));
+  if (tiling.threadsX < 32 || tiling.threadsX % 32 != 0 || tiling.channelBlocksPerCta < 1 ||
+      tiling.threadsPerBlock() > 1024)
+    throw fail("threads must be a multiple of 32, and threads x cta-blocks at most 1024");
+  if (tiling.stageInput) {
+    if (tiling.channelBlocksPerCta != 1 || tiling.imagesPerThread != 1)
+      throw fail("staging inputs needs cta-blocks=1 and bn=1 (a block's threads share the "
+                 "staged rows and its barriers)");
+    if (stagedFloats(geometry, tiling) > MaxStagedFloats)
+      throw fail("a staged input channel needs " + std::to_string(stagedFloats(geometry, tiling)) +
+                 " floats of shared memory, over the " + std::to_string(MaxStagedFloats) +
+                 " (48 KiB) the template has");
+  }
 }
 
 ChannelBlockRange allChannelBlocks(const ConvGeometry &geometry, const Tiling &tiling) {
@@ -46,11 +85,11 @@ ChannelBlockRange allChannelBlocks(const ConvGeometry &geometry, const Tiling &t
 
 LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int64_t batch,
                         const ChannelBlockRange &range) {
-  HW out = geometry.outSize();
-  int64_t columnTiles = (out.w + tiling.outputsPerThread - 1) / tiling.outputsPerThread;
-  int64_t threads = batch * out.h * columnTiles;
-  return {(threads + tiling.threadsPerBlock - 1) / tiling.threadsPerBlock, range.count,
-          tiling.threadsPerBlock};
+  const int64_t imageGroups = (batch + tiling.imagesPerThread - 1) / tiling.imagesPerThread;
+  const int64_t threads = imageGroups * tilesPerImageGroup(geometry, tiling);
+  return {(threads + tiling.threadsX - 1) / tiling.threadsX,
+          (range.count + tiling.channelBlocksPerCta - 1) / tiling.channelBlocksPerCta,
+          tiling.threadsX, tiling.channelBlocksPerCta};
 }
 
 LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int64_t batch) {
@@ -60,22 +99,25 @@ LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int6
 std::optional<ThreadTile> threadTile(const ConvGeometry &geometry, const Tiling &tiling,
                                      int64_t batch, int64_t thread) {
   HW out = geometry.outSize();
-  int64_t columnTiles = (out.w + tiling.outputsPerThread - 1) / tiling.outputsPerThread;
-  if (thread < 0 || thread >= batch * out.h * columnTiles)
+  const int64_t columnTiles = (out.w + tiling.outputsPerThread - 1) / tiling.outputsPerThread;
+  const int64_t rowTiles = (out.h + tiling.rowsPerThread - 1) / tiling.rowsPerThread;
+  const int64_t imageGroups = (batch + tiling.imagesPerThread - 1) / tiling.imagesPerThread;
+  if (thread < 0 || thread >= imageGroups * rowTiles * columnTiles)
     return std::nullopt;
-  int64_t imageRow = thread / columnTiles;
-  // The last tile of a row ends at the edge (see the template).
-  int64_t q0 = std::min((thread % columnTiles) * tiling.outputsPerThread,
-                        out.w - tiling.outputsPerThread);
-  return ThreadTile{imageRow / out.h, imageRow % out.h, q0};
+  const int64_t imageRowTile = thread / columnTiles;
+  // The last tiles end at the edge (see the template).
+  return ThreadTile{imageRowTile / rowTiles * tiling.imagesPerThread,
+                    std::min(imageRowTile % rowTiles * tiling.rowsPerThread, out.h - tiling.rowsPerThread),
+                    std::min(thread % columnTiles * tiling.outputsPerThread,
+                             out.w - tiling.outputsPerThread)};
 }
 
-TemplateSpec makeTemplateSpec(const ConvGeometry &geometry, const Tiling &tiling) {
-  return makeTemplateSpec(geometry, tiling, allChannelBlocks(geometry, tiling));
+TemplateSpec makeTemplateSpec(const ConvGeometry &geometry, const Tiling &tiling, DType dtype) {
+  return makeTemplateSpec(geometry, tiling, allChannelBlocks(geometry, tiling), dtype);
 }
 
 TemplateSpec makeTemplateSpec(const ConvGeometry &g, const Tiling &tiling,
-                              const ChannelBlockRange &range) {
+                              const ChannelBlockRange &range, DType dtype) {
   HW out = g.outSize();
   auto i32 = [](int64_t value) { return static_cast<int32_t>(value); };
   return {i32(g.inChannels),  i32(g.inSize.h),   i32(g.inSize.w),
@@ -85,7 +127,31 @@ TemplateSpec makeTemplateSpec(const ConvGeometry &g, const Tiling &tiling,
           i32(g.dilation.h),  i32(g.dilation.w), i32(g.groups),
           static_cast<int32_t>(g.activation),    g.hasBias ? 1 : 0,
           tiling.channelsPerThread,              tiling.outputsPerThread,
-          i32(range.first),                      i32(range.count)};
+          tiling.rowsPerThread,                  tiling.imagesPerThread,
+          tiling.threadsX,                       tiling.channelBlocksPerCta,
+          tiling.stageInput ? 1 : 0,             tiling.skipUnusedInputs ? 1 : 0,
+          dtype == DType::F16 ? 1 : 0,           i32(range.first),
+          i32(range.count)};
+}
+
+std::vector<uint8_t> inputChannelsUsed(const ConvGeometry &geometry, const Tiling &tiling,
+                                       const ChannelBlockRange &range,
+                                       const std::vector<float> &weights) {
+  const int64_t channels = geometry.inChannelsPerGroup();
+  const int64_t taps = geometry.kernel.h * geometry.kernel.w;
+  std::vector<uint8_t> used(size_t(range.count * channels), weights.empty() ? 1 : 0);
+  if (weights.empty())
+    return used;
+  for (int64_t block = 0; block < range.count; ++block)
+    for (int64_t kk = 0; kk < tiling.channelsPerThread; ++kk) {
+      const int64_t k = (range.first + block) * tiling.channelsPerThread + kk;
+      for (int64_t c = 0; c < channels; ++c) {
+        auto first = weights.begin() + (k * channels + c) * taps;
+        if (std::any_of(first, first + taps, [](float w) { return w != 0.0f; }))
+          used[size_t(block * channels + c)] = 1;
+      }
+    }
+  return used;
 }
 
 } // namespace convgen

@@ -10,30 +10,47 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace convgen {
 
-/// How the work is split. Each thread computes channelsPerThread (BK) output
-/// channels x outputsPerThread (BW) neighbouring output columns of one row;
-/// blockIdx.y picks the block of BK channels.
-struct Tiling {
-  int channelsPerThread = 1; ///< BK, 1..8, divides outChannels / groups
-  int outputsPerThread = 1;  ///< BW, 1..8
-  int threadsPerBlock = 128;
+/// Where the kernels read the nonzero weights from (all three separate from
+/// the inputs): the constant bank, ld.global.nc, or immediates in the code.
+enum class WeightPathChoice { Auto, Constant, Global, Baked };
+const char *weightPathName(WeightPathChoice path); ///< "auto", "constant", "global", "baked"
 
+/// The kernel's tiling, specialisation constants like the geometry. Each
+/// thread computes BK output channels x BN images x BH output rows x BW
+/// neighbouring output columns; a block is threadsX x channelBlocksPerCta
+/// threads, each row of threadsX computing one channel block (of BK
+/// channels) over threadsX spatial tiles.
+struct Tiling {
+  int channelsPerThread = 1;   ///< BK, 1..8, divides outChannels / groups
+  int outputsPerThread = 1;    ///< BW, output columns per thread, <= the output width
+  int rowsPerThread = 1;       ///< BH, output rows per thread, <= the output height
+  int imagesPerThread = 1;     ///< BN
+  int threadsX = 128;          ///< blockDim.x: spatial tiles per block
+  int channelBlocksPerCta = 1; ///< blockDim.y: channel blocks per block
+  bool stageInput = false;     ///< inputs staged in shared memory, a channel at a time
+  bool skipUnusedInputs = true; ///< a channel block skips the input channels it never reads
+  WeightPathChoice weightPath = WeightPathChoice::Auto;
+
+  int threadsPerBlock() const { return threadsX * channelBlocksPerCta; }
+  /// Outputs of one channel a thread computes: BN x BH x BW.
+  int spatialPerThread() const { return imagesPerThread * rowsPerThread * outputsPerThread; }
   bool operator==(const Tiling &) const = default;
-  std::string describe() const; ///< "BK=4 BW=4 threads=128"
+  /// "bk=4,bw=4,bh=1,bn=1,threads=128,cta-blocks=1,stage=0,skip=1,weights=auto":
+  /// the syntax parseTiling reads.
+  std::string describe() const;
 };
 
-/// Upper bounds fixed by the template's register arrays.
+/// Upper bounds fixed by the template's register arrays and shared memory.
 inline constexpr int MaxChannelsPerThread = 8;
-inline constexpr int MaxOutputsPerThread = 8;
+inline constexpr int MaxOutputsPerThread = 8; ///< BN x BH x BW
+inline constexpr int64_t MaxStagedFloats = 12288;
 
-/// The default tiling: BK = the largest of 4, 2, 1 that divides the
-/// channels per group (so a channel block never straddles a group; 1 for
-/// depthwise), BW = 4 output columns (fewer if the output is narrower), 128
-/// threads. Each input value loaded then feeds BK multiply-adds.
-Tiling chooseTiling(const ConvGeometry &geometry);
+/// Floats of shared memory the staging of one input channel takes.
+int64_t stagedFloats(const ConvGeometry &geometry, const Tiling &tiling);
 
 /// Throws UnsupportedError naming the layer if \p tiling does not fit the
 /// template or the geometry.
@@ -49,33 +66,52 @@ struct ChannelBlockRange {
 /// Every channel block of the layer.
 ChannelBlockRange allChannelBlocks(const ConvGeometry &geometry, const Tiling &tiling);
 
-/// Grid for a batch of N images: x covers N * Ho * ceil(Wo / BW) threads,
-/// y the kernel's channel blocks (all of the layer's by default).
+/// Spatial tiles (threads of grid x) per BN images: ceil(Ho / BH) x ceil(Wo / BW).
+int64_t tilesPerImageGroup(const ConvGeometry &geometry, const Tiling &tiling);
+
+/// Grid for a batch of N images: x covers ceil(N / BN) x tilesPerImageGroup
+/// threads, y the kernel's channel blocks (all of the layer's by default),
+/// channelBlocksPerCta per block.
 struct LaunchShape {
-  int64_t gridX, gridY, blockX;
+  int64_t gridX, gridY, blockX, blockY;
 };
 LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int64_t batch);
 LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int64_t batch,
                         const ChannelBlockRange &range);
 
 /// The outputs one GPU thread of the template computes (the template's work
-/// split, restated for the host executor's coverage checks): image n, output
-/// row p, columns [q0, q0 + BW), of the channels [blockIdx.y x BK, + BK).
-/// Thread t is blockIdx.x x threads + threadIdx.x. Where BW does not divide
-/// the width, a row's last tile is moved left to end at the edge, overlapping
-/// its neighbour (both write the same values).
+/// split, restated for the host executor's coverage checks): images
+/// [n0, n0 + BN) (clamped to the batch), output rows [p0, p0 + BH), columns
+/// [q0, q0 + BW), of its channel block's BK channels. Thread t is blockIdx.x
+/// x threadsX + threadIdx.x. Where BW (BH) does not divide the width
+/// (height), the last tile is moved left (up) to end at the edge,
+/// overlapping its neighbour (both write the same values).
 struct ThreadTile {
-  int64_t n = 0, p = 0, q0 = 0;
+  int64_t n0 = 0, p0 = 0, q0 = 0;
 };
-/// The tile of thread \p thread, or nullopt if it lies past the last one.
+/// The tile of spatial thread \p thread, or nullopt if it lies past the last one.
 std::optional<ThreadTile> threadTile(const ConvGeometry &geometry, const Tiling &tiling,
                                      int64_t batch, int64_t thread);
 
+/// Activations (input and output) in fp32 or fp16; weights, bias and
+/// accumulation stay fp32.
+enum class DType { F32, F16 };
+const char *dtypeName(DType dtype); ///< "f32", "f16"
+int64_t dtypeBytes(DType dtype);
+
 /// The values of ConvSpec, in declaration order.
-using TemplateSpec = std::array<int32_t, 21>;
+using TemplateSpec = std::array<int32_t, 28>;
 /// For a kernel computing \p range (default: every channel block).
-TemplateSpec makeTemplateSpec(const ConvGeometry &geometry, const Tiling &tiling);
 TemplateSpec makeTemplateSpec(const ConvGeometry &geometry, const Tiling &tiling,
-                              const ChannelBlockRange &range);
+                              DType dtype = DType::F32);
+TemplateSpec makeTemplateSpec(const ConvGeometry &geometry, const Tiling &tiling,
+                              const ChannelBlockRange &range, DType dtype = DType::F32);
+
+/// The template's convgen_input_channel_used table for \p range: per channel
+/// block, per input channel of its group, 1 if one of the block's BK filters
+/// has a nonzero weight on it. All ones when \p weights is empty (dense).
+std::vector<uint8_t> inputChannelsUsed(const ConvGeometry &geometry, const Tiling &tiling,
+                                       const ChannelBlockRange &range,
+                                       const std::vector<float> &weights);
 
 } // namespace convgen

@@ -30,14 +30,17 @@ const char *TemplateSpecializer::pipeline() {
   //    (SROA after the big unroll took most of the time);
   // 3. force the remaining (reduction) loops to unroll completely; the
   //    unroller folds the induction variables, so each copy's weight offset
-  //    is a constant.
+  //    is a constant;
+  // 4. fold the reads of the channel table, now at constant indices, and
+  //    drop the input channels it skips (instsimplify, simplifycfg), so the
+  //    weight map sees only the channels the code computes with.
   // The general cleanup waits until zero-weight elimination has shrunk the
   // code (cleanupPipeline).
   return "always-inline,"
          "function(sroa<preserve-cfg>,simplifycfg,early-cse,instcombine<no-verify-fixpoint>,sccp,simplifycfg,"
          "loop-simplify,lcssa,loop(loop-rotate,indvars,loop-unroll-full),"
          "sroa<preserve-cfg>,instcombine<no-verify-fixpoint>,simplifycfg,"
-         "loop-simplify,lcssa,convgen-full-unroll)";
+         "loop-simplify,lcssa,convgen-full-unroll,instsimplify,simplifycfg)";
 }
 
 const char *TemplateSpecializer::densePipeline() {
@@ -82,6 +85,24 @@ static void substituteSpec(llvm::Module &module, const std::string &globalName,
   global->setConstant(true);
   global->setLinkage(llvm::GlobalValue::InternalLinkage);
   global->setExternallyInitialized(false);
+}
+
+/// Gives the channel table its constants: a new internal constant array of
+/// the table's size takes the place of the template's unsized declaration,
+/// so the unrolled reads of it fold.
+static void substituteChannelTable(llvm::Module &module, const std::string &globalName,
+                                   const std::vector<uint8_t> &table, const std::string &what) {
+  llvm::GlobalVariable *declared = module.getGlobalVariable(globalName);
+  if (!declared)
+    throw CheckFailure(what + ": operator template has no channel table '" + globalName + "'");
+  llvm::Constant *values = llvm::ConstantDataArray::get(module.getContext(), llvm::ArrayRef(table));
+  auto *table_ = new llvm::GlobalVariable(module, values->getType(), /*isConstant=*/true,
+                                          llvm::GlobalValue::InternalLinkage, values, "",
+                                          nullptr, llvm::GlobalValue::NotThreadLocal,
+                                          declared->getAddressSpace());
+  declared->replaceAllUsesWith(table_);
+  declared->eraseFromParent();
+  table_->setName(globalName);
 }
 
 /// The template was compiled for the lowest supported target; --arch decides.
@@ -137,10 +158,12 @@ static void checkFullyUnrolled(llvm::Function &kernel, const std::string &what) 
 static std::unique_ptr<llvm::Module> cloneWithSpec(const llvm::Module &templateModule,
                                                    const OperatorTemplate &source,
                                                    const TemplateSpec &spec,
+                                                   const std::vector<uint8_t> &channelsUsed,
                                                    const std::string &kernelName,
                                                    const std::string &what) {
   std::unique_ptr<llvm::Module> module = llvm::CloneModule(templateModule);
   substituteSpec(*module, source.specGlobal, spec, what);
+  substituteChannelTable(*module, source.channelTableGlobal, channelsUsed, what);
   dropTargetAttributes(*module);
   llvm::Function *kernel = module->getFunction(source.kernelName);
   if (!kernel)
@@ -151,7 +174,10 @@ static std::unique_ptr<llvm::Module> cloneWithSpec(const llvm::Module &templateM
 
 std::unique_ptr<llvm::Module> TemplateSpecializer::specializeDense(
     const TemplateSpec &spec, const std::string &kernelName, const std::string &what) const {
-  std::unique_ptr<llvm::Module> module = cloneWithSpec(*Template, Source, spec, kernelName, what);
+  // The dense kernel reads every input channel (its spec turns the table
+  // off); a one-entry table keeps the declaration defined.
+  std::unique_ptr<llvm::Module> module =
+      cloneWithSpec(*Template, Source, spec, {1}, kernelName, what);
   runPipeline(*module, densePipeline());
   markReadOnlyPointers(*module->getFunction(kernelName));
   return module;
@@ -160,7 +186,17 @@ std::unique_ptr<llvm::Module> TemplateSpecializer::specializeDense(
 std::unique_ptr<llvm::Module> TemplateSpecializer::specialize(const TemplateSpec &spec,
                                                               const std::string &kernelName,
                                                               const std::string &what) const {
-  std::unique_ptr<llvm::Module> module = cloneWithSpec(*Template, Source, spec, kernelName, what);
+  // ConvSpec: C is field 0, groups 14, the kernel's channel blocks 27.
+  return specialize(spec, std::vector<uint8_t>(size_t(spec[27]) * size_t(spec[0] / spec[14]), 1),
+                    kernelName, what);
+}
+
+std::unique_ptr<llvm::Module> TemplateSpecializer::specialize(const TemplateSpec &spec,
+                                                              const std::vector<uint8_t> &channelsUsed,
+                                                              const std::string &kernelName,
+                                                              const std::string &what) const {
+  std::unique_ptr<llvm::Module> module =
+      cloneWithSpec(*Template, Source, spec, channelsUsed, kernelName, what);
   llvm::Function *kernel = module->getFunction(kernelName);
   runPipeline(*module, pipeline());
   checkFullyUnrolled(*kernel, what);

@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace llvm {
 class LLVMContext;
@@ -28,8 +29,16 @@ public:
 
   /// A specialised, fully unrolled copy of the template, with the kernel
   /// named \p kernelName and annotated for WeightMapAnalysis (weights are
-  /// argument WeightsArgument). Not yet cleaned up: run cleanupPipeline()
-  /// after zero-weight elimination. \p what names the layer in errors.
+  /// argument WeightsArgument). \p channelsUsed is the kernel's
+  /// convgen_input_channel_used table (inputChannelsUsed). Not yet cleaned
+  /// up: run cleanupPipeline() after zero-weight elimination. \p what names
+  /// the layer in errors.
+  std::unique_ptr<llvm::Module> specialize(const TemplateSpec &spec,
+                                           const std::vector<uint8_t> &channelsUsed,
+                                           const std::string &kernelName,
+                                           const std::string &what) const;
+
+  /// specialize() with every input channel read (an all-ones table).
   std::unique_ptr<llvm::Module> specialize(const TemplateSpec &spec, const std::string &kernelName,
                                            const std::string &what) const;
 

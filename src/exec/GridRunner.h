@@ -15,10 +15,10 @@
 namespace convgen {
 
 struct ConvKernelArguments {
-  const float *input = nullptr;
+  const void *input = nullptr; ///< fp32 or fp16, as the kernel was generated
   const float *weights = nullptr;
   const float *bias = nullptr;
-  float *output = nullptr;
+  void *output = nullptr;
   int32_t batch = 0;
 };
 

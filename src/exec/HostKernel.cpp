@@ -9,6 +9,7 @@
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
 #include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
+#include <llvm/IR/Constants.h>
 #include <llvm/IR/Instructions.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
@@ -82,6 +83,14 @@ static void redirectNvvmIntrinsics(llvm::Module &module, RetargetResult &result,
                              "' has no host emulation");
     if (isBarrierIntrinsic(name) && !intrinsic->use_empty())
       result.usesBarriers = true;
+    if (name == "llvm.nvvm.bar.sync")
+      for (llvm::User *user : intrinsic->users()) {
+        auto *call = llvm::dyn_cast<llvm::CallInst>(user);
+        auto *id = call ? llvm::dyn_cast<llvm::ConstantInt>(call->getArgOperand(0)) : nullptr;
+        if (!id || !id->isZero())
+          throw UnsupportedError(what + ": host executor: named barriers (bar.sync with an id "
+                                        "other than 0) are not emulated");
+      }
     std::string symbol = hostSymbolFor(name);
     llvm::Function *standIn = llvm::Function::Create(
         intrinsic->getFunctionType(), llvm::GlobalValue::ExternalLinkage, symbol, module);

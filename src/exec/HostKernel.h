@@ -29,7 +29,7 @@ class LLJIT;
 namespace convgen {
 
 /// The conv kernels' parameters: input, weights, bias, output, batch.
-using ConvKernelEntry = void (*)(const float *, const float *, const float *, float *, int32_t);
+using ConvKernelEntry = void (*)(const void *, const float *, const float *, void *, int32_t);
 
 class HostKernel {
 public:

@@ -26,6 +26,8 @@ static void barrier0() {
   if (Current->barrier)
     Current->barrier->arrive_and_wait();
 }
+// bar.sync 0 is __syncthreads(); HostKernel refuses other barrier ids.
+static void barSync(uint32_t) { barrier0(); }
 
 using Entry = std::pair<std::string_view, void *>;
 static const Entry HostFunctions[] = {
@@ -43,6 +45,7 @@ static const Entry HostFunctions[] = {
     {"llvm.nvvm.read.ptx.sreg.nctaid.z", reinterpret_cast<void *>(&nctaidZ)},
     {"llvm.nvvm.read.ptx.sreg.warpsize", reinterpret_cast<void *>(&warpSize)},
     {"llvm.nvvm.barrier0", reinterpret_cast<void *>(&barrier0)},
+    {"llvm.nvvm.bar.sync", reinterpret_cast<void *>(&barSync)},
 };
 
 void *nvvmHostFunction(std::string_view name) {
@@ -52,6 +55,8 @@ void *nvvmHostFunction(std::string_view name) {
   return nullptr;
 }
 
-bool isBarrierIntrinsic(std::string_view name) { return name == "llvm.nvvm.barrier0"; }
+bool isBarrierIntrinsic(std::string_view name) {
+  return name == "llvm.nvvm.barrier0" || name == "llvm.nvvm.bar.sync";
+}
 
 } // namespace convgen

@@ -59,8 +59,18 @@ uint64_t availableMemoryBytes() {
 
 /// The multiply-adds the layer's sparse code will hold: a proxy for its
 /// generation time, used for the order of work and the ETA.
+/// The layer's tiling, or the plain heuristic's where the options do not
+/// fit the layer (its generation then fails and reports why).
+Tiling plannedTiling(const ConvLayer &layer, const GenerateOptions &options) {
+  try {
+    return decideTiling(layer, options).tiling;
+  } catch (const Error &) {
+    return chooseTiling(layer.geometry);
+  }
+}
+
 int64_t estimatedWork(const ConvLayer &layer, const GenerateOptions &options) {
-  Tiling tiling = chooseTiling(layer.geometry);
+  Tiling tiling = plannedTiling(layer, options);
   KernelPlan plan = planKernels(layer.geometry, tiling, layer.weights,
                                 {options.maxMultiplyAdds, options.maxTemplateMultiplyAdds,
                                  options.maxKernelsPerLayer});
@@ -107,7 +117,7 @@ void writeModelManifest(const std::vector<LayerOutcome> &outcomes,
 uint64_t estimateGenerationBytes(const ConvLayer &layer, const GenerateOptions &options) {
   const int64_t work = estimatedWork(layer, options);
   const int64_t templateWork =
-      std::min<int64_t>(int64_t(layer.weights.size()) * chooseTiling(layer.geometry).outputsPerThread,
+      std::min<int64_t>(int64_t(layer.weights.size()) * plannedTiling(layer, options).spatialPerThread(),
                         options.maxTemplateMultiplyAdds);
   // convgen's share (about 8 KiB per fma in code) and ptxas's, which runs
   // beside it on the PTX (about 6 KiB per fma: ResNet-50 at 90 % peaked at
@@ -143,10 +153,15 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
     outcome.layer = &layer;
     outcome.info.name = layer.name;
     auto start = Clock::now();
-    if (cache)
-      keys[i] = layerCacheKey(layer, generateOptions, templateId, ptxasVersion);
+    if (cache) {
+      try {
+        keys[i] = layerCacheKey(layer, generateOptions, templateId, ptxasVersion);
+      } catch (const Error &) {
+        keys[i].clear(); // a tiling that does not fit: generation reports it
+      }
+    }
     outcome.cache = cache ? CacheOutcome::Miss : CacheOutcome::Off;
-    if (readCache) {
+    if (readCache && !keys[i].empty()) {
       std::string problem;
       std::optional<KernelCache::Entry> entry = cache->find(keys[i], problem);
       // The entry's PTX is read only if the output does not hold it already.
@@ -247,7 +262,8 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
         CompiledLayer compiled = generator->compile(layer);
         if (cache) {
           try {
-            cache->store(job.key, compiled);
+            if (!job.key.empty())
+              cache->store(job.key, compiled);
           } catch (const Error &e) {
             outcome.note = std::string("not cached: ") + e.what();
           }

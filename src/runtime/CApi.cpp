@@ -117,6 +117,15 @@ int convgen_layer_shape(const convgen_layer *layer, int64_t input_chw[3], int64_
   });
 }
 
+int convgen_layer_element_bytes(const convgen_layer *layer, int *bytes) {
+  return guarded([&] {
+    requireLayer(layer);
+    if (!bytes)
+      throw convgen::InputError({"", "", ""}, "convgen_layer_element_bytes needs a result pointer");
+    *bytes = int(layer->runtime->manifest().elementBytes);
+  });
+}
+
 void convgen_layer_free(convgen_layer *layer) { delete layer; }
 
 int convgen_model_load(const char *model_manifest_path, int device, convgen_model **model) {

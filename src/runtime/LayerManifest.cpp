@@ -70,8 +70,8 @@ LayerManifest readLayerManifest(const std::filesystem::path &path) {
   LayerManifest m;
   m.path = path;
   std::string format = r.text(document, "format", "format");
-  if (format != "convgen-kernel-manifest/2")
-    r.fail("format", "'" + format + "' is not convgen-kernel-manifest/2: regenerate the layer");
+  if (format != "convgen-kernel-manifest/3")
+    r.fail("format", "'" + format + "' is not convgen-kernel-manifest/3: regenerate the layer");
   m.layer = r.text(document, "layer", "layer");
   m.mode = r.text(document, "mode", "mode");
   m.ptxFile = besideManifest(r, path, r.text(document, "ptx", "ptx"), "ptx");
@@ -85,14 +85,29 @@ LayerManifest readLayerManifest(const std::filesystem::path &path) {
   if (r.count(weights, "bias_offset_bytes", "weights.bias_offset_bytes") != m.weightsCount * 4)
     r.fail("weights.bias_offset_bytes", "must be 4 x weights.count");
 
+  m.dtype = r.text(document, "dtype", "dtype");
+  if (m.dtype != "f32" && m.dtype != "f16")
+    r.fail("dtype", "must be f32 or f16");
   const Json &launch = r.at(document, "launch", "launch");
+  m.elementBytes = r.count(launch, "element_bytes", "launch.element_bytes");
+  if (m.elementBytes != (m.dtype == "f16" ? 2 : 4))
+    r.fail("launch.element_bytes", "must be 4 for f32 and 2 for f16");
   const Json &block = r.at(launch, "block", "launch.block");
-  if (!block.is_array() || block.size() != 3 || !block[0].is_number_integer() ||
-      block[0].get<int64_t>() < 1 || block[0].get<int64_t>() > 1024)
-    r.fail("launch.block", "must be [threads, 1, 1] with 1..1024 threads");
-  m.threadsPerBlock = block[0].get<int64_t>();
-  m.threadsPerImage = r.count(r.at(launch, "grid", "launch.grid"), "x_threads_per_image",
-                              "launch.grid.x_threads_per_image");
+  auto positive = [](const Json &value) {
+    return value.is_number_integer() && value.get<int64_t>() >= 1;
+  };
+  if (!block.is_array() || block.size() != 3 || !positive(block[0]) || !positive(block[1]) ||
+      block[2] != 1 || block[0].get<int64_t>() * block[1].get<int64_t>() > 1024)
+    r.fail("launch.block", "must be [x, y, 1] with 1..1024 threads in all");
+  m.blockX = block[0].get<int64_t>();
+  m.blockY = block[1].get<int64_t>();
+  m.threadsPerBlock = m.blockX * m.blockY;
+  const Json &grid = r.at(launch, "grid", "launch.grid");
+  m.imagesPerThread = r.count(grid, "images_per_thread", "launch.grid.images_per_thread");
+  if (m.imagesPerThread < 1)
+    r.fail("launch.grid.images_per_thread", "must be at least 1");
+  m.threadsPerImageGroup =
+      r.count(grid, "x_threads_per_image_group", "launch.grid.x_threads_per_image_group");
 
   const Json &geometry = r.at(document, "geometry", "geometry");
   auto readShape = [&](const char *key, int64_t &channels, int64_t &height, int64_t &width) {

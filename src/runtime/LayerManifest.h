@@ -1,5 +1,5 @@
 // A generated layer as the runtime needs it, read from its NAME.json
-// manifest (convgen-kernel-manifest/2, written by codegen/LayerGenerator)
+// manifest (convgen-kernel-manifest/3, written by codegen/LayerFiles)
 // and checked for consistency before anything touches the GPU.
 #pragma once
 
@@ -26,8 +26,12 @@ struct LayerManifest {
   std::filesystem::path ptxFile, weightsFile; ///< beside the manifest
   int64_t weightsCount = 0;       ///< floats before the bias in the weights file
   int64_t biasCount = 0;
-  int64_t threadsPerBlock = 0;
-  int64_t threadsPerImage = 0;    ///< grid x covers N x this many threads
+  std::string dtype;              ///< "f32" or "f16": the input and output elements
+  int64_t elementBytes = 4;       ///< of the input and output
+  int64_t blockX = 0, blockY = 1; ///< threads per block: spatial x channel blocks
+  int64_t threadsPerBlock = 0;    ///< blockX x blockY
+  int64_t imagesPerThread = 1;
+  int64_t threadsPerImageGroup = 0; ///< grid x covers ceil(N / imagesPerThread) x this many threads
   int64_t outChannels = 0, outHeight = 0, outWidth = 0;
   int64_t inChannels = 0, inHeight = 0, inWidth = 0;
   std::string maskHash, valuesHash;
@@ -35,7 +39,8 @@ struct LayerManifest {
 
   /// Grid x for a batch of \p batch images.
   int64_t gridX(int64_t batch) const {
-    return (batch * threadsPerImage + threadsPerBlock - 1) / threadsPerBlock;
+    const int64_t groups = (batch + imagesPerThread - 1) / imagesPerThread;
+    return (groups * threadsPerImageGroup + blockX - 1) / blockX;
   }
 };
 

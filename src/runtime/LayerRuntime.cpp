@@ -75,7 +75,8 @@ void LayerRuntime::launch(CUdeviceptr input, CUdeviceptr output, int batch, CUst
     void *parameters[] = {&input, &weights, &bias, &output, &images};
     Context.driver().check(
         Context.driver().cuLaunchKernel(Functions[i], unsigned(gridX), unsigned(kernel.gridY), 1,
-                                        unsigned(Manifest.threadsPerBlock), 1, 1, 0, stream,
+                                        unsigned(Manifest.blockX), unsigned(Manifest.blockY), 1, 0,
+                                        stream,
                                         parameters, nullptr),
         "cuLaunchKernel", "launching " + kernel.symbol + " for " + std::to_string(batch) + " images");
   }

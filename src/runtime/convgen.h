@@ -32,8 +32,8 @@ typedef struct convgen_layer convgen_layer;
  * uploaded once. */
 CONVGEN_API int convgen_layer_load(const char *manifest_path, int device, convgen_layer **layer);
 
-/* Runs the layer: `input` holds `batch` NCHW fp32 images, `output` receives
- * theirs; queued on `stream` (0: the default stream), asynchronously. */
+/* Runs the layer: `input` holds `batch` NCHW images (fp32, or fp16 for a
+ * layer generated with --dtype f16), `output` receives theirs; queued on `stream` (0: the default stream), asynchronously. */
 CONVGEN_API int convgen_layer_launch(convgen_layer *layer, uint64_t input, uint64_t output, int batch,
                          uint64_t stream);
 
@@ -43,6 +43,9 @@ CONVGEN_API int convgen_layer_reload(convgen_layer *layer, int *values_only);
 
 /* The input and output shapes per image: C, H, W. */
 CONVGEN_API int convgen_layer_shape(const convgen_layer *layer, int64_t input_chw[3], int64_t output_chw[3]);
+
+/* The bytes of one input or output element: 4 (fp32) or 2 (fp16). */
+CONVGEN_API int convgen_layer_element_bytes(const convgen_layer *layer, int *bytes);
 
 CONVGEN_API void convgen_layer_free(convgen_layer *layer);
 

@@ -39,7 +39,10 @@ BlockSample chooseBlocks(const ConvGeometry &geometry, const Tiling &tiling, int
   for (int64_t x = 0; x < launch.gridX; ++x)
     for (int64_t t = x * launch.blockX; t < (x + 1) * launch.blockX; ++t) {
       auto tile = threadTile(geometry, tiling, batch, t);
-      if (tile && touchesRowPadding(geometry, tile->p)) {
+      bool padded = false;
+      for (int64_t p = tile ? tile->p0 : 0; tile && p < tile->p0 + tiling.rowsPerThread; ++p)
+        padded = padded || touchesRowPadding(geometry, p);
+      if (padded) {
         boundary.insert(x);
         break;
       }

@@ -2,6 +2,7 @@
 
 #include "exec/GridRunner.h"
 #include "exec/HostKernel.h"
+#include "io/Half.h"
 #include "reference/ReferenceConv.h"
 #include "support/Error.h"
 #include "verify/BlockSample.h"
@@ -26,14 +27,57 @@ static double secondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-static std::vector<float> randomInput(const ConvGeometry &g, int64_t batch, uint64_t seed) {
+/// Uniform in [-1, 1]; for an fp16 kernel, already rounded to half, so the
+/// reference sees exactly the kernel's inputs.
+static std::vector<float> randomInput(const ConvGeometry &g, int64_t batch, uint64_t seed,
+                                      DType dtype) {
   std::vector<float> input(size_t(batch * g.inChannels * g.inSize.h * g.inSize.w));
   std::mt19937_64 random(seed);
   std::uniform_real_distribution<float> value(-1.0f, 1.0f);
-  for (float &x : input)
+  for (float &x : input) {
     x = value(random);
+    if (dtype == DType::F16)
+      x = halfToFloat(floatToHalf(x));
+  }
   return input;
 }
+
+/// A half NaN no kernel computes (the fp16 counterpart of UnwrittenBits).
+static constexpr uint16_t UnwrittenHalf = 0x7e5d;
+
+/// The kernel's activation buffers in its element type.
+struct ActivationBuffers {
+  DType dtype;
+  std::vector<float> input32, output32;
+  std::vector<uint16_t> input16, output16;
+
+  ActivationBuffers(DType type, const std::vector<float> &input, size_t outputs) : dtype(type) {
+    if (dtype == DType::F16) {
+      for (float x : input)
+        input16.push_back(floatToHalf(x));
+      output16.resize(outputs);
+    } else {
+      input32 = input;
+      output32.resize(outputs);
+    }
+  }
+  const void *input() const {
+    return dtype == DType::F16 ? static_cast<const void *>(input16.data()) : input32.data();
+  }
+  void *output() { return dtype == DType::F16 ? static_cast<void *>(output16.data()) : output32.data(); }
+  void markUnwritten() {
+    float unwritten;
+    std::memcpy(&unwritten, &UnwrittenBits, 4);
+    std::fill(output32.begin(), output32.end(), unwritten);
+    std::fill(output16.begin(), output16.end(), UnwrittenHalf);
+  }
+  bool unwritten(size_t i) const {
+    return dtype == DType::F16 ? output16[i] == UnwrittenHalf : isUnwritten(output32[i]);
+  }
+  float value(size_t i) const {
+    return dtype == DType::F16 ? halfToFloat(output16[i]) : output32[i];
+  }
+};
 
 /// Constant-bank kernels read their weights from a module global the
 /// runtime fills (one per kernel); the other paths take them as the weights
@@ -56,14 +100,21 @@ static void markCoveredOutputs(const ConvGeometry &g, const Tiling &tiling, int6
                                const BlockSample &sample, std::vector<bool> &covered) {
   HW out = g.outSize();
   for (const Dim3 &block : sample.blocks)
-    for (int64_t t = 0; t < tiling.threadsPerBlock; ++t) {
-      auto tile = threadTile(g, tiling, batch, int64_t(block.x) * tiling.threadsPerBlock + t);
+    for (int64_t t = 0; t < tiling.threadsX; ++t) {
+      auto tile = threadTile(g, tiling, batch, int64_t(block.x) * tiling.threadsX + t);
       if (!tile)
         continue;
-      for (int64_t kk = 0; kk < tiling.channelsPerThread; ++kk) {
-        int64_t k = (sample.channelBlocks.first + int64_t(block.y)) * tiling.channelsPerThread + kk;
-        for (int64_t q = tile->q0; q < std::min(tile->q0 + tiling.outputsPerThread, out.w); ++q)
-          covered[size_t(((tile->n * g.outChannels + k) * out.h + tile->p) * out.w + q)] = true;
+      for (int64_t y = 0; y < tiling.channelBlocksPerCta; ++y) {
+        const int64_t local = int64_t(block.y) * tiling.channelBlocksPerCta + y;
+        if (local >= sample.channelBlocks.count)
+          continue; // a thread row past the kernel's channel blocks computes nothing
+        for (int64_t kk = 0; kk < tiling.channelsPerThread; ++kk) {
+          const int64_t k = (sample.channelBlocks.first + local) * tiling.channelsPerThread + kk;
+          for (int64_t n = tile->n0; n < std::min(tile->n0 + tiling.imagesPerThread, batch); ++n)
+            for (int64_t p = tile->p0; p < tile->p0 + tiling.rowsPerThread; ++p)
+              for (int64_t q = tile->q0; q < tile->q0 + tiling.outputsPerThread; ++q)
+                covered[size_t(((n * g.outChannels + k) * out.h + p) * out.w + q)] = true;
+        }
       }
     }
 }
@@ -100,7 +151,8 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
   bool sample = !options.allBlocks &&
                 batch * g.denseMultiplyAdds() / std::max<int64_t>(g.batch, 1) >
                     options.sampleAboveMultiplyAdds;
-  std::vector<float> input = randomInput(g, batch, options.seed);
+  const DType dtype = kernel.info.dtype;
+  std::vector<float> input = randomInput(g, batch, options.seed, dtype);
   HW out = g.outSize();
   const size_t outputCount = size_t(batch * g.outChannels * out.h * out.w);
   float unwritten;
@@ -108,7 +160,8 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
   // Each kernel runs on a buffer of its own, so a write outside the outputs
   // it computes cannot hide under another kernel's; then its outputs are
   // merged into the layer's.
-  std::vector<float> output(outputCount, unwritten), scratch(outputCount);
+  std::vector<float> output(outputCount, unwritten);
+  ActivationBuffers buffers(dtype, input, outputCount);
   std::vector<bool> covered(outputCount, false);
   auto fail = [&report](const std::string &problem) {
     if (report.failures++ == 0)
@@ -119,18 +172,19 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
   for (const LayerKernel &part : kernel.info.kernels) {
     BlockSample blocks = chooseBlocks(g, tiling, batch, part.channelBlocks, sample,
                                       options.interiorBlocks, options.seed);
-    std::fill(scratch.begin(), scratch.end(), unwritten);
+    buffers.markUnwritten();
     ConvKernelArguments arguments;
-    arguments.input = input.data();
+    arguments.input = buffers.input();
     // The global path reads the kernel's slice of the packed array; the
     // dense fallback the whole tensor; baked kernels nothing.
     arguments.weights = kernel.arrayValues.empty() ? nullptr
                                                    : kernel.arrayValues.data() + part.weightsOffset;
     arguments.bias = layer.bias.empty() ? nullptr : layer.bias.data();
-    arguments.output = scratch.data();
+    arguments.output = buffers.output();
     arguments.batch = int32_t(batch);
     auto runStart = std::chrono::steady_clock::now();
-    runBlocks(*host, blocks.grid, {uint32_t(tiling.threadsPerBlock), 1, 1}, blocks.blocks,
+    runBlocks(*host, blocks.grid, {uint32_t(tiling.threadsX), uint32_t(tiling.channelBlocksPerCta), 1},
+              blocks.blocks,
               arguments, options.hostThreads, part.symbol);
     report.runSeconds += secondsSince(runStart);
 
@@ -138,9 +192,9 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
     markCoveredOutputs(g, tiling, batch, blocks, mine);
     for (size_t i = 0; i < outputCount; ++i) {
       if (mine[i]) {
-        output[i] = scratch[i];
+        output[i] = buffers.unwritten(i) ? unwritten : buffers.value(i);
         covered[i] = true;
-      } else if (!isUnwritten(scratch[i])) {
+      } else if (!buffers.unwritten(i)) {
         fail(outputName(g, out, i) + " was written by " + part.symbol +
              ", but none of its blocks that ran computes it");
       }
@@ -175,7 +229,14 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
           ++report.outputsChecked;
           ReferenceValue expected = referenceOutput(operands, n, k, p, q);
           const double error = std::abs(double(got) - expected.value);
-          const double bound = float32ErrorBound(terms, expected.magnitude);
+          // fp16 outputs add one rounding to half: half an ulp of the
+          // result (2^-11 relative), at least half the smallest subnormal.
+          const double bound =
+              float32ErrorBound(terms, expected.magnitude) +
+              (dtype == DType::F16
+                   ? std::max(std::abs(expected.value) * 0x1p-11 * (1 + 0x1p-10), 0x1p-25) +
+                         float32ErrorBound(terms, expected.magnitude) * 0x1p-11
+                   : 0.0);
           if (!(error <= bound)) { // also catches NaN
             char text[256];
             std::snprintf(text, sizeof(text), " is %.9g, the reference %.9g: error %.3g > bound %.3g",

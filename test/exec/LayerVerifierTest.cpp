@@ -157,7 +157,9 @@ TEST_F(LayerVerifierTest, AWriteOutsideTheKernelsOutputsFails) {
 
 TEST_F(LayerVerifierTest, LargeLayersRunASampleOfBlocks) {
   ConvLayer probe = layer(0.9, 64); // 2 x 64 rows x 16 tiles / 128: 16 x blocks; 2 channel blocks
-  KernelGenerator generator(generateOptions());
+  GenerateOptions o = generateOptions();
+  o.tilingOverride = "bw=4";
+  KernelGenerator generator(o);
   BuiltKernel kernel = generator.build(probe);
   VerifyOptions options = verifyOptions();
   options.allBlocks = false;

@@ -43,6 +43,49 @@ class ConvbenchTest(unittest.TestCase):
             self.assertTrue(all(r["correct"] for r in report["layers"]))
             self.assertTrue(os.path.exists(os.path.join(out, "convbench.md")))
 
+    def test_tunes_in_fp16_or_says_why_not(self):
+        with tempfile.TemporaryDirectory() as out, tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, XDG_CACHE_HOME=cache)
+            result = subprocess.run(
+                [sys.executable, TOOL, "--weights", EXAMPLE, "--layer", "F_m1", "--batch", "1",
+                 "--dtype", "f16", "--tune", "-o", out],
+                capture_output=True, text=True, timeout=900, env=env)
+            if not _cuda_available():
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.skipTest("no CUDA GPU: convbench --tune stopped cleanly with exit code 2")
+            self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+            report = json.load(open(os.path.join(out, "convbench.json")))
+            row = report["layers"][0]
+            self.assertEqual(row["dtype"], "f16")
+            self.assertTrue(row["correct"])
+            self.assertIsNotNone(row["heuristic_ms"])
+            self.assertGreater(len(row["tuning_trials"]), 1)
+            # The record is in the cache, and the layer was generated from it.
+            self.assertEqual(row["tiling_source"], "tuned")
+            records = os.listdir(os.path.join(cache, "convgen", "v1", "tuning"))
+            self.assertEqual(len(records), 1)
+
+    def test_tune_with_generated_is_a_usage_error(self):
+        result = subprocess.run([sys.executable, TOOL, "--weights", EXAMPLE, "--all", "--tune",
+                                 "--generated", "somewhere"], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("leave out --generated", result.stderr)
+
+    def test_markdown_puts_tuned_beside_heuristic(self):
+        row = {"layer": "conv", "batch": 32, "mode": "sparse", "kernels": 1,
+               "tiling": "bk=4,bw=2", "tiling_source": "tuned", "convgen_ms": 0.5,
+               "heuristic_ms": 0.75, "cudnn_ms": 2.0, "speedup_cudnn": 4.0, "cusparse_ms": None,
+               "speedup_cusparse": None, "useful_gflops": 1.0, "fp32_peak_pct": None,
+               "bandwidth_gbs": 1.0, "bandwidth_peak_pct": None, "max_abs_error": 1e-6,
+               "correct": True}
+        report = {"device": "GPU", "driver": "1", "cuda": "1", "cudnn": 1, "date": "d",
+                  "commit": "c", "runs": 20, "warmup": 5, "weights": "w.npz", "dtype": "f32",
+                  "layers": [row], "geomean_speedup_cudnn": {"32": 4.0},
+                  "geomean_tuning_gain": {"32": 1.5}}
+        text = convbench._markdown(report)
+        self.assertIn("| bk=4,bw=2 (tuned) | 0.500 | 0.750 |", text)
+        self.assertIn("gain of tuning over the heuristic at batch 32: 1.50x", text)
+
     def test_too_few_runs_is_a_usage_error(self):
         result = subprocess.run([sys.executable, TOOL, "--weights", EXAMPLE, "--all", "--runs", "5"],
                                 capture_output=True, text=True)

@@ -255,8 +255,8 @@ TEST_F(HostDriverTest, LaunchThatDisagreesWithTheGeneratorIsCaught) {
   // A manifest whose grid covers more threads per image than the kernel has.
   nlohmann::json manifest;
   std::ifstream(generated.manifestPath) >> manifest;
-  manifest["launch"]["grid"]["x_threads_per_image"] =
-      manifest["launch"]["grid"]["x_threads_per_image"].get<int64_t>() + 1000;
+  manifest["launch"]["grid"]["x_threads_per_image_group"] =
+      manifest["launch"]["grid"]["x_threads_per_image_group"].get<int64_t>() + 1000;
   std::ofstream(generated.manifestPath) << manifest.dump(2);
   LayerRuntime runtime(*Context, generated.manifestPath);
   std::string firstBad;

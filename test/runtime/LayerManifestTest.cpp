@@ -17,10 +17,11 @@ namespace {
 /// A split layer's manifest: two kernels, 10 + 6 packed values, 8 biases.
 nlohmann::json validManifest() {
   return nlohmann::json::parse(R"({
-    "format": "convgen-kernel-manifest/2", "layer": "conv", "mode": "sparse",
-    "ptx": "conv.ptx",
+    "format": "convgen-kernel-manifest/3", "layer": "conv", "mode": "sparse",
+    "ptx": "conv.ptx", "dtype": "f32",
     "geometry": {"input": [1, 4, 9, 9], "output": [1, 8, 9, 9]},
-    "launch": {"block": [128, 1, 1], "grid": {"x_threads_per_image": 27}},
+    "launch": {"block": [64, 2, 1], "element_bytes": 4,
+               "grid": {"x_threads_per_image_group": 27, "images_per_thread": 2}},
     "kernels": [
       {"symbol": "convgen_conv_k0", "grid_y": 1,
        "weights": {"symbol": "convgen_weights_k0", "offset_bytes": 0, "count": 10}},
@@ -59,8 +60,13 @@ TEST_F(LayerManifestTest, ReadsASplitLayer) {
   EXPECT_EQ(m.kernels[1].symbol, "convgen_conv_k1");
   EXPECT_EQ(m.kernels[1].weightsOffsetBytes, 40);
   EXPECT_EQ(m.outChannels, 8);
+  EXPECT_EQ(m.blockX, 64);
+  EXPECT_EQ(m.blockY, 2);
+  EXPECT_EQ(m.threadsPerBlock, 128);
+  EXPECT_EQ(m.elementBytes, 4);
   EXPECT_EQ(m.gridX(1), 1);
-  EXPECT_EQ(m.gridX(10), 3); // 270 threads in blocks of 128
+  EXPECT_EQ(m.gridX(20), 5); // 10 image pairs x 27 threads in blocks of 64
+  EXPECT_EQ(m.gridX(19), 5); // the last pair is half full
 }
 
 TEST_F(LayerManifestTest, EveryProblemNamesItsField) {
@@ -80,6 +86,11 @@ TEST_F(LayerManifestTest, EveryProblemNamesItsField) {
   expectRefused(with([](auto &m) { m["kernels"][0]["grid_y"] = 0; }), "1..65535");
   expectRefused(with([](auto &m) { m["kernels"] = nlohmann::json::array(); }), "non-empty");
   expectRefused(with([](auto &m) { m["launch"]["block"] = {2048, 1, 1}; }), "1..1024");
+  expectRefused(with([](auto &m) { m["launch"]["block"] = {512, 4, 1}; }), "1..1024");
+  expectRefused(with([](auto &m) { m["dtype"] = "bf16"; }), "f32 or f16");
+  expectRefused(with([](auto &m) { m["dtype"] = "f16"; }), "2 for f16");
+  expectRefused(with([](auto &m) { m["launch"]["grid"]["images_per_thread"] = 0; }),
+                "images_per_thread");
   expectRefused(with([](auto &m) { m["kernels"][0]["weights"]["symbol"] = ""; }),
                 "missing on the constant path");
   expectRefused(with([](auto &m) { m["weights"]["bias_count"] = 3; }), "output channels");

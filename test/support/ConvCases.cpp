@@ -1,5 +1,6 @@
 #include "support/ConvCases.h"
 
+#include "codegen/LayerGenerator.h"
 #include "codegen/TemplateSpec.h"
 
 #include <algorithm>
@@ -139,7 +140,7 @@ ConvLayer smallPrunedLayer(const std::string &name, double sparsity, uint64_t se
 }
 
 int64_t largestChannelBlockCode(const ConvLayer &layer) {
-  Tiling tiling = chooseTiling(layer.geometry);
+  Tiling tiling = decideTiling(layer, GenerateOptions{}).tiling;
   const int64_t blocks = layer.geometry.outChannels / tiling.channelsPerThread;
   const int64_t perBlock = int64_t(layer.weights.size()) / blocks;
   int64_t largest = 0;
@@ -147,7 +148,7 @@ int64_t largestChannelBlockCode(const ConvLayer &layer) {
     auto begin = layer.weights.begin() + b * perBlock;
     largest = std::max<int64_t>(
         largest, std::count_if(begin, begin + perBlock, [](float w) { return w != 0; }) *
-                     tiling.outputsPerThread);
+                     tiling.spatialPerThread());
   }
   return largest;
 }

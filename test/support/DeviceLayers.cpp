@@ -71,16 +71,18 @@ struct DeviceLayers::Registration {
       return refuse(symbol + " launched for " + std::to_string(batch) + " images");
     LaunchShape expected = launchShape(geometry, info.tiling, batch, kernel->channelBlocks);
     if (grid[0] != expected.gridX || grid[1] != expected.gridY || grid[2] != 1 ||
-        block[0] != expected.blockX || block[1] != 1 || block[2] != 1)
+        block[0] != expected.blockX || block[1] != expected.blockY || block[2] != 1)
       return refuse(symbol + " launched on grid " + std::to_string(grid[0]) + "x" +
                     std::to_string(grid[1]) + "x" + std::to_string(grid[2]) + " of " +
-                    std::to_string(block[0]) + " threads; the generator says " +
-                    std::to_string(expected.gridX) + "x" + std::to_string(expected.gridY) +
-                    "x1 of " + std::to_string(expected.blockX));
+                    std::to_string(block[0]) + "x" + std::to_string(block[1]) +
+                    " threads; the generator says " + std::to_string(expected.gridX) + "x" +
+                    std::to_string(expected.gridY) + "x1 of " + std::to_string(expected.blockX) +
+                    "x" + std::to_string(expected.blockY));
     HW out = geometry.outSize();
+    const size_t element = size_t(dtypeBytes(info.dtype));
     const size_t inputBytes = size_t(batch * geometry.inChannels * geometry.inSize.h *
-                                     geometry.inSize.w) * 4;
-    const size_t outputBytes = size_t(batch * geometry.outChannels * out.h * out.w) * 4;
+                                     geometry.inSize.w) * element;
+    const size_t outputBytes = size_t(batch * geometry.outChannels * out.h * out.w) * element;
     const HostDriverApi &api = hostDriver();
     if (!api.isDeviceMemory(input, inputBytes))
       return refuse("the input is not " + std::to_string(inputBytes) + " bytes of device memory");
@@ -97,10 +99,10 @@ struct DeviceLayers::Registration {
       return refuse("the bias is not " + std::to_string(geometry.outChannels) +
                     " floats of device memory");
     ConvKernelArguments arguments;
-    arguments.input = reinterpret_cast<const float *>(input);
+    arguments.input = reinterpret_cast<const void *>(input);
     arguments.weights = reinterpret_cast<const float *>(weights);
     arguments.bias = reinterpret_cast<const float *>(bias);
-    arguments.output = reinterpret_cast<float *>(output);
+    arguments.output = reinterpret_cast<void *>(output);
     arguments.batch = batch;
     Dim3 gridSize{grid[0], grid[1], grid[2]}, blockSize{block[0], block[1], block[2]};
     std::vector<Dim3> blocks = allBlocks(gridSize);

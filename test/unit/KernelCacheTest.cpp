@@ -120,7 +120,7 @@ TEST_F(KernelCacheTest, EntryRoundTrips) {
   EXPECT_EQ(found->info.kernels[0].symbol, "convgen_conv");
   EXPECT_EQ(found->info.kernels[0].channelBlocks, (ChannelBlockRange{0, 2}));
   EXPECT_EQ(found->info.kernels[0].weightsCount, 3);
-  EXPECT_EQ(found->info.tiling.threadsPerBlock, 128);
+  EXPECT_EQ(found->info.tiling.threadsPerBlock(), 128);
   ASSERT_TRUE(found->info.ptxas);
   EXPECT_EQ(found->info.ptxas->kernels.at("convgen_conv").registers, 40);
   // Nothing is left in the scratch area.

@@ -86,7 +86,9 @@ protected:
 } // namespace
 
 TEST_F(LayerGeneratorTest, MultiplyAddsAreNonzerosTimesColumnsPerThread) {
-  KernelGenerator generator(options());
+  GenerateOptions o = options();
+  o.tilingOverride = "bw=4"; // the heuristic picks bw=1 for so small a grid
+  KernelGenerator generator(o);
   ConvGeometry g = geometry(6, 8, 9, 12, {3, 3});
   for (double sparsity : {0.0, 0.5, 0.9, 0.99}) {
     SCOPED_TRACE(sparsity);
@@ -111,6 +113,7 @@ TEST_F(LayerGeneratorTest, DenseLayerKeepsTheDenseCount) {
 
 TEST_F(LayerGeneratorTest, ZeroFilterAndAllZeroLayerLeaveOnlyTheEpilogue) {
   GenerateOptions o = options();
+  o.tilingOverride = "bw=4"; // the case is about four columns per thread
   o.emit = {"ll"};
   KernelGenerator generator(o);
   ConvLayer layer = makeLayer("onezero", geometry(3, 4, 6, 6, {3, 3}), 0.0, 3);
@@ -151,7 +154,7 @@ TEST_F(LayerGeneratorTest, WeightMapIsCompleteForEveryGeometry) {
     WeightMapSummary summary = summarizeWeightMap(*module->getFunction("k"));
     int64_t positions = c.g.outChannels * c.g.inChannelsPerGroup() * c.g.kernel.h * c.g.kernel.w;
     EXPECT_EQ(summary.positions, positions);
-    EXPECT_EQ(summary.multiplyAdds, positions * tiling.outputsPerThread);
+    EXPECT_EQ(summary.multiplyAdds, positions * tiling.spatialPerThread());
     EXPECT_EQ(summary.nonConstantLoads, 0);
     EXPECT_EQ(summary.loadsWithOtherUses, 0);
   }
@@ -317,6 +320,7 @@ TEST_F(LayerGeneratorTest, PtxasAcceptsEveryPathAndArch) {
 
 TEST_F(LayerGeneratorTest, PastTheKernelLimitTheLayerFallsBackToDense) {
   GenerateOptions o = options();
+  o.tilingOverride = "bw=4"; // the case is about four columns per thread
   o.maxMultiplyAdds = 400; // one channel block: about 4 x 4 x 9 / 2 nonzeros x BW 4 = 288
   o.maxKernelsPerLayer = 1;
   KernelGenerator generator(o);
@@ -350,6 +354,7 @@ TEST_F(LayerGeneratorTest, PastTheKernelLimitTheLayerFallsBackToDense) {
 // channel blocks covered once, in order, and one PTX module holding them all.
 TEST_F(LayerGeneratorTest, PastTheCodeBudgetTheLayerIsSplitAcrossKernels) {
   GenerateOptions o = options();
+  o.tilingOverride = "bw=4"; // the case is about four columns per thread
   o.maxMultiplyAdds = 400;
   o.maxKernelsPerLayer = 16;
   KernelGenerator generator(o);
@@ -385,6 +390,7 @@ TEST_F(LayerGeneratorTest, PastTheCodeBudgetTheLayerIsSplitAcrossKernels) {
 // a single channel block over the limit sends it dense.
 TEST_F(LayerGeneratorTest, HugeTemplateIsSpecialisedKernelByKernel) {
   GenerateOptions o = options();
+  o.tilingOverride = "bw=4,skip=0"; // the whole template, four columns per thread
   o.maxTemplateMultiplyAdds = 1200; // one channel block: 4 x 8 x 9 x 4 = 1152
   KernelGenerator generator(o);
   GeneratedLayer split = generator.generate(makeLayer("sparse", geometry(8, 8, 8, 8, {3, 3}), 0.99, 6));
@@ -443,6 +449,7 @@ TEST_F(LayerGeneratorTest, PaddedKernelIsBranchFreeApartFromDispatch) {
 // (255 registers and 600 KB of spills on ResNet-50's 14-wide layers).
 TEST_F(LayerGeneratorTest, OverhangingWidthIsBranchFreeToo) {
   GenerateOptions o = options();
+  o.tilingOverride = "bw=4"; // the case is about four columns per thread
   o.emit = {"ll"};
   KernelGenerator generator(o);
   ConvLayer layer = makeLayer("overhang", geometry(4, 8, 8, 10, {3, 3}), 0.5, 12);
@@ -451,4 +458,135 @@ TEST_F(LayerGeneratorTest, OverhangingWidthIsBranchFreeToo) {
   ASSERT_NE(10 % 4, 0);
   EXPECT_LE(conditionalBranches(read("overhang.ll")), 8u / 4 + 2)
       << "conditional branches in the specialised kernel";
+}
+
+// fp16 activations: the input is read as 16-bit halves and widened, the
+// output rounded once to half and stored as 16 bits; the weights stay fp32.
+// ptxas must accept it.
+TEST_F(LayerGeneratorTest, HalfPrecisionReadsAndWritesHalves) {
+  GenerateOptions o = options();
+  o.dtype = DType::F16;
+  o.runPtxas = true;
+  o.tilingOverride = "bk=4,bw=1";
+  KernelGenerator generator(o);
+  ConvLayer layer = makeLayer("half", geometry(4, 8, 8, 8, {3, 3}), 0.5, 13);
+  GeneratedLayer generated = generator.generate(layer);
+  EXPECT_EQ(generated.dtype, DType::F16);
+  // (The PTX is long: count, rather than print it on a failure.)
+  const std::string ptx = read("half.ptx");
+  auto count = [&ptx](const std::string &what) {
+    size_t n = 0;
+    for (size_t at = 0; (at = ptx.find(what, at)) != std::string::npos; ++at)
+      ++n;
+    return n;
+  };
+  EXPECT_GT(count("ld.global.nc.u16"), 0u) << "inputs read as 16 bits";
+  EXPECT_EQ(count("ld.global.nc.u16"), count("cvt.f32.f16")) << "each widened";
+  EXPECT_EQ(count("st.global.b16"), 8u) << "BK=4 channels x 2 channel blocks, one output each";
+  EXPECT_EQ(count("cvt.rn.f16.f32"), count("st.global.b16")) << "each rounded once";
+  EXPECT_EQ(count("st.global.f32"), 0u) << "no output written as fp32";
+  EXPECT_EQ(count("ld.global.nc.f32"), 8u) << "the fp32 bias, and nothing else";
+  auto manifest = nlohmann::json::parse(read("half.json"));
+  EXPECT_EQ(manifest["dtype"], "f16");
+  EXPECT_EQ(manifest["launch"]["element_bytes"], 2);
+  if (findPtxas()) {
+    EXPECT_TRUE(generated.ptxas.has_value());
+  }
+}
+
+/// Calls to the barrier intrinsic in an IR text.
+static size_t barriers(const std::string &ir) {
+  size_t count = 0;
+  for (size_t at = 0; (at = ir.find("call void @llvm.nvvm.bar.sync(i32 0)", at)) != std::string::npos;
+       ++at)
+    ++count;
+  return count;
+}
+
+// Staging: each input channel a channel block reads is copied to shared
+// memory between two barriers; the channels none of its filters touch are
+// neither staged nor loaded. Here every filter of the one channel block
+// reads input channels 0 and 2 only.
+TEST_F(LayerGeneratorTest, StagedInputsSkipTheChannelsNoFilterReads) {
+  GenerateOptions o = options();
+  o.emit = {"ll"};
+  o.runPtxas = true;
+  o.tilingOverride = "bk=4,bw=2,stage=1,threads=64";
+  KernelGenerator generator(o);
+  ConvLayer layer = makeLayer("staged", geometry(4, 4, 8, 8, {3, 3}), 0.0, 14);
+  for (int64_t k = 0; k < 4; ++k)
+    for (int64_t c : {1, 3})
+      std::fill_n(layer.weights.begin() + (k * 4 + c) * 9, 9, 0.0f);
+  GeneratedLayer generated = generator.generate(layer);
+  ASSERT_TRUE(generated.tiling.stageInput);
+  std::string ir = read("staged.ll");
+  EXPECT_EQ(barriers(ir), 2u * 2) << "two barriers per staged channel, two channels";
+  EXPECT_THAT(ir, HasSubstr("addrspace(3)"));
+  EXPECT_THAT(read("staged.ptx"), HasSubstr(".shared"));
+  EXPECT_THAT(read("staged.ptx"), HasSubstr("bar.sync"));
+
+  // Without the skip, all four channels are staged (and their stores to
+  // shared memory survive: only the compute of the zero weights is gone).
+  o.tilingOverride += ",skip=0";
+  KernelGenerator unskipped(o);
+  unskipped.generate(layer);
+  EXPECT_EQ(barriers(read("staged.ll")), 2u * 4);
+}
+
+// Skipping unused input channels is done before unrolling: the specialised
+// template holds only the (channel block, input channel) pairs with a
+// nonzero. The final code is the same multiply-adds either way.
+TEST_F(LayerGeneratorTest, UnusedInputChannelsAreNotEvenUnrolled) {
+  ConvLayer layer = makeLayer("skip", geometry(8, 8, 6, 6, {1, 1}, {1, 1}, {0, 0}), 0.9, 15);
+  auto positionsIn = [&](const std::string &tiling) {
+    GenerateOptions o = options();
+    o.emit = {"weightmap"};
+    o.tilingOverride = tiling;
+    KernelGenerator generator(o);
+    GeneratedLayer generated = generator.generate(layer);
+    std::string map = read("skip.weightmap.txt");
+    size_t at = map.find("], ") + 3;
+    return std::make_pair(std::stoll(map.substr(at)), generated.multiplyAdds);
+  };
+  auto [skipped, skippedCode] = positionsIn("bk=4,bw=1,skip=1");
+  auto [all, allCode] = positionsIn("bk=4,bw=1,skip=0");
+  EXPECT_EQ(all, 8 * 8);
+  EXPECT_LT(skipped, all);
+  EXPECT_EQ(skippedCode, allCode);
+  EXPECT_EQ(skippedCode, nonzeros(layer));
+}
+
+// The heuristic's choice and its reasons are in the manifest; --tiling
+// overrides it, and a tiling the layer cannot take names the layer.
+TEST_F(LayerGeneratorTest, ManifestRecordsTheTilingAndWhy) {
+  GenerateOptions o = options();
+  o.batch = 64;
+  KernelGenerator generator(o);
+  ConvLayer layer = makeLayer("tiled", geometry(8, 16, 14, 14, {3, 3}), 0.9, 16);
+  generator.generate(layer);
+  auto manifest = nlohmann::json::parse(read("tiled.json"));
+  EXPECT_EQ(manifest["tiling"]["source"], "heuristic");
+  EXPECT_EQ(manifest["tiling"]["spec"].get<std::string>(),
+            decideTiling(layer, o).tiling.describe());
+  EXPECT_GE(manifest["tiling"]["reasons"].size(), 3u);
+  EXPECT_EQ(manifest["launch"]["block"][0], manifest["tiling"]["threads_x"]);
+
+  o.tilingOverride = "bk=2,bw=1,bh=2,bn=2,threads=32,cta-blocks=4";
+  KernelGenerator user(o);
+  GeneratedLayer generated = user.generate(layer);
+  manifest = nlohmann::json::parse(read("tiled.json"));
+  EXPECT_EQ(manifest["tiling"]["source"], "user");
+  EXPECT_EQ(manifest["launch"]["block"], nlohmann::json({32, 4, 1}));
+  EXPECT_EQ(manifest["launch"]["grid"]["images_per_thread"], 2);
+  EXPECT_EQ(manifest["kernels"][0]["grid_y"], 2) << "8 channel blocks, 4 per block";
+  EXPECT_EQ(generated.multiplyAdds, nonzeros(layer) * 4);
+
+  o.tilingOverride = "bk=3";
+  KernelGenerator bad(o);
+  try {
+    bad.generate(layer);
+    ADD_FAILURE() << "bk=3 accepted for 16 channels";
+  } catch (const UnsupportedError &e) {
+    EXPECT_THAT(e.what(), HasSubstr("layer 'tiled'"));
+  }
 }

@@ -1,5 +1,6 @@
 #include "codegen/PassPipeline.h"
 #include "codegen/TemplateSpecializer.h"
+#include "codegen/TilingChoice.h"
 #include "support/Error.h"
 
 #include <gmock/gmock.h>
@@ -43,7 +44,9 @@ TEST(TemplateSpecializer, UnrollsToTheDenseMultiplyAddCount) {
   llvm::LLVMContext context;
   TemplateSpecializer specializer(context, directConvTemplate());
   ConvGeometry g = geometry(3, 8, 6, 7, 3);
-  Tiling tiling{4, 2, 128};
+  Tiling tiling;
+  tiling.channelsPerThread = 4;
+  tiling.outputsPerThread = 2;
   auto module = specializer.specialize(makeTemplateSpec(g, tiling), "conv_test", "layer 'test'");
   llvm::Function *kernel = module->getFunction("conv_test");
   ASSERT_NE(kernel, nullptr);

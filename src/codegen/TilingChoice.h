@@ -1,0 +1,50 @@
+// Which tiling a layer gets: the heuristic (from the geometry, the nonzeros
+// and the batch the layer will run at), the candidates a tuner tries, and
+// the `--tiling` text syntax. See docs/codegen.md, "Tiling".
+#pragma once
+
+#include "codegen/TemplateSpec.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace convgen {
+
+/// What the heuristic knows about the layer beyond its geometry.
+struct TilingInputs {
+  int64_t nonzeros = 0;  ///< nonzero weights (all of them for a dense layer)
+  int64_t batch = 1;     ///< the batch the kernel is generated for
+  /// Sparse code the layer may hold before it goes dense: the per-kernel
+  /// budget x kernels per layer (GenerateOptions).
+  int64_t codeBudgetMultiplyAdds = int64_t{65536} * 4;
+  /// Threads that keep every SM of the target busy: the smallest grid the
+  /// heuristic aims for before it gives each thread more outputs.
+  int64_t targetThreads = 132 * 1024;
+};
+
+/// A tiling and why: one line per decision, recorded in the manifest.
+struct TilingDecision {
+  Tiling tiling;
+  std::vector<std::string> reasons;
+};
+
+/// The heuristic. Each thread gets as many outputs (BK channels x BW
+/// columns, or BH rows where the width is small) as keep the grid at
+/// targetThreads or more and the layer's code within its budget; narrow
+/// maps put several channel blocks in a block instead of idle threads.
+TilingDecision chooseTiling(const ConvGeometry &geometry, const TilingInputs &inputs);
+/// The heuristic for a dense layer at batch 1 (nonzeros = every weight).
+Tiling chooseTiling(const ConvGeometry &geometry);
+
+/// The tilings a tuner tries for the layer (each passes checkTiling), the
+/// heuristic's first.
+std::vector<Tiling> candidateTilings(const ConvGeometry &geometry, const TilingInputs &inputs);
+
+/// Parses `describe()`'s syntax: comma-separated key=value pairs, any
+/// subset of bk, bw, bh, bn, threads, cta-blocks, stage (0/1), skip (0/1)
+/// and weights (auto/constant/global/baked), over \p base. Throws
+/// InputError naming the text for an unknown key or a bad value.
+Tiling parseTiling(const std::string &text, Tiling base = {});
+
+} // namespace convgen

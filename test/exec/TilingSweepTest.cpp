@@ -1,0 +1,149 @@
+// The tiling sweep: every tiling parameter, crossed with the sweep's
+// geometries, in fp32 and fp16, run on the host executor against the
+// reference convolution. Each case asks for a tiling and adapts it to the
+// geometry (BK to a divisor of the channels per group, BW and BH to the
+// output size); tilings a geometry cannot take (staging too big for shared
+// memory) are left out when the cases are built. A failure prints the seed,
+// the geometry and the tiling.
+#include "codegen/LayerGenerator.h"
+#include "support/ConvCases.h"
+#include "support/SweepCases.h"
+#include "verify/LayerVerifier.h"
+
+#include <gtest/gtest.h>
+
+using namespace convgen;
+using namespace convgen::test;
+
+namespace {
+
+const GeometrySpec Geometries[] = {
+    // C, K, H, W, kernel, stride, padding, dilation, groups
+    {3, 8, 7, 9, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1},
+    {4, 6, 9, 8, {1, 1}, {1, 1}, {0, 0}, {1, 1}, 1},   // 1x1, 6 channels: bk 2
+    {6, 8, 11, 10, {3, 3}, {2, 2}, {1, 1}, {1, 1}, 2}, // groups 2, stride 2
+    {8, 8, 9, 9, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 8},   // depthwise
+    {5, 8, 13, 12, {1, 7}, {1, 1}, {0, 3}, {1, 1}, 1}, // 1x7
+    {4, 4, 10, 11, {5, 5}, {1, 1}, {2, 2}, {2, 2}, 1}, // 5x5 dilation 2
+    {7, 10, 1, 21, {1, 5}, {1, 1}, {0, 2}, {1, 1}, 1}, // one row
+    {3, 4, 6, 3, {3, 3}, {1, 1}, {0, 0}, {1, 1}, 1},   // output 1 column wide
+    {4, 16, 9, 14, {3, 3}, {3, 2}, {2, 3}, {2, 1}, 2}, // odd everything
+};
+
+// What each case asks for, adapted to the geometry.
+const char *const Tilings[] = {
+    "bk=1,bw=1",
+    "bk=8,bw=4,threads=32",
+    "bk=2,bw=2,bh=2",
+    "bn=2,bw=2",
+    "bn=2,bh=2,bw=2,threads=64",
+    "bh=4,bw=1",
+    "bw=8",
+    "stage=1,bw=2",
+    "stage=1,bh=2,bw=2,threads=64",
+    "stage=1,bk=1,bw=4,threads=32,weights=global",
+    "cta-blocks=2,threads=32,bw=2",
+    "cta-blocks=4,threads=32,bh=2",
+    "skip=0,bw=4",
+    "weights=baked,bh=2,bw=2",
+    "weights=global,bn=4,bw=2",
+};
+
+struct TilingCase {
+  int index;
+  size_t geometry;
+  Tiling tiling;
+  DType dtype;
+  int64_t batch;
+};
+
+ConvGeometry geometryOf(const TilingCase &c) {
+  return makeGeometry(Geometries[c.geometry], c.batch, Activation::Relu6, c.index % 2 == 0);
+}
+
+/// The asked-for tiling, adapted to \p g; nullopt if \p g cannot take it.
+std::optional<Tiling> adapt(const char *text, const ConvGeometry &g) {
+  Tiling t = parseTiling(text);
+  while (g.outChannelsPerGroup() % t.channelsPerThread)
+    --t.channelsPerThread;
+  t.outputsPerThread = int(std::min<int64_t>(t.outputsPerThread, g.outSize().w));
+  t.rowsPerThread = int(std::min<int64_t>(t.rowsPerThread, g.outSize().h));
+  while (t.spatialPerThread() > MaxOutputsPerThread)
+    t.imagesPerThread /= 2;
+  try {
+    checkTiling(g, t, "case");
+  } catch (const Error &) {
+    return std::nullopt;
+  }
+  return t;
+}
+
+std::vector<TilingCase> tilingCases() {
+  std::vector<TilingCase> cases;
+  for (size_t tiling = 0; tiling < std::size(Tilings); ++tiling)
+    for (size_t geometry = 0; geometry < std::size(Geometries); ++geometry) {
+      TilingCase c;
+      c.index = int(cases.size());
+      c.geometry = geometry;
+      c.dtype = (tiling + geometry) % 2 ? DType::F16 : DType::F32;
+      c.batch = 1 + int64_t((tiling + geometry) % 3);
+      std::optional<Tiling> adapted = adapt(Tilings[tiling], geometryOf(c));
+      if (!adapted)
+        continue;
+      c.tiling = *adapted;
+      cases.push_back(c);
+    }
+  return cases;
+}
+
+std::string tilingCaseName(const TilingCase &c) {
+  std::string name = "case" + std::to_string(c.index) + "_" + dtypeName(c.dtype) + "_";
+  for (char ch : c.tiling.describe())
+    name += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+  return name;
+}
+
+class TilingSweep : public ::testing::TestWithParam<TilingCase> {};
+
+TEST_P(TilingSweep, KernelMatchesReference) {
+  const TilingCase &c = GetParam();
+  const uint64_t seed = sweepSeed() * 7919 + uint64_t(c.index);
+  std::mt19937_64 random(seed);
+  ConvGeometry g = geometryOf(c);
+  const double sparsity = c.index % 3 == 0 ? 0.5 : 0.9;
+  const SparsityPattern pattern =
+      c.index % 2 ? SparsityPattern::InputChannels : SparsityPattern::Uniform;
+  ConvLayer layer = makeLayer(tilingCaseName(c), g, prunedWeights(g, pattern, sparsity, random),
+                              random);
+  SCOPED_TRACE("seed " + std::to_string(sweepSeed()) + " (case seed " + std::to_string(seed) +
+               "): " + g.summary() + " C" + std::to_string(g.inChannels) + " K" +
+               std::to_string(g.outChannels) + " batch " + std::to_string(c.batch) + ", " +
+               dtypeName(c.dtype) + ", " + c.tiling.describe());
+
+  GenerateOptions options;
+  options.runPtxas = false;
+  options.dtype = c.dtype;
+  options.tilingOverride = c.tiling.describe();
+  KernelGenerator generator(options);
+  BuiltKernel kernel = generator.build(layer);
+  EXPECT_EQ(kernel.info.tiling, c.tiling);
+  EXPECT_EQ(kernel.info.tilingSource, "user");
+  EXPECT_EQ(kernel.info.mode, "sparse");
+  EXPECT_EQ(kernel.info.multiplyAdds, kernel.info.nonzeros * c.tiling.spatialPerThread());
+
+  VerifyOptions verify;
+  verify.batch = c.batch;
+  verify.seed = seed;
+  verify.allBlocks = true;
+  verify.hostThreads = 1; // ctest already runs tests in parallel
+  VerifyReport report = verifyKernel(layer, kernel, verify);
+  EXPECT_TRUE(report.passed()) << report.failures << " bad outputs; first: " << report.firstFailure;
+  EXPECT_GT(report.outputsChecked, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, TilingSweep, ::testing::ValuesIn(tilingCases()),
+                         [](const ::testing::TestParamInfo<TilingCase> &info) {
+                           return tilingCaseName(info.param);
+                         });
+
+} // namespace

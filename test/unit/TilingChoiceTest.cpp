@@ -1,0 +1,173 @@
+// The tiling heuristic, its candidates and the --tiling syntax: decisions
+// checked as data, each with the reason it records.
+#include "codegen/TilingChoice.h"
+#include "support/Error.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <set>
+
+using namespace convgen;
+using ::testing::HasSubstr;
+
+namespace {
+
+ConvGeometry conv(int64_t c, int64_t k, int64_t size, int64_t kernel, int64_t batch) {
+  ConvGeometry g;
+  g.batch = batch;
+  g.inChannels = c;
+  g.outChannels = k;
+  g.inSize = {size, size};
+  g.kernel = {kernel, kernel};
+  g.padding = {kernel / 2, kernel / 2};
+  return g;
+}
+
+TilingInputs inputs(const ConvGeometry &g, double density, int64_t batch) {
+  TilingInputs in;
+  in.nonzeros = int64_t(double(g.outChannels * g.inChannels * g.kernel.h * g.kernel.w) * density);
+  in.batch = batch;
+  return in;
+}
+
+std::string reasons(const TilingDecision &d) {
+  std::string all;
+  for (const std::string &line : d.reasons)
+    all += line + "\n";
+  return all;
+}
+
+TEST(TilingChoice, SmallGridsGetOneOutputPerThreadLargeOnesFour) {
+  ConvGeometry g = conv(64, 64, 56, 3, 1); // ResNet-50 layer1 3x3
+  TilingDecision one = chooseTiling(g, inputs(g, 0.1, 1));
+  EXPECT_EQ(one.tiling.channelsPerThread, 4);
+  EXPECT_EQ(one.tiling.spatialPerThread(), 1);
+  EXPECT_THAT(reasons(one), HasSubstr("at batch 1 the grid had fewer than"));
+  TilingDecision many = chooseTiling(g, inputs(g, 0.1, 32));
+  EXPECT_EQ(many.tiling.outputsPerThread, 4);
+  EXPECT_EQ(many.tiling.rowsPerThread, 1);
+  EXPECT_EQ(many.tiling.threadsPerBlock(), 128);
+}
+
+TEST(TilingChoice, FourteenWideMapsTakeTwoByTwoNotFourColumns) {
+  ConvGeometry g = conv(256, 256, 14, 3, 64);
+  TilingDecision d = chooseTiling(g, inputs(g, 0.1, 64));
+  EXPECT_EQ(d.tiling.outputsPerThread, 2);
+  EXPECT_EQ(d.tiling.rowsPerThread, 2) << reasons(d);
+}
+
+TEST(TilingChoice, NarrowMapsPackChannelBlocksIntoABlock) {
+  ConvGeometry g = conv(512, 512, 7, 3, 1); // 49 tiles at batch 1
+  TilingDecision d = chooseTiling(g, inputs(g, 0.05, 1));
+  EXPECT_EQ(d.tiling.threadsX, 64);
+  EXPECT_EQ(d.tiling.channelBlocksPerCta, 2);
+  EXPECT_THAT(reasons(d), HasSubstr("49 spatial tiles fill less than 128 threads"));
+  // Dense channel blocks: two of them side by side would not fit the
+  // instruction-cache budget, so one per block.
+  TilingDecision heavy = chooseTiling(g, inputs(g, 1.0, 1));
+  EXPECT_EQ(heavy.tiling.channelBlocksPerCta, 1);
+}
+
+TEST(TilingChoice, OverTheCodeBudgetTheTileShrinksBeforeTheLayerGoesDense) {
+  ConvGeometry g = conv(256, 256, 28, 3, 256);
+  TilingInputs in = inputs(g, 0.1, 256); // 58982 nonzeros
+  in.codeBudgetMultiplyAdds = 65536 * 2;
+  TilingDecision d = chooseTiling(g, in);
+  EXPECT_EQ(d.tiling.spatialPerThread(), 2);
+  EXPECT_THAT(reasons(d), HasSubstr("over the code budget"));
+}
+
+TEST(TilingChoice, DepthwiseAndOddChannelsTakeTheLargestDividingBk) {
+  ConvGeometry g = conv(32, 32, 28, 3, 1);
+  g.groups = 32;
+  EXPECT_EQ(chooseTiling(g, inputs(g, 1.0, 1)).tiling.channelsPerThread, 1);
+  ConvGeometry six = conv(8, 6, 10, 1, 1);
+  EXPECT_EQ(chooseTiling(six, inputs(six, 1.0, 1)).tiling.channelsPerThread, 2);
+}
+
+TEST(TilingChoice, CandidatesStartWithTheHeuristicAndAllFit) {
+  for (int64_t batch : {1, 32}) {
+    ConvGeometry g = conv(64, 128, 28, 3, batch);
+    TilingInputs in = inputs(g, 0.1, batch);
+    std::vector<Tiling> candidates = candidateTilings(g, in);
+    ASSERT_GT(candidates.size(), 5u);
+    EXPECT_EQ(candidates[0], chooseTiling(g, in).tiling);
+    std::set<std::string> seen;
+    bool staged = false;
+    for (const Tiling &t : candidates) {
+      EXPECT_NO_THROW(checkTiling(g, t, "l")) << t.describe();
+      EXPECT_TRUE(seen.insert(t.describe()).second) << "twice: " << t.describe();
+      staged = staged || t.stageInput;
+    }
+    EXPECT_TRUE(staged) << "staging fits a 28-wide map, so it is tried";
+  }
+}
+
+TEST(TilingChoice, DescribeAndParseRoundTrip) {
+  Tiling t;
+  t.channelsPerThread = 2;
+  t.outputsPerThread = 2;
+  t.rowsPerThread = 2;
+  t.imagesPerThread = 2;
+  t.threadsX = 64;
+  t.channelBlocksPerCta = 2;
+  t.skipUnusedInputs = false;
+  t.weightPath = WeightPathChoice::Global;
+  EXPECT_EQ(parseTiling(t.describe()), t);
+  Tiling partial = parseTiling("bw=2,stage=1", t);
+  EXPECT_EQ(partial.outputsPerThread, 2);
+  EXPECT_TRUE(partial.stageInput);
+  EXPECT_EQ(partial.threadsX, 64) << "unnamed keys keep the base's value";
+}
+
+TEST(TilingChoice, BadTilingTextNamesTheProblem) {
+  auto problem = [](const std::string &text) {
+    try {
+      parseTiling(text);
+    } catch (const InputError &e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_THAT(problem("bq=2"), HasSubstr("unknown key 'bq'"));
+  EXPECT_THAT(problem("bw=two"), HasSubstr("bw=two is not an integer"));
+  EXPECT_THAT(problem("stage=yes"), HasSubstr("stage must be 0 or 1"));
+  EXPECT_THAT(problem("weights=texture"), HasSubstr("weights must be"));
+  EXPECT_THAT(problem("bw"), HasSubstr("is not key=value"));
+}
+
+TEST(TilingChoice, CheckTilingRefusesWhatTheTemplateCannotDo) {
+  ConvGeometry g = conv(16, 16, 224, 3, 1);
+  auto refusal = [&g](const std::string &text) {
+    try {
+      checkTiling(g, parseTiling(text), "conv1");
+    } catch (const UnsupportedError &e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(refusal("bw=4,bh=2"), "accepted");
+  EXPECT_THAT(refusal("bw=4,bh=4"), HasSubstr("bn x bh x bw must be at most 8"));
+  EXPECT_THAT(refusal("bk=3"), HasSubstr("divide the 16 output channels"));
+  EXPECT_THAT(refusal("threads=48"), HasSubstr("multiple of 32"));
+  EXPECT_THAT(refusal("threads=512,cta-blocks=4"), HasSubstr("at most 1024"));
+  EXPECT_THAT(refusal("stage=1,cta-blocks=2"), HasSubstr("staging inputs needs cta-blocks=1"));
+  g = conv(16, 16, 4096, 3, 1); // two staged rows of 4096 x 3 floats each
+  EXPECT_THAT(refusal("stage=1,threads=1024,bw=1"), HasSubstr("floats of shared memory"));
+  EXPECT_THAT(refusal("bk=3"), HasSubstr("layer 'conv1'"));
+}
+
+TEST(TilingChoice, ChannelTableMarksTheInputChannelsABlockReads) {
+  ConvGeometry g = conv(3, 4, 5, 1, 1); // 1x1: weights[k][c]
+  std::vector<float> weights = {1, 0, 0,  // k0
+                                0, 0, 0,  // k1
+                                0, 0, 2,  // k2
+                                0, 0, 0}; // k3
+  Tiling t;
+  t.channelsPerThread = 2;
+  EXPECT_EQ(inputChannelsUsed(g, t, {0, 2}, weights), (std::vector<uint8_t>{1, 0, 0, 0, 0, 1}));
+  EXPECT_EQ(inputChannelsUsed(g, t, {1, 1}, weights), (std::vector<uint8_t>{0, 0, 1}));
+  EXPECT_EQ(inputChannelsUsed(g, t, {0, 2}, {}), std::vector<uint8_t>(6, 1)) << "dense: all";
+}
+
+} // namespace
