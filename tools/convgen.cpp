@@ -290,11 +290,11 @@ int generate(const ModelFile &model, const Options &options, const Log &log) {
     modelOptions.modelManifest = fs::path(options.outputDir) / "convgen-model.json";
   modelOptions.weightsFile = options.weights;
   std::vector<ConvLayer> layers = loadRequestedLayers(model, options, log);
+  addTunedTilings(layers, options, modelOptions.generate, log);
   if (options.listTilings)
     return listTilings(layers, modelOptions.generate);
   if (!options.recordTuning.empty())
     return recordTuning(layers, options, modelOptions.generate);
-  addTunedTilings(layers, options, modelOptions.generate, log);
   log("target " + modelOptions.generate.arch.name + ", output directory " + options.outputDir +
       ", cache " + (modelOptions.cacheDir ? modelOptions.cacheDir->string() : "off"));
   return generateLayers(layers, modelOptions, options.verbose, std::cout);

@@ -97,4 +97,9 @@ double float32ErrorBound(int64_t terms, double magnitude) {
   return gamma * magnitude + referenceRounding + underflow;
 }
 
+double float16OutputErrorBound(int64_t terms, double magnitude, double reference) {
+  const double fp32 = float32ErrorBound(terms, magnitude);
+  return fp32 + std::max((std::abs(reference) + fp32) * std::ldexp(1.0, -11), std::ldexp(1.0, -25));
+}
+
 } // namespace convgen

@@ -48,4 +48,10 @@ int64_t reductionLength(const ConvGeometry &geometry);
 /// (clamping) cannot increase the error.
 double float32ErrorBound(int64_t terms, double magnitude);
 
+/// float32ErrorBound for an output stored as fp16: the fp32 result is then
+/// rounded once to half, which adds up to half an ulp of it (2^-11 of
+/// |result| <= |reference| + the fp32 bound), and at least half the
+/// smallest subnormal (2^-25).
+double float16OutputErrorBound(int64_t terms, double magnitude, double reference);
+
 } // namespace convgen

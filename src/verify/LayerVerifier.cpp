@@ -229,14 +229,10 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
           ++report.outputsChecked;
           ReferenceValue expected = referenceOutput(operands, n, k, p, q);
           const double error = std::abs(double(got) - expected.value);
-          // fp16 outputs add one rounding to half: half an ulp of the
-          // result (2^-11 relative), at least half the smallest subnormal.
           const double bound =
-              float32ErrorBound(terms, expected.magnitude) +
-              (dtype == DType::F16
-                   ? std::max(std::abs(expected.value) * 0x1p-11 * (1 + 0x1p-10), 0x1p-25) +
-                         float32ErrorBound(terms, expected.magnitude) * 0x1p-11
-                   : 0.0);
+              dtype == DType::F16
+                  ? float16OutputErrorBound(terms, expected.magnitude, expected.value)
+                  : float32ErrorBound(terms, expected.magnitude);
           if (!(error <= bound)) { // also catches NaN
             char text[256];
             std::snprintf(text, sizeof(text), " is %.9g, the reference %.9g: error %.3g > bound %.3g",

@@ -14,6 +14,7 @@
 using namespace convgen::test;
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
 namespace fs = std::filesystem;
 
 namespace {
@@ -332,4 +333,65 @@ TEST_F(ConvgenCli, VerifyUsageErrors) {
                  {"--list", "comes before 'verify'"});
   expectBadInput(run({"-o", out(), "verify", "--weights", ExampleNpz, "--layer", "F_m1"}),
                  {"comes before 'verify'"});
+}
+
+TEST_F(ConvgenCli, TuningIsRecordedPerBatchAndUsedByLaterRuns) {
+  const std::string cache = (Dir / "cache").string();
+  Result listed = run({"--weights", ExampleNpz, "--layer", "F_m1", "--for-batch", "8",
+                       "--list-tilings", "--cache-dir", cache});
+  ASSERT_EQ(listed.exitCode, 0) << listed.err;
+  EXPECT_THAT(listed.out, StartsWith("# F_m1: heuristic bk=4,"));
+  EXPECT_GE(std::count(listed.out.begin(), listed.out.end(), '\t'), 5) << listed.out;
+  EXPECT_FALSE(fs::exists(Dir / "generated")) << "--list-tilings generates nothing";
+
+  Result recorded = run({"--weights", ExampleNpz, "--layer", "F_m1", "--for-batch", "8",
+                         "--tiling", "bk=2,bw=2", "--record-tuning", R"({"best_ms": 0.01})",
+                         "--cache-dir", cache});
+  ASSERT_EQ(recorded.exitCode, 0) << recorded.err;
+  EXPECT_THAT(recorded.out, HasSubstr("F_m1: recorded tuned tiling bk=2,bw=2,"));
+  EXPECT_THAT(recorded.out, HasSubstr("for batch 8"));
+
+  auto tilingOf = [&](const std::string &batch) {
+    Result generated = run({"--weights", ExampleNpz, "--layer", "F_m1", "--for-batch", batch,
+                            "-o", out(), "--cache-dir", cache});
+    EXPECT_EQ(generated.exitCode, 0) << generated.err;
+    return nlohmann::json::parse(slurp(Dir / "out" / "F_m1.json"))["tiling"];
+  };
+  nlohmann::json tuned = tilingOf("8");
+  EXPECT_EQ(tuned["source"], "tuned");
+  EXPECT_THAT(tuned["spec"].get<std::string>(), StartsWith("bk=2,bw=2,"));
+  EXPECT_EQ(tilingOf("1")["source"], "heuristic") << "the record is for batch 8 only";
+  Result relisted = run({"--weights", ExampleNpz, "--layer", "F_m1", "--for-batch", "8",
+                         "--list-tilings", "--cache-dir", cache});
+  EXPECT_THAT(relisted.out, StartsWith("# F_m1: tuned bk=2,bw=2,"));
+}
+
+TEST_F(ConvgenCli, TilingUsageErrors) {
+  expectBadInput(run({"--weights", ExampleNpz, "--layer", "F_m1", "--tiling", "bq=1", "-o", out()}),
+                 {"unknown key 'bq'"});
+  expectBadInput(run({"--weights", ExampleNpz, "--layer", "F_m1", "--record-tuning", "{}"}),
+                 {"--record-tuning", "--tiling"});
+  expectBadInput(run({"--weights", ExampleNpz, "--layer", "F_m1", "--record-tuning", "{}",
+                      "--tiling", "bk=2", "--no-cache"}),
+                 {"drop --no-cache"});
+  expectBadInput(run({"--weights", ExampleNpz, "--layer", "F_m1", "--dtype", "bf16"}), {"--dtype"});
+  // A tiling the layer cannot take names the layer (F_m1 has 64 channels).
+  Result bad = run({"--weights", ExampleNpz, "--layer", "F_m1", "--tiling", "bk=3", "-o", out(),
+                    "--no-cache"});
+  EXPECT_EQ(bad.exitCode, 2);
+  EXPECT_THAT(bad.out + bad.err, HasSubstr("layer 'F_m1'"));
+  EXPECT_FALSE(fs::exists(Dir / "out" / "F_m1.ptx"));
+}
+
+TEST_F(ConvgenCli, HalfPrecisionGeneratesAndVerifies) {
+  Result verified = run({"verify", "--weights", ExampleNpz, "--layer", "F_m1", "--layer", "UPN3",
+                         "--dtype", "f16", "--batch", "1"});
+  ASSERT_EQ(verified.exitCode, 0) << verified.out << verified.err;
+  EXPECT_THAT(verified.out, HasSubstr("convgen verify: 2 layer(s), 2 PASS, 0 FAIL"));
+  Result generated = run({"--weights", ExampleNpz, "--layer", "F_m1", "--dtype", "f16", "-o",
+                          out(), "--no-cache"});
+  ASSERT_EQ(generated.exitCode, 0) << generated.err;
+  auto manifest = nlohmann::json::parse(slurp(Dir / "out" / "F_m1.json"));
+  EXPECT_EQ(manifest["dtype"], "f16");
+  EXPECT_EQ(manifest["launch"]["element_bytes"], 2);
 }

@@ -47,6 +47,43 @@ protected:
   DeviceLayers Layers;
 };
 
+// Each kind of tiling through the runtime: 2-D blocks (channel blocks per
+// block), several images and rows per thread, shared-memory staging with its
+// barriers, fp16 activations, and a split layer whose kernels take two
+// channel blocks per block. On a GPU this is the first run of their PTX.
+TEST_F(GpuLayerTest, EveryTilingKindMatchesTheReference) {
+  struct Case {
+    const char *tiling;
+    DType dtype;
+    int64_t budget;
+  };
+  const Case cases[] = {{"bk=2,bw=2,threads=32,cta-blocks=4", DType::F32, 65536},
+                        {"bk=4,bn=2,bh=2,bw=2,threads=64", DType::F32, 65536},
+                        {"bk=4,bw=2,stage=1,threads=64", DType::F32, 65536},
+                        {"bk=4,bh=2,bw=2,stage=1,threads=32", DType::F16, 65536},
+                        {"bk=2,bn=2,bw=4,cta-blocks=2,threads=32", DType::F16, 65536},
+                        {"bk=2,bw=1,cta-blocks=2,threads=32", DType::F32, 40}};
+  for (const Case &c : cases) {
+    SCOPED_TRACE(std::string(c.tiling) + " " + dtypeName(c.dtype));
+    ConvLayer convLayer = layer("tiled", 0.7, 6, 16);
+    GenerateOptions options;
+    options.tilingOverride = c.tiling;
+    options.dtype = c.dtype;
+    options.maxMultiplyAdds = c.budget;
+    options.maxKernelsPerLayer = 1024;
+    GeneratedLayer generated = generate(convLayer, options);
+    LayerRuntime runtime(*Context, generated.manifestPath);
+    EXPECT_EQ(runtime.manifest().elementBytes, dtypeBytes(c.dtype));
+    EXPECT_EQ(runtime.manifest().blockY, generated.tiling.channelBlocksPerCta);
+    if (c.budget < 65536) {
+      EXPECT_GT(generated.kernels.size(), 1u);
+    }
+    std::string firstBad;
+    for (int batch : {1, 3})
+      EXPECT_EQ(runAndCompare(runtime, convLayer, batch, firstBad), 0) << firstBad;
+  }
+}
+
 TEST_F(GpuLayerTest, EveryWeightPathMatchesTheReference) {
   struct Case {
     const char *name;
