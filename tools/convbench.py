@@ -265,7 +265,7 @@ def _markdown(report):
              f"Driver {report['driver']}, CUDA {report['cuda']}, cuDNN {report['cudnn']}, "
              f"{report['date']}, commit {report['commit']}. Median of {report['runs']} runs "
              f"after {report['warmup']} warm-up runs. Weights: {report['weights']}.", "",
-             f"Activations {report['dtype']}.", "",
+             f"Activations {report.get('dtype', 'f32')}.", "",
              "| layer | N | mode | kernels | tiling (source) | convgen ms | heuristic ms | "
              "cuDNN ms | speedup | cuSPARSE ms | "
              "speedup | useful GFLOP/s | % fp32 peak | GB/s | % bandwidth | max abs err | ok |",

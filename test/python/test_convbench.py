@@ -104,7 +104,7 @@ class ConvbenchTest(unittest.TestCase):
 
     def test_markdown_has_a_row_per_layer_and_the_geomean(self):
         row = {"layer": "conv", "batch": 32, "mode": "sparse", "kernels": 2, "convgen_ms": 0.5,
-               "cudnn_ms": 1.5, "speedup_cudnn": 3.0, "cusparse_ms": None,
+               "tiling": "bk=4,bw=1", "tiling_source": "heuristic", "cudnn_ms": 1.5, "speedup_cudnn": 3.0, "cusparse_ms": None,
                "speedup_cusparse": None, "useful_gflops": 1000.0, "fp32_peak_pct": 1.5,
                "bandwidth_gbs": 100.0, "bandwidth_peak_pct": 3.0, "max_abs_error": 1e-6,
                "correct": True}
@@ -112,7 +112,8 @@ class ConvbenchTest(unittest.TestCase):
                   "date": "2026-11-21", "commit": "abc", "runs": 20, "warmup": 5,
                   "weights": "m.npz", "layers": [row], "geomean_speedup_cudnn": {"32": 3.0}}
         text = convbench._markdown(report)
-        self.assertIn("| conv | 32 | sparse | 2 | 0.500 | 1.500 | 3.00 | n/a | n/a |", text)
+        self.assertIn("| conv | 32 | sparse | 2 | bk=4,bw=1 (heuristic) | 0.500 | n/a | 1.500 | "
+                      "3.00 | n/a | n/a |", text)
         self.assertIn("Geomean speedup over cuDNN at batch 32: 3.00x", text)
 
     def test_a_layer_that_failed_on_the_gpu_gets_a_row_saying_so(self):
