@@ -69,6 +69,18 @@ static std::vector<uint8_t> maskBits(const std::vector<float> &weights) {
   return mask;
 }
 
+/// The convolution's shape: what both keys share.
+static KeyText &addConvolution(KeyText &key, const ConvGeometry &g) {
+  return key.add("in_channels", g.inChannels)
+      .add("out_channels", g.outChannels)
+      .add("in_size", g.inSize)
+      .add("kernel", g.kernel)
+      .add("stride", g.stride)
+      .add("padding", g.padding)
+      .add("dilation", g.dilation)
+      .add("groups", g.groups);
+}
+
 std::string layerCacheKey(const ConvLayer &layer, const GenerateOptions &options,
                           const std::string &templateId, const std::string &ptxasVersion) {
   const ConvGeometry &g = layer.geometry;
@@ -78,15 +90,8 @@ std::string layerCacheKey(const ConvLayer &layer, const GenerateOptions &options
       .add("tool", toolFingerprint())
       .add("template", templateId)
       .add("layer", layer.name)
-      .add("batch", g.batch)
-      .add("in_channels", g.inChannels)
-      .add("out_channels", g.outChannels)
-      .add("in_size", g.inSize)
-      .add("kernel", g.kernel)
-      .add("stride", g.stride)
-      .add("padding", g.padding)
-      .add("dilation", g.dilation)
-      .add("groups", g.groups)
+      .add("batch", g.batch);
+  addConvolution(key, g)
       .add("activation", std::string(activationName(g.activation)))
       .add("bias", g.hasBias)
       .add("tiling", tiling.describe())
@@ -112,15 +117,8 @@ std::string layerTuningKey(const ConvLayer &layer, const GenerateOptions &option
   KeyText key;
   key.add("format", std::string("convgen-tuning/1"))
       .add("template", templateId)
-      .add("layer", layer.name)
-      .add("in_channels", g.inChannels)
-      .add("out_channels", g.outChannels)
-      .add("in_size", g.inSize)
-      .add("kernel", g.kernel)
-      .add("stride", g.stride)
-      .add("padding", g.padding)
-      .add("dilation", g.dilation)
-      .add("groups", g.groups)
+      .add("layer", layer.name);
+  addConvolution(key, g)
       .add("arch", options.arch.name)
       .add("dtype", std::string(dtypeName(options.dtype)))
       .add("batch", options.batch.value_or(g.batch))

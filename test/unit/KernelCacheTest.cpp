@@ -25,7 +25,10 @@ CompiledLayer someCompiledLayer() {
   compiled.info.name = "conv";
   compiled.info.mode = "sparse";
   compiled.info.weightPath = "constant";
-  compiled.info.tiling = {4, 4, 128};
+  compiled.info.tiling = parseTiling("bk=4,bw=2,bh=2,threads=64,cta-blocks=2");
+  compiled.info.tilingSource = "tuned";
+  compiled.info.tilingReasons = {"a reason"};
+  compiled.info.dtype = DType::F16;
   compiled.info.kernels.push_back({"convgen_conv", {0, 2}, 40, "convgen_weights", 0, 3});
   compiled.info.nonzeros = 3;
   compiled.info.multiplyAdds = 40;
@@ -82,6 +85,42 @@ TEST(CacheKey, CoversWhatTheCodeDependsOn) {
   EXPECT_NE(layerCacheKey(layer, {}, "conv2d_direct@0123", "12.4"), key) << "ptxas";
 }
 
+TEST(CacheKey, CoversTheTilingTheDtypeAndTheirSources) {
+  ConvLayer layer = smallPrunedLayer("conv", 0.8, 3);
+  const std::string key = keyOf(layer);
+  GenerateOptions half;
+  half.dtype = DType::F16;
+  EXPECT_NE(keyOf(layer, half), key) << "dtype";
+  GenerateOptions user;
+  user.tilingOverride = "bk=2";
+  EXPECT_NE(keyOf(layer, user), key) << "--tiling";
+  GenerateOptions tuned;
+  tuned.tunedTilings["conv"] = parseTiling("bk=2");
+  EXPECT_EQ(keyOf(layer, tuned), keyOf(layer, user)) << "the same code, however it was chosen";
+  GenerateOptions otherBatch;
+  otherBatch.batch = 64; // the heuristic's choice for this small layer does not change
+  EXPECT_EQ(decideTiling(layer, otherBatch).tiling, decideTiling(layer, {}).tiling);
+  EXPECT_EQ(keyOf(layer, otherBatch), key) << "the batch matters only through the tiling";
+}
+
+TEST(CacheKey, TuningKeyIsPerBatchAndDtypeNotPerValues) {
+  ConvLayer layer = smallPrunedLayer("conv", 0.8, 3);
+  auto tuningKey = [](const ConvLayer &l, const GenerateOptions &o) {
+    return layerTuningKey(l, o, "conv2d_direct@0123");
+  };
+  const std::string key = tuningKey(layer, {});
+  GenerateOptions batch32;
+  batch32.batch = 32;
+  EXPECT_NE(tuningKey(layer, batch32), key);
+  GenerateOptions half;
+  half.dtype = DType::F16;
+  EXPECT_NE(tuningKey(layer, half), key);
+  ConvLayer revalued = layer;
+  for (float &w : revalued.weights)
+    w *= 2;
+  EXPECT_EQ(tuningKey(revalued, {}), key) << "new values, same mask: the tuning stands";
+}
+
 TEST(CacheKey, BakedValuesAreInTheKey) {
   ConvLayer layer = smallPrunedLayer("conv", 0.8, 1);
   GenerateOptions baked;
@@ -120,11 +159,34 @@ TEST_F(KernelCacheTest, EntryRoundTrips) {
   EXPECT_EQ(found->info.kernels[0].symbol, "convgen_conv");
   EXPECT_EQ(found->info.kernels[0].channelBlocks, (ChannelBlockRange{0, 2}));
   EXPECT_EQ(found->info.kernels[0].weightsCount, 3);
-  EXPECT_EQ(found->info.tiling.threadsPerBlock(), 128);
+  EXPECT_EQ(found->info.tiling, stored.info.tiling);
+  EXPECT_EQ(found->info.tilingSource, "tuned");
+  EXPECT_EQ(found->info.tilingReasons, stored.info.tilingReasons);
+  EXPECT_EQ(found->info.dtype, DType::F16);
   ASSERT_TRUE(found->info.ptxas);
   EXPECT_EQ(found->info.ptxas->kernels.at("convgen_conv").registers, 40);
   // Nothing is left in the scratch area.
   EXPECT_TRUE(std::filesystem::is_empty(Dir / "v1" / "tmp"));
+}
+
+TEST_F(KernelCacheTest, TuningRecordsRoundTripAndBadOnesAreIgnored) {
+  KernelCache cache(Dir.path());
+  EXPECT_FALSE(cache.findTuning("abc"));
+  Tiling tiling = parseTiling("bk=2,bw=4,stage=1,threads=64");
+  cache.storeTuning("abc", "conv", tiling, R"({"best_ms": 0.25})");
+  ASSERT_TRUE(cache.findTuning("abc"));
+  EXPECT_EQ(*cache.findTuning("abc"), tiling);
+  EXPECT_FALSE(cache.findTuning("abd"));
+  EXPECT_THROW(cache.storeTuning("abd", "conv", tiling, "{not json"), InputError);
+  EXPECT_FALSE(cache.findTuning("abd")) << "nothing written";
+  // A record that does not parse, or names another key, is not trusted.
+  const std::filesystem::path record = Dir / "v1" / "tuning" / "abc.json";
+  writeText(record, R"({"format": "convgen-tuning/1", "key": "abc", "tiling": "bk=zero"})");
+  EXPECT_FALSE(cache.findTuning("abc"));
+  writeText(record, R"({"format": "convgen-tuning/1", "key": "xyz", "tiling": "bk=2"})");
+  EXPECT_FALSE(cache.findTuning("abc"));
+  writeText(record, "{ truncated");
+  EXPECT_FALSE(cache.findTuning("abc"));
 }
 
 TEST_F(KernelCacheTest, StoringAKeyTwiceKeepsOneEntry) {
