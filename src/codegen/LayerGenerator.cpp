@@ -201,9 +201,13 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
 
   // Past the code-size budget the layer is split across kernels by channel
   // blocks; past the kernel limit, the dense fallback from the same template.
-  KernelPlan plan = planKernels(geometry, result.tiling, layer.weights,
-                                {Options.maxMultiplyAdds, Options.maxTemplateMultiplyAdds,
-                                 Options.maxKernelsPerLayer});
+  KernelPlan plan;
+  if (result.tiling.dense)
+    plan.denseReason = "the tiling asks for the dense kernel (dense=1)";
+  else
+    plan = planKernels(geometry, result.tiling, layer.weights,
+                       {Options.maxMultiplyAdds, Options.maxTemplateMultiplyAdds,
+                        Options.maxKernelsPerLayer});
   result.denseReason = plan.denseReason;
   result.mode = result.denseReason.empty() ? "sparse" : "dense";
   if (result.mode == "dense") {

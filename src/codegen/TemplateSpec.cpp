@@ -29,7 +29,8 @@ std::string Tiling::describe() const {
          ",threads=" + std::to_string(threadsX) +
          ",cta-blocks=" + std::to_string(channelBlocksPerCta) +
          ",stage=" + std::to_string(int(stageInput)) +
-         ",skip=" + std::to_string(int(skipUnusedInputs)) + ",weights=" + weightPathName(weightPath);
+         ",skip=" + std::to_string(int(skipUnusedInputs)) + ",weights=" + weightPathName(weightPath) +
+         ",dense=" + std::to_string(int(dense));
 }
 
 int64_t tilesPerImageGroup(const ConvGeometry &geometry, const Tiling &tiling) {

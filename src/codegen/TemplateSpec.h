@@ -34,12 +34,15 @@ struct Tiling {
   bool stageInput = false;     ///< inputs staged in shared memory, a channel at a time
   bool skipUnusedInputs = true; ///< a channel block skips the input channels it never reads
   WeightPathChoice weightPath = WeightPathChoice::Auto;
+  /// The dense kernel of the same template: every weight read by index, no
+  /// elimination. A tuner's candidate for layers the sparse code loses on.
+  bool dense = false;
 
   int threadsPerBlock() const { return threadsX * channelBlocksPerCta; }
   /// Outputs of one channel a thread computes: BN x BH x BW.
   int spatialPerThread() const { return imagesPerThread * rowsPerThread * outputsPerThread; }
   bool operator==(const Tiling &) const = default;
-  /// "bk=4,bw=4,bh=1,bn=1,threads=128,cta-blocks=1,stage=0,skip=1,weights=auto":
+  /// "bk=4,bw=4,bh=1,bn=1,threads=128,cta-blocks=1,stage=0,skip=1,weights=auto,dense=0":
   /// the syntax parseTiling reads.
   std::string describe() const;
 };

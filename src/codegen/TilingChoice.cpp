@@ -163,6 +163,10 @@ std::vector<Tiling> candidateTilings(const ConvGeometry &g, const TilingInputs &
   staged.imagesPerThread = 1;
   staged.threadsX = std::max(heuristic.threadsX, 64);
   offer(staged);
+  // The dense kernel, for layers where the sparse code loses (low sparsity).
+  Tiling dense = heuristic;
+  dense.dense = true;
+  offer(dense);
   return out;
 }
 
@@ -208,6 +212,8 @@ Tiling parseTiling(const std::string &text, Tiling base) {
       base.stageInput = flag();
     else if (key == "skip")
       base.skipUnusedInputs = flag();
+    else if (key == "dense")
+      base.dense = flag();
     else if (key == "weights") {
       if (value == "auto")
         base.weightPath = WeightPathChoice::Auto;
@@ -221,7 +227,7 @@ Tiling parseTiling(const std::string &text, Tiling base) {
         throw InputError({"", "", "--tiling"}, "tiling '" + text + "': weights must be auto, constant, global or baked");
     } else
       throw InputError({"", "", "--tiling"}, "tiling '" + text + "': unknown key '" + key +
-                       "' (bk, bw, bh, bn, threads, cta-blocks, stage, skip, weights)");
+                       "' (bk, bw, bh, bn, threads, cta-blocks, stage, skip, weights, dense)");
   }
   return base;
 }

@@ -38,12 +38,12 @@ TilingDecision chooseTiling(const ConvGeometry &geometry, const TilingInputs &in
 Tiling chooseTiling(const ConvGeometry &geometry);
 
 /// The tilings a tuner tries for the layer (each passes checkTiling), the
-/// heuristic's first.
+/// heuristic's first and the dense kernel last.
 std::vector<Tiling> candidateTilings(const ConvGeometry &geometry, const TilingInputs &inputs);
 
 /// Parses `describe()`'s syntax: comma-separated key=value pairs, any
-/// subset of bk, bw, bh, bn, threads, cta-blocks, stage (0/1), skip (0/1)
-/// and weights (auto/constant/global/baked), over \p base. Throws
+/// subset of bk, bw, bh, bn, threads, cta-blocks, stage (0/1), skip (0/1),
+/// weights (auto/constant/global/baked) and dense (0/1), over \p base. Throws
 /// InputError naming the text for an unknown key or a bad value.
 Tiling parseTiling(const std::string &text, Tiling base = {});
 

@@ -242,7 +242,7 @@ TEST_F(ConvgenCli, GeneratesALayerWithItsManifest) {
   EXPECT_EQ(manifest["dtype"], "f32");
   EXPECT_EQ(manifest["tiling"]["source"], "heuristic");
   EXPECT_EQ(manifest["tiling"]["spec"],
-            "bk=4,bw=1,bh=1,bn=1,threads=128,cta-blocks=1,stage=0,skip=1,weights=auto");
+            "bk=4,bw=1,bh=1,bn=1,threads=128,cta-blocks=1,stage=0,skip=1,weights=auto,dense=0");
   EXPECT_FALSE(manifest["tiling"]["reasons"].empty());
   ASSERT_EQ(manifest["kernels"].size(), 1u);
   EXPECT_EQ(manifest["kernels"][0]["symbol"], "convgen_F_m1");

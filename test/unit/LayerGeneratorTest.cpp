@@ -581,6 +581,12 @@ TEST_F(LayerGeneratorTest, ManifestRecordsTheTilingAndWhy) {
   EXPECT_EQ(manifest["kernels"][0]["grid_y"], 2) << "8 channel blocks, 4 per block";
   EXPECT_EQ(generated.multiplyAdds, nonzeros(layer) * 4);
 
+  o.tilingOverride = "dense=1"; // what a tuner picks where the sparse code loses
+  KernelGenerator dense(o);
+  GeneratedLayer denseLayer = dense.generate(layer);
+  EXPECT_EQ(denseLayer.mode, "dense");
+  EXPECT_EQ(denseLayer.denseReason, "the tiling asks for the dense kernel (dense=1)");
+
   o.tilingOverride = "bk=3";
   KernelGenerator bad(o);
   try {

@@ -100,6 +100,7 @@ TEST(TilingChoice, CandidatesStartWithTheHeuristicAndAllFit) {
       staged = staged || t.stageInput;
     }
     EXPECT_TRUE(staged) << "staging fits a 28-wide map, so it is tried";
+    EXPECT_TRUE(candidates.back().dense) << "and the dense kernel, last";
   }
 }
 
@@ -113,6 +114,7 @@ TEST(TilingChoice, DescribeAndParseRoundTrip) {
   t.channelBlocksPerCta = 2;
   t.skipUnusedInputs = false;
   t.weightPath = WeightPathChoice::Global;
+  t.dense = true;
   EXPECT_EQ(parseTiling(t.describe()), t);
   Tiling partial = parseTiling("bw=2,stage=1", t);
   EXPECT_EQ(partial.outputsPerThread, 2);
