@@ -39,6 +39,9 @@ import convbench  # noqa: E402  (timing, reference check, report helpers)
 import make_layers  # noqa: E402  (atomic writes)
 
 CHANNELS, SIZE = 64, 28
+# Everything but the swept parameter is fixed, so that nothing else (skipped
+# input channels, say, which grow with K at fixed nnz) mixes in.
+FIXED = "bk=4,bw=1,bh=1,bn=1,stage=0,skip=0,weights=global,dense=0"
 
 
 def fixed_nonzero_weights(rng, k, c, nonzeros):
@@ -78,11 +81,11 @@ def variants(nonzeros):
     """(sweep, layer name, K, nonzeros, tiling)."""
     out = []
     for k in (32, 64, 128, 256, 512):
-        out.append(("code_size", f"k{k}", k, nonzeros, "bk=4,bw=1,threads=128,cta-blocks=1"))
+        out.append(("code_size", f"k{k}", k, nonzeros, f"{FIXED},threads=128,cta-blocks=1"))
     for blocks in (1, 2, 4, 8):
         threads = max(32, 256 // blocks)
         out.append(("sections", f"cta{blocks}", 256, nonzeros,
-                    f"bk=4,bw=1,threads={threads},cta-blocks={blocks}"))
+                    f"{FIXED},threads={threads},cta-blocks={blocks}"))
     return out
 
 

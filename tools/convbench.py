@@ -138,12 +138,13 @@ def _activation(torch, name):
     return lambda y: y
 
 
-def _tolerance(args):
+def _tolerance(args, half):
     """Max abs error / output scale that counts as correct: fp16 outputs
-    carry one rounding to half (2^-11 relative) on top of fp32's error."""
+    carry one rounding to half (2^-11 relative) on top of fp32's error. By
+    the layer's own dtype, so a --generated f16 layer is judged as one."""
     if args.tolerance is not None:
         return args.tolerance
-    return 2e-3 if args.dtype == "f16" else 1e-4
+    return 2e-3 if half else 1e-4
 
 
 def _stem(name):
@@ -206,7 +207,7 @@ def bench_layer(torch, F, spec, npz, manifest_path, batch, args, peaks, timing_o
         # Relative to the output's scale: per-output relative errors blow up
         # on outputs near zero (after ReLU), and mean nothing there.
         result["max_scaled_error"] = result["max_abs_error"] / scale
-        result["correct"] = bool(result["max_abs_error"] <= _tolerance(args) * scale)
+        result["correct"] = bool(result["max_abs_error"] <= _tolerance(args, half) * scale)
 
         # Timed through the C API directly, on preallocated tensors: the
         # module's shape checks and allocation are host work a deployment
@@ -236,7 +237,7 @@ def bench_layer(torch, F, spec, npz, manifest_path, batch, args, peaks, timing_o
 
             # The baseline must be right too, or its time means nothing.
             cusparse_error, _ = error_of(cusparse(), expected)
-            result["cusparse_correct"] = bool(cusparse_error <= _tolerance(args) * scale)
+            result["cusparse_correct"] = bool(cusparse_error <= _tolerance(args, half) * scale)
             result["cusparse_ms"] = _median_ms(torch, cusparse, args.runs, args.warmup)
         else:
             result["cusparse_ms"] = None
@@ -418,8 +419,11 @@ def run(args):
                                            directories[batch], generate, manifest_in)
                 result = bench_layer(torch, F, spec, npz, manifest_in(directories[batch], spec),
                                      batch, args, peaks)
-            except ConvgenError as error:
-                # A driver or launch failure: recorded, and the run goes on.
+            except (ConvgenError, BenchError, subprocess.CalledProcessError) as error:
+                # A driver or launch failure, no correct candidate, or convgen
+                # failing on this layer: recorded, and the run goes on.
+                if isinstance(error, subprocess.CalledProcessError):
+                    error = f"convgen exit code {error.returncode}"
                 results.append({"layer": spec["name"], "batch": batch, "error": str(error),
                                 "correct": False})
                 print(f"{spec['name']:28s} N={batch:<3d} FAILED: {error}", flush=True)

@@ -211,12 +211,21 @@ void addTunedTilings(const std::vector<ConvLayer> &layers, const Options &option
   if (!root)
     return;
   KernelCache cache(*root);
-  for (const ConvLayer &layer : layers)
-    if (auto tuned = cache.findTuning(
-            layerTuningKey(layer, generateOptions, directConvTemplate().id))) {
-      generateOptions.tunedTilings[layer.name] = *tuned;
-      log("layer '" + layer.name + "': tuned tiling " + tuned->describe());
+  for (const ConvLayer &layer : layers) {
+    std::optional<Tiling> tuned =
+        cache.findTuning(layerTuningKey(layer, generateOptions, directConvTemplate().id));
+    if (!tuned)
+      continue;
+    try {
+      checkTiling(layer.geometry, *tuned, layer.name);
+    } catch (const Error &e) {
+      // A record that parses but does not fit (edited by hand): not trusted.
+      std::cerr << "convgen: warning: ignoring the tuning record: " << e.what() << "\n";
+      continue;
     }
+    generateOptions.tunedTilings[layer.name] = *tuned;
+    log("layer '" + layer.name + "': tuned tiling " + tuned->describe());
+  }
 }
 
 /// --list-tilings: the choice and its reasons, then the tuner's candidates.

@@ -122,8 +122,11 @@ std::string layerTuningKey(const ConvLayer &layer, const GenerateOptions &option
       .add("arch", options.arch.name)
       .add("dtype", std::string(dtypeName(options.dtype)))
       .add("batch", options.batch.value_or(g.batch))
+      .add("bake_values", options.bakeValues)
+      .add("constant_bank_limit", options.constantBankLimitBytes)
       .add("max_multiply_adds", options.maxMultiplyAdds)
-      .add("max_kernels", options.maxKernelsPerLayer);
+      .add("max_kernels", options.maxKernelsPerLayer)
+      .add("max_template_multiply_adds", options.maxTemplateMultiplyAdds);
   key.addBytes("mask", maskBits(layer.weights));
   return key.digest();
 }

@@ -28,8 +28,8 @@ std::string layerCacheKey(const ConvLayer &layer, const GenerateOptions &options
 
 /// The key of \p layer's tuning record: what the best tiling depends on
 /// (the template, the layer's name, geometry and mask, the arch, the
-/// activation type, the batch planned for and the code budgets), not the
-/// tool build or the values.
+/// activation type, the batch planned for, the weight-path options and the
+/// code budgets), not the tool build or the values.
 std::string layerTuningKey(const ConvLayer &layer, const GenerateOptions &options,
                            const std::string &templateId);
 

@@ -9,6 +9,10 @@ KernelPlan planKernels(const ConvGeometry &geometry, const Tiling &tiling,
   const int64_t blocks = geometry.outChannels / tiling.channelsPerThread;
   const int64_t weightsPerBlock = int64_t(weights.size()) / blocks;
   const int64_t spatial = tiling.spatialPerThread();
+  // A staged input channel adds its copy rounds to the unrolled template,
+  // each about four multiply-adds' worth of IR (index arithmetic, a load, a
+  // store): an estimate.
+  const int64_t stagingPerChannel = 4 * stagingRounds(geometry, tiling);
   const int64_t positionsPerChannel = tiling.channelsPerThread * geometry.kernel.h * geometry.kernel.w;
   // The template unrolls the input channels a block reads (all of them
   // unless unused ones are skipped).
@@ -17,7 +21,8 @@ KernelPlan planKernels(const ConvGeometry &geometry, const Tiling &tiling,
                               : std::vector<uint8_t>();
   KernelPlan plan;
   int64_t total = 0, templateOfLast = 0;
-  int64_t templatePerBlock = weightsPerBlock * spatial;
+  int64_t templatePerBlock =
+      weightsPerBlock * spatial + geometry.inChannelsPerGroup() * stagingPerChannel;
   for (int64_t block = 0; block < blocks; ++block) {
     auto begin = weights.begin() + block * weightsPerBlock;
     int64_t code = std::count_if(begin, begin + weightsPerBlock, [](float w) { return w != 0; }) *
@@ -26,7 +31,7 @@ KernelPlan planKernels(const ConvGeometry &geometry, const Tiling &tiling,
       templatePerBlock =
           std::count(used.begin() + block * geometry.inChannelsPerGroup(),
                      used.begin() + (block + 1) * geometry.inChannelsPerGroup(), uint8_t{1}) *
-          positionsPerChannel * spatial;
+          (positionsPerChannel * spatial + stagingPerChannel);
     total += code;
     if (plan.denseReason.empty() &&
         (code > budget.maxMultiplyAdds || templatePerBlock > budget.maxTemplateMultiplyAdds))

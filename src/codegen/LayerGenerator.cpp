@@ -70,6 +70,15 @@ TilingDecision decideTiling(const ConvLayer &layer, const GenerateOptions &optio
   return decision;
 }
 
+static const char *const DenseTilingReason = "dense fallback: skip=0, stage=0, weights=global";
+
+void describeTilingChoice(GeneratedLayer &info, const ConvLayer &layer,
+                          const GenerateOptions &options) {
+  info.tilingReasons = decideTiling(layer, options, &info.tilingSource).reasons;
+  if (info.mode == "dense")
+    info.tilingReasons.push_back(DenseTilingReason);
+}
+
 KernelGenerator::KernelGenerator(GenerateOptions options)
     : Options(std::move(options)), Context(std::make_unique<llvm::LLVMContext>()),
       Specializer(std::make_unique<TemplateSpecializer>(*Context, directConvTemplate())) {
@@ -142,6 +151,8 @@ KernelGenerator::buildSparseKernel(const ConvLayer &layer,
   std::unique_ptr<llvm::Module> module = Specializer->specialize(
       makeTemplateSpec(geometry, tiling, kernel.channelBlocks, Options.dtype), channelsUsed,
       kernel.symbol, what);
+  if (tiling.stageInput)
+    TemplateSpecializer::fitSharedMemory(*module, stagedFloats(geometry, tiling), what);
   // Elimination is sound only if every weight this kernel computes with is
   // read at a constant position and feeds nothing but its BN x BH x BW
   // multiply-adds.
@@ -215,7 +226,7 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
     result.tiling.skipUnusedInputs = false;
     result.tiling.stageInput = false;
     result.tiling.weightPath = WeightPathChoice::Global;
-    result.tilingReasons.push_back("dense fallback: skip=0, stage=0, weights=global");
+    result.tilingReasons.push_back(DenseTilingReason);
     checkTiling(geometry, result.tiling, layer.name);
     PhaseClock clock(result.phaseSeconds);
     LayerKernel kernel;

@@ -179,6 +179,13 @@ private:
 TilingDecision decideTiling(const ConvLayer &layer, const GenerateOptions &options,
                             std::string *source = nullptr);
 
+/// Sets \p info's tiling source and reasons as \p options decide them for
+/// \p layer now (a cached entry carries those of the run that stored it:
+/// the same tiling may come from --tiling then, and from a tuning record
+/// now). A dense layer's reasons end with the fallback's own line.
+void describeTilingChoice(GeneratedLayer &info, const ConvLayer &layer,
+                          const GenerateOptions &options);
+
 /// The file name stem for a layer's outputs: the name, with path separators
 /// replaced and a leading '.' guarded, so no name writes outside -o.
 std::string outputStemFor(const std::string &layerName);

@@ -46,6 +46,11 @@ int64_t stagedFloats(const ConvGeometry &g, const Tiling &tiling) {
   return rowTiles * rows * g.inSize.w;
 }
 
+int64_t stagingRounds(const ConvGeometry &geometry, const Tiling &tiling) {
+  return tiling.stageInput ? (stagedFloats(geometry, tiling) + tiling.threadsX - 1) / tiling.threadsX
+                           : 0;
+}
+
 void checkTiling(const ConvGeometry &geometry, const Tiling &tiling, const std::string &layer) {
   auto fail = [&layer, &tiling](const std::string &problem) {
     return UnsupportedError("layer '" + layer + "': tiling " + tiling.describe() + ": " + problem);

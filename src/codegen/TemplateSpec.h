@@ -52,8 +52,11 @@ inline constexpr int MaxChannelsPerThread = 8;
 inline constexpr int MaxOutputsPerThread = 8; ///< BN x BH x BW
 inline constexpr int64_t MaxStagedFloats = 12288;
 
-/// Floats of shared memory the staging of one input channel takes.
+/// Floats of shared memory the staging of one input channel takes (the
+/// template's formula: staged row tiles x rows x input width).
 int64_t stagedFloats(const ConvGeometry &geometry, const Tiling &tiling);
+/// Staging rounds per input channel: each thread copies one float a round.
+int64_t stagingRounds(const ConvGeometry &geometry, const Tiling &tiling);
 
 /// Throws UnsupportedError naming the layer if \p tiling does not fit the
 /// template or the geometry.
@@ -104,6 +107,16 @@ int64_t dtypeBytes(DType dtype);
 
 /// The values of ConvSpec, in declaration order.
 using TemplateSpec = std::array<int32_t, 28>;
+/// Where each ConvSpec field is in a TemplateSpec.
+enum SpecField : size_t {
+  SpecInChannels, SpecInHeight, SpecInWidth, SpecOutChannels, SpecOutHeight, SpecOutWidth,
+  SpecKernelH, SpecKernelW, SpecStrideH, SpecStrideW, SpecPadH, SpecPadW, SpecDilationH,
+  SpecDilationW, SpecGroups, SpecActivation, SpecHasBias, SpecChannelsPerThread,
+  SpecOutputsPerThread, SpecRowsPerThread, SpecImagesPerThread, SpecThreadsX,
+  SpecChannelBlocksPerCta, SpecStageInput, SpecSkipUnusedInputs, SpecHalfPrecision,
+  SpecFirstChannelBlock, SpecChannelBlocks, SpecFieldCount
+};
+static_assert(SpecFieldCount == std::tuple_size_v<TemplateSpec>);
 /// For a kernel computing \p range (default: every channel block).
 TemplateSpec makeTemplateSpec(const ConvGeometry &geometry, const Tiling &tiling,
                               DType dtype = DType::F32);

@@ -105,6 +105,26 @@ static void substituteChannelTable(llvm::Module &module, const std::string &glob
   table_->setName(globalName);
 }
 
+void TemplateSpecializer::fitSharedMemory(llvm::Module &module, int64_t floats,
+                                          const std::string &what) {
+  llvm::GlobalVariable *declared = nullptr;
+  for (llvm::GlobalVariable &global : module.globals())
+    if (global.getAddressSpace() == 3 && global.getName().ends_with("staged"))
+      declared = &global;
+  auto *type = declared ? llvm::dyn_cast<llvm::ArrayType>(declared->getValueType()) : nullptr;
+  if (!type || floats < 1 || uint64_t(floats) > type->getNumElements())
+    throw CheckFailure(what + ": the template's staging array cannot hold " +
+                       std::to_string(floats) + " floats");
+  auto *fitted = llvm::ArrayType::get(type->getElementType(), uint64_t(floats));
+  auto *replacement = new llvm::GlobalVariable(
+      module, fitted, false, declared->getLinkage(), llvm::UndefValue::get(fitted), "", declared,
+      llvm::GlobalValue::NotThreadLocal, 3);
+  replacement->setAlignment(declared->getAlign());
+  replacement->takeName(declared);
+  declared->replaceAllUsesWith(replacement);
+  declared->eraseFromParent();
+}
+
 /// The template was compiled for the lowest supported target; --arch decides.
 static void dropTargetAttributes(llvm::Module &module) {
   for (llvm::Function &function : module) {
@@ -186,8 +206,10 @@ std::unique_ptr<llvm::Module> TemplateSpecializer::specializeDense(
 std::unique_ptr<llvm::Module> TemplateSpecializer::specialize(const TemplateSpec &spec,
                                                               const std::string &kernelName,
                                                               const std::string &what) const {
-  // ConvSpec: C is field 0, groups 14, the kernel's channel blocks 27.
-  return specialize(spec, std::vector<uint8_t>(size_t(spec[27]) * size_t(spec[0] / spec[14]), 1),
+  return specialize(spec,
+                    std::vector<uint8_t>(size_t(spec[SpecChannelBlocks]) *
+                                             size_t(spec[SpecInChannels] / spec[SpecGroups]),
+                                         1),
                     kernelName, what);
 }
 
@@ -201,8 +223,9 @@ std::unique_ptr<llvm::Module> TemplateSpecializer::specialize(const TemplateSpec
   runPipeline(*module, pipeline());
   checkFullyUnrolled(*kernel, what);
   markReadOnlyPointers(*kernel);
-  // ConvSpec: K is field 3, R and S fields 6 and 7; C/groups from C (0) and groups (14).
-  annotateWeights(*kernel, WeightsArgument, {spec[3], spec[0] / spec[14], spec[6], spec[7]});
+  annotateWeights(*kernel, WeightsArgument,
+                  {spec[SpecOutChannels], spec[SpecInChannels] / spec[SpecGroups],
+                   spec[SpecKernelH], spec[SpecKernelW]});
   return module;
 }
 

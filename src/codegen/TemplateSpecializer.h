@@ -50,6 +50,11 @@ public:
                                                 const std::string &kernelName,
                                                 const std::string &what) const;
 
+  /// Shrinks the template's shared staging array (sized for the largest
+  /// staging, 48 KiB) to \p floats, what the kernel's tiling stages: the
+  /// shared memory a block holds bounds how many blocks share an SM.
+  static void fitSharedMemory(llvm::Module &module, int64_t floats, const std::string &what);
+
   const OperatorTemplate &source() const { return Source; }
   /// The parsed template, shared by every specialisation.
   const llvm::Module &templateModule() const { return *Template; }

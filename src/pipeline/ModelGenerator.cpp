@@ -183,6 +183,7 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
         try {
           cached.arrayValues = gatherPackedValues(layer.weights, cached.arrayIndices,
                                                   cached.info.mode == "dense", layer.name);
+          describeTilingChoice(cached.info, layer, generateOptions);
           if (progress.started)
             progress.started(layer);
           outcome.written = writeLayerFiles(layer, cached, generateOptions, templateId, ptxUpToDate);

@@ -522,7 +522,12 @@ TEST_F(LayerGeneratorTest, StagedInputsSkipTheChannelsNoFilterReads) {
   std::string ir = read("staged.ll");
   EXPECT_EQ(barriers(ir), 2u * 2) << "two barriers per staged channel, two channels";
   EXPECT_THAT(ir, HasSubstr("addrspace(3)"));
-  EXPECT_THAT(read("staged.ptx"), HasSubstr(".shared"));
+  // The shared array is fitted to what this tiling stages: 17 staged row
+  // tiles (64 threads over 4 column tiles a row, at most) x 3 rows x 8
+  // floats, not the template's 48 KiB.
+  EXPECT_EQ(stagedFloats(layer.geometry, generated.tiling), 17 * 3 * 8);
+  EXPECT_THAT(read("staged.ptx"), HasSubstr("[1632];"));
+  EXPECT_EQ(generated.ptxas->sharedBytes, 1632);
   EXPECT_THAT(read("staged.ptx"), HasSubstr("bar.sync"));
 
   // Without the skip, all four channels are staged (and their stores to

@@ -171,3 +171,27 @@ TEST_F(ModelGeneratorTest, TinyMemoryBudgetStillRunsEveryLayer) {
 }
 
 } // namespace
+
+namespace {
+
+// Found in review: the tiling's source and reasons came from the run that
+// stored the entry. A tiling measured with --tiling (source "user") and then
+// recorded as tuned hit the same entry, and its manifest still said "user".
+TEST_F(ModelGeneratorTest, AHitDescribesTheTilingAsThisRunChoseIt) {
+  ModelGenerateOptions user = options(Dir / "out");
+  user.generate.tilingOverride = "bk=2,bw=2";
+  std::vector<LayerOutcome> first = generateModel({Layers[0]}, user);
+  ASSERT_EQ(first[0].cache, CacheOutcome::Miss);
+  EXPECT_EQ(first[0].info.tilingSource, "user");
+
+  ModelGenerateOptions tuned = options(Dir / "out");
+  tuned.generate.tunedTilings[Layers[0].name] = parseTiling("bk=2,bw=2");
+  std::vector<LayerOutcome> second = generateModel({Layers[0]}, tuned);
+  ASSERT_EQ(second[0].cache, CacheOutcome::Hit);
+  EXPECT_EQ(second[0].info.tilingSource, "tuned");
+  auto manifest = nlohmann::json::parse(readWholeFile(Dir / "out" / "conv0.json"));
+  EXPECT_EQ(manifest["tiling"]["source"], "tuned");
+  EXPECT_THAT(manifest["tiling"]["reasons"][0].get<std::string>(), HasSubstr("tuned"));
+}
+
+} // namespace
