@@ -242,6 +242,7 @@ int listTilings(const std::vector<ConvLayer> &layers, const GenerateOptions &gen
     inputs.batch = generateOptions.batch.value_or(layer.geometry.batch);
     inputs.codeBudgetMultiplyAdds =
         generateOptions.maxMultiplyAdds * generateOptions.maxKernelsPerLayer;
+    inputs.halfPrecision = generateOptions.dtype == DType::F16;
     for (const Tiling &candidate : candidateTilings(layer.geometry, inputs))
       std::cout << layer.name << "\t" << candidate.describe() << "\n";
   }

@@ -49,6 +49,7 @@ TilingDecision decideTiling(const ConvLayer &layer, const GenerateOptions &optio
                                   [](float w) { return w != 0.0f; });
   inputs.batch = options.batch.value_or(layer.geometry.batch);
   inputs.codeBudgetMultiplyAdds = options.maxMultiplyAdds * options.maxKernelsPerLayer;
+  inputs.halfPrecision = options.dtype == DType::F16;
   TilingDecision decision = chooseTiling(layer.geometry, inputs);
   std::string from = "heuristic";
   if (auto tuned = options.tunedTilings.find(layer.name); tuned != options.tunedTilings.end()) {

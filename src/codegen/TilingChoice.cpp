@@ -87,6 +87,15 @@ TilingDecision chooseTiling(const ConvGeometry &g, const TilingInputs &in) {
         std::to_string(in.codeBudgetMultiplyAdds) + " multiply-adds");
   }
 
+  while (in.halfPrecision && t.spatialPerThread() > 1 &&
+         in.nonzeros * t.spatialPerThread() > FP16TileMultiplyAdds) {
+    shrinkSpatial(t);
+    say("fewer outputs per thread (bw=" + std::to_string(t.outputsPerThread) +
+        " bh=" + std::to_string(t.rowsPerThread) + "): fp16 code over " +
+        std::to_string(FP16TileMultiplyAdds) +
+        " multiply-adds takes ptxas minutes (measured: 258 s at 29492, over 900 s at 58984)");
+  }
+
   // Narrow maps: fewer spatial tiles than a block's 128 threads. The block
   // shrinks to the tiles (whole warps) and takes several channel blocks.
   const int64_t imageGroups = (batch + t.imagesPerThread - 1) / t.imagesPerThread;

@@ -77,6 +77,20 @@ TEST(TilingChoice, OverTheCodeBudgetTheTileShrinksBeforeTheLayerGoesDense) {
   EXPECT_THAT(reasons(d), HasSubstr("over the code budget"));
 }
 
+TEST(TilingChoice, HalfPrecisionKeepsTheCodeSmallForPtxas) {
+  ConvGeometry g = conv(128, 128, 28, 3, 32); // 14746 nonzeros at 90 %
+  TilingInputs in = inputs(g, 0.1, 32);
+  EXPECT_EQ(chooseTiling(g, in).tiling.spatialPerThread(), 4);
+  in.halfPrecision = true;
+  TilingDecision half = chooseTiling(g, in);
+  EXPECT_EQ(half.tiling.spatialPerThread(), 1);
+  EXPECT_THAT(reasons(half), HasSubstr("fp16 code over 16384 multiply-adds"));
+  ConvGeometry small = conv(3, 64, 224, 3, 32); // 173 nonzeros: four outputs stay
+  TilingInputs smallIn = inputs(small, 0.1, 32);
+  smallIn.halfPrecision = true;
+  EXPECT_EQ(chooseTiling(small, smallIn).tiling.spatialPerThread(), 4);
+}
+
 TEST(TilingChoice, DepthwiseAndOddChannelsTakeTheLargestDividingBk) {
   ConvGeometry g = conv(32, 32, 28, 3, 1);
   g.groups = 32;
