@@ -97,7 +97,8 @@ void addGenerationOptions(CLI::App &app, Options &options) {
                  "Override the tiling: comma-separated key=value of bk (channels per thread), "
                  "bw, bh, bn (output columns, rows, images per thread), threads, cta-blocks "
                  "(channel blocks per thread block), stage (0/1: inputs in shared memory), skip "
-                 "(0/1: skip unused input channels), weights (auto/constant/global/baked); "
+                 "(0/1: skip unused input channels), weights (auto/constant/global/baked), dense "
+                 "(0/1: the dense kernel); "
                  "unnamed keys keep the heuristic's (or tuned) value");
   app.add_option("--for-batch", options.forBatch,
                  "The batch the tiling is chosen (or looked up as tuned) for (default: the "
@@ -236,14 +237,8 @@ int listTilings(const std::vector<ConvLayer> &layers, const GenerateOptions &gen
     std::cout << "# " << layer.name << ": " << source << " " << decision.tiling.describe() << "\n";
     for (const std::string &reason : decision.reasons)
       std::cout << "#   " << reason << "\n";
-    TilingInputs inputs;
-    inputs.nonzeros = std::count_if(layer.weights.begin(), layer.weights.end(),
-                                    [](float w) { return w != 0.0f; });
-    inputs.batch = generateOptions.batch.value_or(layer.geometry.batch);
-    inputs.codeBudgetMultiplyAdds =
-        generateOptions.maxMultiplyAdds * generateOptions.maxKernelsPerLayer;
-    inputs.halfPrecision = generateOptions.dtype == DType::F16;
-    for (const Tiling &candidate : candidateTilings(layer.geometry, inputs))
+    for (const Tiling &candidate :
+         candidateTilings(layer.geometry, tilingInputs(layer, generateOptions)))
       std::cout << layer.name << "\t" << candidate.describe() << "\n";
   }
   return ExitSuccess;

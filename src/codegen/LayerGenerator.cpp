@@ -42,14 +42,19 @@ std::string kernelSymbolFor(const std::string &layerName, size_t part, size_t pa
   return symbol;
 }
 
-TilingDecision decideTiling(const ConvLayer &layer, const GenerateOptions &options,
-                            std::string *source) {
+TilingInputs tilingInputs(const ConvLayer &layer, const GenerateOptions &options) {
   TilingInputs inputs;
   inputs.nonzeros = std::count_if(layer.weights.begin(), layer.weights.end(),
                                   [](float w) { return w != 0.0f; });
   inputs.batch = options.batch.value_or(layer.geometry.batch);
   inputs.codeBudgetMultiplyAdds = options.maxMultiplyAdds * options.maxKernelsPerLayer;
   inputs.halfPrecision = options.dtype == DType::F16;
+  return inputs;
+}
+
+TilingDecision decideTiling(const ConvLayer &layer, const GenerateOptions &options,
+                            std::string *source) {
+  const TilingInputs inputs = tilingInputs(layer, options);
   TilingDecision decision = chooseTiling(layer.geometry, inputs);
   std::string from = "heuristic";
   if (auto tuned = options.tunedTilings.find(layer.name); tuned != options.tunedTilings.end()) {

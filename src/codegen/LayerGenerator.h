@@ -172,6 +172,10 @@ private:
   std::unique_ptr<TemplateSpecializer> Specializer;
 };
 
+/// What the tiling heuristic is told about \p layer under \p options: its
+/// nonzeros, the batch planned for, the code budget, the activation type.
+TilingInputs tilingInputs(const ConvLayer &layer, const GenerateOptions &options);
+
 /// The tiling \p layer gets under \p options: the heuristic's, replaced by
 /// a tuned one where options has it, then the --tiling override applied;
 /// the weight path resolved. Throws UnsupportedError naming the layer if

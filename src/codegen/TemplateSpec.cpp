@@ -33,6 +33,10 @@ std::string Tiling::describe() const {
          ",dense=" + std::to_string(int(dense));
 }
 
+int64_t imageGroups(int64_t batch, const Tiling &tiling) {
+  return (batch + tiling.imagesPerThread - 1) / tiling.imagesPerThread;
+}
+
 int64_t tilesPerImageGroup(const ConvGeometry &geometry, const Tiling &tiling) {
   HW out = geometry.outSize();
   return ((out.h + tiling.rowsPerThread - 1) / tiling.rowsPerThread) *
@@ -91,8 +95,7 @@ ChannelBlockRange allChannelBlocks(const ConvGeometry &geometry, const Tiling &t
 
 LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int64_t batch,
                         const ChannelBlockRange &range) {
-  const int64_t imageGroups = (batch + tiling.imagesPerThread - 1) / tiling.imagesPerThread;
-  const int64_t threads = imageGroups * tilesPerImageGroup(geometry, tiling);
+  const int64_t threads = imageGroups(batch, tiling) * tilesPerImageGroup(geometry, tiling);
   return {(threads + tiling.threadsX - 1) / tiling.threadsX,
           (range.count + tiling.channelBlocksPerCta - 1) / tiling.channelBlocksPerCta,
           tiling.threadsX, tiling.channelBlocksPerCta};
@@ -107,8 +110,7 @@ std::optional<ThreadTile> threadTile(const ConvGeometry &geometry, const Tiling 
   HW out = geometry.outSize();
   const int64_t columnTiles = (out.w + tiling.outputsPerThread - 1) / tiling.outputsPerThread;
   const int64_t rowTiles = (out.h + tiling.rowsPerThread - 1) / tiling.rowsPerThread;
-  const int64_t imageGroups = (batch + tiling.imagesPerThread - 1) / tiling.imagesPerThread;
-  if (thread < 0 || thread >= imageGroups * rowTiles * columnTiles)
+  if (thread < 0 || thread >= imageGroups(batch, tiling) * rowTiles * columnTiles)
     return std::nullopt;
   const int64_t imageRowTile = thread / columnTiles;
   // The last tiles end at the edge (see the template).

@@ -72,6 +72,9 @@ struct ChannelBlockRange {
 /// Every channel block of the layer.
 ChannelBlockRange allChannelBlocks(const ConvGeometry &geometry, const Tiling &tiling);
 
+/// Groups of BN images a batch makes: ceil(batch / BN).
+int64_t imageGroups(int64_t batch, const Tiling &tiling);
+
 /// Spatial tiles (threads of grid x) per BN images: ceil(Ho / BH) x ceil(Wo / BW).
 int64_t tilesPerImageGroup(const ConvGeometry &geometry, const Tiling &tiling);
 

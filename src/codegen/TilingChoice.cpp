@@ -10,8 +10,8 @@ namespace convgen {
 
 /// Threads the layer's grid has at \p tiling: spatial tiles x channel blocks.
 static int64_t gridThreads(const ConvGeometry &g, const Tiling &tiling, int64_t batch) {
-  const int64_t imageGroups = (batch + tiling.imagesPerThread - 1) / tiling.imagesPerThread;
-  return imageGroups * tilesPerImageGroup(g, tiling) * (g.outChannels / tiling.channelsPerThread);
+  return imageGroups(batch, tiling) * tilesPerImageGroup(g, tiling) *
+         (g.outChannels / tiling.channelsPerThread);
 }
 
 /// Outputs computed per output computed: >1 where the last tiles overlap.
@@ -98,8 +98,7 @@ TilingDecision chooseTiling(const ConvGeometry &g, const TilingInputs &in) {
 
   // Narrow maps: fewer spatial tiles than a block's 128 threads. The block
   // shrinks to the tiles (whole warps) and takes several channel blocks.
-  const int64_t imageGroups = (batch + t.imagesPerThread - 1) / t.imagesPerThread;
-  const int64_t tiles = imageGroups * tilesPerImageGroup(g, t);
+  const int64_t tiles = imageGroups(batch, t) * tilesPerImageGroup(g, t);
   if (tiles < 128) {
     t.threadsX = int(std::max<int64_t>(32, (tiles + 31) / 32 * 32));
     const int64_t channelBlocks = g.outChannels / t.channelsPerThread;

@@ -241,8 +241,9 @@ TEST_F(KernelCacheTest, CorruptEntriesAreRemovedNeverUsed) {
     // Found corrupt by find(), or by loadPtx() for damage inside the PTX.
     std::string problem;
     std::optional<KernelCache::Entry> entry = cache.find(Key, problem);
-    if (entry)
+    if (entry) {
       EXPECT_FALSE(cache.loadPtx(*entry, problem));
+    }
     EXPECT_THAT(problem, HasSubstr("is corrupt"));
     EXPECT_THAT(problem, HasSubstr(damage.why));
     EXPECT_FALSE(std::filesystem::exists(entryDirectory(Key))) << "removed";
