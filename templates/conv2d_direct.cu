@@ -38,6 +38,13 @@
 //   - with skipUnusedInputs, a channel block skips the input channels none
 //     of its filters touch (convgen_input_channel_used): it neither stages
 //     nor loads them.
+//   - with S = reductionSplits > 1, S threads of a block (threadIdx.y % S)
+//     compute the same outputs, each over its slice of ceil(C/groups / S)
+//     input channels (its own code section, selected like the channel
+//     block). Parts 1..S-1 leave their sums in shared memory and part 0
+//     adds them in part order, so the result does not depend on timing.
+//     That keeps the GPU fed where wide channel blocks leave too few
+//     threads (batch 1), without a second kernel or a workspace.
 
 #define CONVGEN_GLOBAL __attribute__((global))
 #define CONVGEN_DEVICE __attribute__((device))
@@ -47,8 +54,10 @@
 // and the specialised code uses only BK x (BN x BH x BW). Loops over them
 // `continue` past the used part rather than `break`, so each loop has a
 // single exit and a trip count SCEV can compute.
-#define CONVGEN_MAX_CHANNELS_PER_THREAD 8
+#define CONVGEN_MAX_CHANNELS_PER_THREAD 64
 #define CONVGEN_MAX_OUTPUTS_PER_THREAD 8 // BN x BH x BW
+// Accumulators per thread: BK x BN x BH x BW at most (registers).
+#define CONVGEN_MAX_ACCUMULATORS 64
 // Shared memory for a staged input channel: 48 KiB, the static limit.
 #define CONVGEN_MAX_STAGED_FLOATS 12288
 
@@ -75,6 +84,7 @@ struct ConvSpec {
   int halfPrecision;       // 1: input and output are fp16
   int firstChannelBlock;   // this kernel's channel blocks: blockIdx.y counts from here
   int channelBlocks;
+  int reductionSplits;     // S: threads sharing an output, each a slice of the input channels
 };
 
 extern "C" CONVGEN_DEVICE ConvSpec convgen_spec;
@@ -82,6 +92,14 @@ extern "C" CONVGEN_DEVICE ConvSpec convgen_spec;
 // block has a nonzero weight on the input channel. The specialiser gives it
 // the layer's constants (it depends on the mask, not the values).
 extern "C" CONVGEN_DEVICE unsigned char convgen_input_channel_used[];
+// Padding without a select per load: an input position outside the image
+// reads from this zero page instead, at the same constant channel offset as
+// an inside one. The specialiser sizes it to one image (C x H x W
+// elements); a layer without padding never reads it, and it is dropped.
+extern "C" CONVGEN_DEVICE const char convgen_zero_page[];
+
+// Four floats moved as one 128-bit shared-memory access.
+typedef float QuadFloat __attribute__((ext_vector_type(4)));
 
 static CONVGEN_DEVICE inline __attribute__((always_inline)) float applyActivation(float value, int activation) {
   if (activation == 1)
@@ -116,7 +134,7 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
                                               const float *__restrict__ weights,
                                               const float *__restrict__ bias,
                                               void *__restrict__ output, int batch) {
-  CONVGEN_SHARED float staged[CONVGEN_MAX_STAGED_FLOATS];
+  CONVGEN_SHARED __attribute__((aligned(16))) float staged[CONVGEN_MAX_STAGED_FLOATS];
   const ConvSpec &g = convgen_spec;
   const int inChannelsPerGroup = g.inChannels / g.groups;
   const int outChannelsPerGroup = g.outChannels / g.groups;
@@ -132,7 +150,7 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
   const long long firstTileOfBlock = (long long)__nvvm_read_ptx_sreg_ctaid_x() * g.threadsX;
   long long tile = firstTileOfBlock + __nvvm_read_ptx_sreg_tid_x();
   if (tile >= tiles) {
-    if (!g.stageInput)
+    if (!g.stageInput && g.reductionSplits == 1)
       return;
     tile = tiles - 1;
   }
@@ -156,7 +174,9 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
                      : rowTile * g.rowsPerThread;
   const int channelBlock = g.firstChannelBlock +
                            (int)__nvvm_read_ptx_sreg_ctaid_y() * g.channelBlocksPerCta +
-                           (int)__nvvm_read_ptx_sreg_tid_y();
+                           (int)__nvvm_read_ptx_sreg_tid_y() / g.reductionSplits;
+  const int reductionPart = (int)__nvvm_read_ptx_sreg_tid_y() % g.reductionSplits;
+  const int channelsPerPart = (inChannelsPerGroup + g.reductionSplits - 1) / g.reductionSplits;
 
   // Staging geometry: the block's tiles span at most stagedRowTiles
   // consecutive (image, row tile) pairs; for each, the input rows its BH
@@ -176,105 +196,168 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
     const int k0 = block * g.channelsPerThread;
     const int group = k0 / outChannelsPerGroup;
 
-    float acc[CONVGEN_MAX_CHANNELS_PER_THREAD][CONVGEN_MAX_OUTPUTS_PER_THREAD];
+    // acc[kk x spatialPerThread + o]: checkTiling keeps BK x BN x BH x BW
+    // within the array.
+    float acc[CONVGEN_MAX_ACCUMULATORS];
 #pragma unroll
-    for (int kk = 0; kk < CONVGEN_MAX_CHANNELS_PER_THREAD; ++kk)
-#pragma unroll
-      for (int o = 0; o < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++o)
-        acc[kk][o] = 0.0f;
+    for (int a = 0; a < CONVGEN_MAX_ACCUMULATORS; ++a)
+      acc[a] = 0.0f;
 
 #pragma unroll
-    for (int c = 0; c < inChannelsPerGroup; ++c) {
-      if (g.skipUnusedInputs &&
-          !convgen_input_channel_used[(block - g.firstChannelBlock) * inChannelsPerGroup + c])
+    for (int part = 0; part < g.reductionSplits; ++part) {
+      if (part != reductionPart)
         continue;
-      const int inputChannel = group * inChannelsPerGroup + c;
+#pragma unroll
+      for (int partChannel = 0; partChannel < channelsPerPart; ++partChannel) {
+        const int c = part * channelsPerPart + partChannel;
+        if (c >= inChannelsPerGroup)
+          continue;
+        if (g.skipUnusedInputs &&
+            !convgen_input_channel_used[(block - g.firstChannelBlock) * inChannelsPerGroup + c])
+          continue;
+        const int inputChannel = group * inChannelsPerGroup + c;
 
-      if (g.stageInput) {
-        // Every thread of the block runs the same channel block here
-        // (channelBlocksPerCta is 1 with staging), so the barriers are
-        // reached by all of them.
-        __nvvm_bar_sync(0); // the previous channel's reads are done
+        if (g.stageInput) {
+          // Every thread of the block runs the same channel block here
+          // (channelBlocksPerCta is 1 with staging), so the barriers are
+          // reached by all of them.
+          __nvvm_bar_sync(0); // the previous channel's reads are done
 #pragma unroll
-        for (int round = 0; round < (stagedFloats + g.threadsX - 1) / g.threadsX; ++round) {
-          const int e = round * g.threadsX + (int)__nvvm_read_ptx_sreg_tid_x();
-          if (e < stagedFloats) {
-            const int w = e % g.inWidth;
-            const int stageRow = e / g.inWidth % stagedRows;
-            const long long stagedImageRowTile = firstStagedRowTile + e / g.inWidth / stagedRows;
-            const long long stagedImage = stagedImageRowTile / rowTiles;
-            const int stagedRowTile = (int)(stagedImageRowTile % rowTiles);
-            const int stagedP0 = stagedRowTile * g.rowsPerThread > g.outHeight - g.rowsPerThread
-                                     ? g.outHeight - g.rowsPerThread
-                                     : stagedRowTile * g.rowsPerThread;
-            const int h = stagedP0 * g.strideH - g.padH + stageRow;
-            const bool inside = ((unsigned)h < (unsigned)g.inHeight) & (stagedImage < batch);
-            const long long offset =
-                ((stagedImage * g.inChannels + inputChannel) * g.inHeight + h) * (long long)g.inWidth + w;
-            const float value = loadActivation(input, inside ? offset : 0LL, g.halfPrecision);
-            staged[e] = inside ? value : 0.0f;
-          }
-        }
-        __nvvm_bar_sync(0); // the channel is staged
-      }
-
-#pragma unroll
-      for (int r = 0; r < g.kernelH; ++r) {
-#pragma unroll
-        for (int s = 0; s < g.kernelW; ++s) {
-          // Branch-free padding: load from a clamped, always valid address
-          // and select zero outside the input. Written with `&` and plain
-          // values so clang emits selects, not branches: the unrolled code
-          // stays one basic block per channel block (staging aside).
-          float x[CONVGEN_MAX_OUTPUTS_PER_THREAD];
-#pragma unroll
-          for (int o = 0; o < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++o) {
-            if (o >= spatialPerThread)
-              continue;
-            const int j = o % g.outputsPerThread;
-            const int i = o / g.outputsPerThread % g.rowsPerThread;
-            const int b = o / g.outputsPerThread / g.rowsPerThread;
-            const int w = (q0 + j) * g.strideW - g.padW + s * g.dilationW;
-            if (g.stageInput) {
-              const int stageRow = i * g.strideH + r * g.dilationH;
-              const bool inside = (unsigned)w < (unsigned)g.inWidth;
-              const long long offset = (localRowTile * stagedRows + stageRow) * g.inWidth + w;
-              const float value = staged[inside ? offset : 0LL];
-              x[o] = inside ? value : 0.0f;
-            } else {
-              const long long n = minimum(n0 + b, (long long)batch - 1);
-              const int h = (p0 + i) * g.strideH - g.padH + r * g.dilationH;
-              // (unsigned)h < H is 0 <= h < H in one compare.
-              const bool inside = ((unsigned)h < (unsigned)g.inHeight) & ((unsigned)w < (unsigned)g.inWidth);
+          for (int round = 0; round < (stagedFloats + g.threadsX - 1) / g.threadsX; ++round) {
+            const int e = round * g.threadsX + (int)__nvvm_read_ptx_sreg_tid_x();
+            if (e < stagedFloats) {
+              const int w = e % g.inWidth;
+              const int stageRow = e / g.inWidth % stagedRows;
+              const long long stagedImageRowTile = firstStagedRowTile + e / g.inWidth / stagedRows;
+              const long long stagedImage = stagedImageRowTile / rowTiles;
+              const int stagedRowTile = (int)(stagedImageRowTile % rowTiles);
+              const int stagedP0 = stagedRowTile * g.rowsPerThread > g.outHeight - g.rowsPerThread
+                                       ? g.outHeight - g.rowsPerThread
+                                       : stagedRowTile * g.rowsPerThread;
+              const int h = stagedP0 * g.strideH - g.padH + stageRow;
+              const bool inside = ((unsigned)h < (unsigned)g.inHeight) & (stagedImage < batch);
               const long long offset =
-                  ((n * g.inChannels + inputChannel) * g.inHeight + h) * (long long)g.inWidth + w;
+                  ((stagedImage * g.inChannels + inputChannel) * g.inHeight + h) * (long long)g.inWidth + w;
               const float value = loadActivation(input, inside ? offset : 0LL, g.halfPrecision);
-              x[o] = inside ? value : 0.0f;
+              staged[e] = inside ? value : 0.0f;
             }
           }
+          __nvvm_bar_sync(0); // the channel is staged
+        }
+
 #pragma unroll
-          for (int kk = 0; kk < CONVGEN_MAX_CHANNELS_PER_THREAD; ++kk) {
-            if (kk >= g.channelsPerThread)
-              continue;
-            const float weight =
-                weights[(((long long)(k0 + kk) * inChannelsPerGroup + c) * g.kernelH + r) *
-                            g.kernelW +
-                        s];
+        for (int r = 0; r < g.kernelH; ++r) {
+#pragma unroll
+          for (int s = 0; s < g.kernelW; ++s) {
+            // Branch-free padding: load from a clamped, always valid address
+            // and select zero outside the input. Written with `&` and plain
+            // values so clang emits selects, not branches: the unrolled code
+            // stays one basic block per channel block (staging aside).
+            float x[CONVGEN_MAX_OUTPUTS_PER_THREAD];
 #pragma unroll
             for (int o = 0; o < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++o) {
               if (o >= spatialPerThread)
                 continue;
-              acc[kk][o] = __builtin_fmaf(x[o], weight, acc[kk][o]);
+              const int j = o % g.outputsPerThread;
+              const int i = o / g.outputsPerThread % g.rowsPerThread;
+              const int b = o / g.outputsPerThread / g.rowsPerThread;
+              const int w = (q0 + j) * g.strideW - g.padW + s * g.dilationW;
+              if (g.stageInput) {
+                const int stageRow = i * g.strideH + r * g.dilationH;
+                const bool inside = (unsigned)w < (unsigned)g.inWidth;
+                const long long offset = (localRowTile * stagedRows + stageRow) * g.inWidth + w;
+                const float value = staged[inside ? offset : 0LL];
+                x[o] = inside ? value : 0.0f;
+              } else {
+                // One base address per input position (image, row, column) of
+                // the thread's window, computed once: it does not depend on
+                // the input channel, so the copies of it for every channel and
+                // every (r, s, o) that reads the same position are one value
+                // after CSE, and every load is that base plus a constant
+                // channel offset, which NVPTX folds into the instruction.
+                // Outside the image the base is the zero page, so padding
+                // costs no instruction per load. Loads of one position are
+                // one load after CSE, shared by the nonzeros of its column.
+                const long long n = minimum(n0 + b, (long long)batch - 1);
+                const int h = (p0 + i) * g.strideH - g.padH + r * g.dilationH;
+                // (unsigned)h < H is 0 <= h < H in one compare.
+                const bool inside =
+                    (g.padH == 0 && g.padW == 0) ||
+                    (((unsigned)h < (unsigned)g.inHeight) & ((unsigned)w < (unsigned)g.inWidth));
+                const long long elementBytes = g.halfPrecision ? 2 : 4;
+                const long long position =
+                    ((n * g.inChannels) * g.inHeight + h) * (long long)g.inWidth + w;
+                const char *base =
+                    inside ? static_cast<const char *>(input) + position * elementBytes : convgen_zero_page;
+                x[o] = loadActivation(base, (long long)inputChannel * g.inHeight * g.inWidth,
+                                      g.halfPrecision);
+              }
+            }
+#pragma unroll
+            for (int kk = 0; kk < CONVGEN_MAX_CHANNELS_PER_THREAD; ++kk) {
+              if (kk >= g.channelsPerThread)
+                continue;
+              const float weight =
+                  weights[(((long long)(k0 + kk) * inChannelsPerGroup + c) * g.kernelH + r) *
+                              g.kernelW +
+                          s];
+#pragma unroll
+              for (int o = 0; o < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++o) {
+                if (o >= spatialPerThread)
+                  continue;
+                float &sum = acc[kk * spatialPerThread + o];
+                sum = __builtin_fmaf(x[o], weight, sum);
+              }
             }
           }
         }
       }
     }
 
-    // Epilogue: bias, activation, store.
+    // Split reduction: parts 1..S-1 hand their sums to part 0 through
+    // shared memory (the staging array; a split kernel stages nothing),
+    // which adds them in part order. Each thread's sums are contiguous, four
+    // at a time (one 128-bit access), and rows are padded by four floats so
+    // the eight threads of a quarter warp hit distinct banks.
+    if (g.reductionSplits > 1) {
+      const int accumulators = g.channelsPerThread * spatialPerThread;
+      const int rowFloats = (accumulators + 3) / 4 * 4 + 4;
+      const int lane = (int)__nvvm_read_ptx_sreg_tid_x();
+      if (reductionPart > 0) {
+        float *row = &staged[((reductionPart - 1) * g.threadsX + lane) * rowFloats];
+#pragma unroll
+        for (int a = 0; a < CONVGEN_MAX_ACCUMULATORS; a += 4) {
+          if (a >= accumulators)
+            continue;
+          QuadFloat quad = {acc[a], a + 1 < accumulators ? acc[a + 1] : 0.0f,
+                            a + 2 < accumulators ? acc[a + 2] : 0.0f,
+                            a + 3 < accumulators ? acc[a + 3] : 0.0f};
+          *reinterpret_cast<QuadFloat *>(row + a) = quad;
+        }
+      }
+      __nvvm_bar_sync(0);
+#pragma unroll
+      for (int part = 1; part < g.reductionSplits; ++part) {
+        const float *row = &staged[((part - 1) * g.threadsX + lane) * rowFloats];
+#pragma unroll
+        for (int a = 0; a < CONVGEN_MAX_ACCUMULATORS; a += 4) {
+          if (a >= accumulators || reductionPart > 0)
+            continue;
+          const QuadFloat quad = *reinterpret_cast<const QuadFloat *>(row + a);
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            if (a + e < accumulators)
+              acc[a + e] += quad[e];
+        }
+      }
+    }
+
+    // Epilogue: bias, activation, store; with a split, part 0 alone. (No
+    // `return` for the other parts: a second exit would leave the channel
+    // block loop without a trip count, and it would not unroll.)
 #pragma unroll
     for (int kk = 0; kk < CONVGEN_MAX_CHANNELS_PER_THREAD; ++kk) {
-      if (kk >= g.channelsPerThread)
+      if (kk >= g.channelsPerThread || reductionPart > 0)
         continue;
       const int k = k0 + kk;
       const float biasValue = g.hasBias ? bias[k] : 0.0f;
@@ -287,7 +370,8 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
         const int b = o / g.outputsPerThread / g.rowsPerThread;
         const long long n = minimum(n0 + b, (long long)batch - 1);
         const long long offset = ((n * g.outChannels + k) * g.outHeight + p0 + i) * g.outWidth + q0 + j;
-        storeActivation(output, offset, applyActivation(acc[kk][o] + biasValue, g.activation),
+        storeActivation(output, offset,
+                        applyActivation(acc[kk * spatialPerThread + o] + biasValue, g.activation),
                         g.halfPrecision);
       }
     }

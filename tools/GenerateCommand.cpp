@@ -97,9 +97,9 @@ private:
 
 void printSummaryTable(const std::vector<LayerOutcome> &outcomes, std::ostream &out) {
   char line[512];
-  std::snprintf(line, sizeof(line), "%-16s %-24s %6s %9s %14s %14s %11s %9s %5s %7s %7s %-7s %8s\n",
+  std::snprintf(line, sizeof(line), "%-16s %-24s %6s %9s %14s %14s %11s %9s %8s %5s %7s %7s %-7s %8s\n",
                 "layer", "shape", "sparse", "nnz", "dense MACs", "sparse MACs", "fma in code",
-                "PTX KiB", "regs", "spill B", "kernels", "cache", "time s");
+                "PTX KiB", "SASS/fma", "regs", "spill B", "kernels", "cache", "time s");
   out << line;
   int64_t denseTotal = 0, sparseTotal = 0, codeTotal = 0;
   size_t hits = 0, failed = 0;
@@ -126,14 +126,19 @@ void printSummaryTable(const std::vector<LayerOutcome> &outcomes, std::ostream &
             ? std::to_string(o.info.ptxas->spillStoreBytes + o.info.ptxas->spillLoadBytes)
             : "-";
     const std::string kernels = o.info.mode == "dense" ? "dense" : std::to_string(o.info.kernels.size());
+    // Machine instructions per fma in the code: only where ptxas measured it.
+    char perFma[16] = "-";
+    if (o.info.ptxas && o.info.ptxas->instructions > 0 && o.info.multiplyAdds > 0)
+      std::snprintf(perFma, sizeof(perFma), "%.2f",
+                    double(o.info.ptxas->instructions) / double(o.info.multiplyAdds));
     std::snprintf(line, sizeof(line),
-                  "%-16s %-24s %5.1f%% %9lld %14lld %14lld %11lld %9.1f %5s %7s %7s %-7s %8.2f\n",
+                  "%-16s %-24s %5.1f%% %9lld %14lld %14lld %11lld %9.1f %8s %5s %7s %7s %-7s %8.2f\n",
                   layer.name.c_str(), shapeOf(layer.geometry).c_str(), 100 * stats.sparsity(),
                   static_cast<long long>(stats.nonzeroCount),
                   static_cast<long long>(stats.denseMultiplyAdds),
                   static_cast<long long>(stats.sparseMultiplyAdds),
                   static_cast<long long>(o.info.multiplyAdds), double(o.info.ptxBytes) / 1024.0,
-                  regs.c_str(), spill.c_str(), kernels.c_str(), cacheOutcomeName(o.cache), o.seconds);
+                  perFma, regs.c_str(), spill.c_str(), kernels.c_str(), cacheOutcomeName(o.cache), o.seconds);
     out << line;
   }
   std::snprintf(line, sizeof(line),

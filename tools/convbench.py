@@ -312,7 +312,7 @@ def tune_layer(torch, F, spec, npz, batch, args, peaks, base, scratch, directory
     listing = subprocess.run(base + ["--list-tilings", "--layer", spec["name"],
                                      "--for-batch", str(batch)],
                              check=True, capture_output=True, text=True).stdout
-    candidates = [line.split("\t", 1)[1] for line in listing.splitlines()
+    candidates = [line.split("\t")[1] for line in listing.splitlines()
                   if line and not line.startswith("#")]
     trials = []
     for index, tiling in enumerate(candidates):

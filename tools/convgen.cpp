@@ -44,6 +44,7 @@ struct Options {
   std::string tiling;
   int64_t forBatch = 0;
   bool listTilings = false;
+  bool measure = false;
   std::string recordTuning;
   unsigned jobs = 0;
   double maxMemoryGiB = 0;
@@ -139,8 +140,12 @@ void configure(CLI::App &app, Options &options) {
   auto *listTilings = app.add_flag(
       "--list-tilings", options.listTilings,
       "Print the layers' tiling choice with its reasons, then the candidates a tuner "
-      "tries, one 'LAYER<TAB>TILING' line each; generates nothing");
+      "tries, one 'LAYER<TAB>TILING<TAB>SASS/FMA' line each; generates nothing");
   listTilings->excludes(list);
+  app.add_flag("--measure", options.measure,
+               "With --list-tilings: compile each candidate in memory through ptxas and show "
+               "its machine instructions per fma in the code (otherwise '-')")
+      ->needs(listTilings);
   app.add_option("--record-tuning", options.recordTuning,
                  "Record --tiling in the cache as the tuned tiling of each --layer at "
                  "--for-batch, with this JSON object of measurements beside it (convbench "
@@ -229,8 +234,31 @@ void addTunedTilings(const std::vector<ConvLayer> &layers, const Options &option
   }
 }
 
-/// --list-tilings: the choice and its reasons, then the tuner's candidates.
-int listTilings(const std::vector<ConvLayer> &layers, const GenerateOptions &generateOptions) {
+/// The machine instructions per fma of \p layer's code at \p tiling,
+/// compiled in memory through ptxas: "1.47", or why there is no figure.
+std::string measureSassPerFma(const ConvLayer &layer, const GenerateOptions &generateOptions,
+                              const Tiling &tiling) {
+  GenerateOptions options = generateOptions;
+  options.tilingOverride = tiling.describe();
+  try {
+    CompiledLayer compiled = KernelGenerator(options).compile(layer);
+    if (!compiled.info.ptxas)
+      return "- (no ptxas)";
+    if (compiled.info.multiplyAdds == 0 || compiled.info.ptxas->instructions == 0)
+      return "- (no fma)";
+    char ratio[32];
+    std::snprintf(ratio, sizeof(ratio), "%.2f",
+                  double(compiled.info.ptxas->instructions) / double(compiled.info.multiplyAdds));
+    return ratio;
+  } catch (const Error &error) {
+    return std::string("- (") + error.what() + ")";
+  }
+}
+
+/// --list-tilings: the choice and its reasons, then the tuner's candidates,
+/// with their measured code shape under --measure.
+int listTilings(const std::vector<ConvLayer> &layers, const GenerateOptions &generateOptions,
+                bool measure) {
   for (const ConvLayer &layer : layers) {
     std::string source;
     TilingDecision decision = decideTiling(layer, generateOptions, &source);
@@ -239,7 +267,9 @@ int listTilings(const std::vector<ConvLayer> &layers, const GenerateOptions &gen
       std::cout << "#   " << reason << "\n";
     for (const Tiling &candidate :
          candidateTilings(layer.geometry, tilingInputs(layer, generateOptions)))
-      std::cout << layer.name << "\t" << candidate.describe() << "\n";
+      std::cout << layer.name << "\t" << candidate.describe() << "\t"
+                << (measure ? measureSassPerFma(layer, generateOptions, candidate) : "-")
+                << std::endl;
   }
   return ExitSuccess;
 }
@@ -297,7 +327,7 @@ int generate(const ModelFile &model, const Options &options, const Log &log) {
   std::vector<ConvLayer> layers = loadRequestedLayers(model, options, log);
   addTunedTilings(layers, options, modelOptions.generate, log);
   if (options.listTilings)
-    return listTilings(layers, modelOptions.generate);
+    return listTilings(layers, modelOptions.generate, options.measure);
   if (!options.recordTuning.empty())
     return recordTuning(layers, options, modelOptions.generate);
   log("target " + modelOptions.generate.arch.name + ", output directory " + options.outputDir +

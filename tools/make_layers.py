@@ -10,6 +10,7 @@ Sets:
             56x56x64->64 and 28x28x128->128, VGG-16 3x3 224x224 3->64 and 64->64)
   resnet50  every distinct conv shape of torchvision's ResNet-50 (224x224 input)
   vgg16     every distinct conv shape of VGG-16 (224x224 input)
+  mobilenetv2  MobileNetV2's depthwise shapes and two pointwise layers (224x224 input)
 
 Weights are N(0, 1) scaled by 1/sqrt(fan-in) from a seeded generator, then the
 smallest |w| of each layer are set to exactly 0 until the requested fraction is
@@ -72,7 +73,24 @@ VGG16 = [
     ("conv5_1", 512, 512, 14, 3, 1, 1, 1),
 ]
 
-SETS = {"paper": PAPER, "resnet50": RESNET50, "vgg16": VGG16}
+# Every distinct depthwise shape of torchvision's MobileNetV2 (224x224), and
+# two of its pointwise layers.
+MOBILENETV2 = [
+    ("dw_32_112", 32, 32, 112, 3, 1, 1, 32),
+    ("dw_96_112_s2", 96, 96, 112, 3, 2, 1, 96),
+    ("dw_144_56", 144, 144, 56, 3, 1, 1, 144),
+    ("dw_144_56_s2", 144, 144, 56, 3, 2, 1, 144),
+    ("dw_192_28", 192, 192, 28, 3, 1, 1, 192),
+    ("dw_192_28_s2", 192, 192, 28, 3, 2, 1, 192),
+    ("dw_384_14", 384, 384, 14, 3, 1, 1, 384),
+    ("dw_576_14", 576, 576, 14, 3, 1, 1, 576),
+    ("dw_576_14_s2", 576, 576, 14, 3, 2, 1, 576),
+    ("dw_960_7", 960, 960, 7, 3, 1, 1, 960),
+    ("pw_144to24_56", 144, 24, 56, 1, 1, 0, 1),
+    ("pw_576to96_14", 576, 96, 14, 1, 1, 0, 1),
+]
+
+SETS = {"paper": PAPER, "resnet50": RESNET50, "vgg16": VGG16, "mobilenetv2": MOBILENETV2}
 
 
 def prune_by_magnitude(weight, sparsity):

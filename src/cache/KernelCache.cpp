@@ -21,7 +21,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char *EntryFormat = "convgen-cache-entry/3";
+constexpr const char *EntryFormat = "convgen-cache-entry/4";
 constexpr const char *PtxFile = "layer.ptx";
 constexpr const char *IndicesFile = "indices.bin";
 constexpr const char *EntryFile = "entry.json";
@@ -39,7 +39,8 @@ json ptxasJson(const PtxasReport &report) {
                        {"spill_store_bytes", k.spillStoreBytes},
                        {"spill_load_bytes", k.spillLoadBytes},
                        {"stack_frame_bytes", k.stackFrameBytes},
-                       {"shared_bytes", k.sharedBytes}};
+                       {"shared_bytes", k.sharedBytes},
+                       {"instructions", k.instructions}};
   return {{"version", report.version},
           {"kernels", kernels},
           {"registers", report.registers},
@@ -48,6 +49,7 @@ json ptxasJson(const PtxasReport &report) {
           {"stack_frame_bytes", report.stackFrameBytes},
           {"shared_bytes", report.sharedBytes},
           {"constant_bytes", report.constantBytes},
+          {"instructions", report.instructions},
           {"seconds", report.seconds}};
 }
 
@@ -61,6 +63,7 @@ PtxasReport ptxasFrom(const json &j) {
     kernel.spillLoadBytes = k.at("spill_load_bytes");
     kernel.stackFrameBytes = k.at("stack_frame_bytes");
     kernel.sharedBytes = k.at("shared_bytes");
+    kernel.instructions = k.at("instructions");
   }
   report.registers = j.at("registers");
   report.spillStoreBytes = j.at("spill_store_bytes");
@@ -68,6 +71,7 @@ PtxasReport ptxasFrom(const json &j) {
   report.stackFrameBytes = j.at("stack_frame_bytes");
   report.sharedBytes = j.at("shared_bytes");
   report.constantBytes = j.at("constant_bytes");
+  report.instructions = j.at("instructions");
   report.seconds = j.at("seconds");
   return report;
 }

@@ -4,6 +4,7 @@
 #include "support/Error.h"
 #include "support/Hash.h"
 
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -45,16 +46,26 @@ static nlohmann::json geometryJson(const ConvGeometry &g) {
           {"bias", g.hasBias}};
 }
 
-static nlohmann::json ptxasKernelJson(const std::optional<PtxasReport> &ptxas,
-                                      const std::string &symbol) {
-  if (!ptxas || !ptxas->kernels.count(symbol))
+/// Machine instructions per fma in the code: the share of issue slots that
+/// is not useful work. Null without a measurement or without fma.
+static nlohmann::json sassPerMultiplyAdd(int64_t instructions, int64_t multiplyAdds) {
+  if (instructions <= 0 || multiplyAdds <= 0)
     return nullptr;
-  const PtxasKernelReport &kernel = ptxas->kernels.at(symbol);
+  return std::round(1000.0 * double(instructions) / double(multiplyAdds)) / 1000.0;
+}
+
+static nlohmann::json ptxasKernelJson(const std::optional<PtxasReport> &ptxas,
+                                      const LayerKernel &layerKernel) {
+  if (!ptxas || !ptxas->kernels.count(layerKernel.symbol))
+    return nullptr;
+  const PtxasKernelReport &kernel = ptxas->kernels.at(layerKernel.symbol);
   return {{"registers", kernel.registers},
           {"spill_store_bytes", kernel.spillStoreBytes},
           {"spill_load_bytes", kernel.spillLoadBytes},
           {"stack_frame_bytes", kernel.stackFrameBytes},
-          {"shared_bytes", kernel.sharedBytes}};
+          {"shared_bytes", kernel.sharedBytes},
+          {"sass_instructions", kernel.instructions},
+          {"sass_per_fma", sassPerMultiplyAdd(kernel.instructions, layerKernel.multiplyAdds)}};
 }
 
 /// The NAME.json manifest: everything a runtime needs to load and launch
@@ -78,7 +89,7 @@ static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer
           {{"symbol", kernel.weightsSymbol},
            {"offset_bytes", kernel.weightsOffset * 4},
            {"count", kernel.weightsCount}}},
-         {"ptxas", ptxasKernelJson(result.ptxas, kernel.symbol)}});
+         {"ptxas", ptxasKernelJson(result.ptxas, kernel)}});
   nlohmann::json manifest = {
       {"format", "convgen-kernel-manifest/3"},
       {"layer", layer.name},
@@ -103,13 +114,14 @@ static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer
         {"images_per_thread", tiling.imagesPerThread},
         {"threads_x", tiling.threadsX},
         {"channel_blocks_per_block", tiling.channelBlocksPerCta},
+        {"reduction_splits", tiling.reductionSplits},
         {"stage_input", tiling.stageInput},
         {"skip_unused_inputs", tiling.skipUnusedInputs}}},
       {"launch",
        {{"parameters", {"input", "weights", "bias", "output", "batch"}},
         {"weights_argument", "the packed weights file + the kernel's weights.offset_bytes"},
         {"element_bytes", dtypeBytes(result.dtype)},
-        {"block", {tiling.threadsX, tiling.channelBlocksPerCta, 1}},
+        {"block", {tiling.threadsX, tiling.blockY(), 1}},
         {"grid",
          {{"x", "ceil(ceil(N / " + std::to_string(tiling.imagesPerThread) + ") * " +
                     std::to_string(tilesPerGroup) + " / " + std::to_string(tiling.threadsX) + ")"},
@@ -141,7 +153,10 @@ static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer
                          {"spill_load_bytes", result.ptxas->spillLoadBytes},
                          {"stack_frame_bytes", result.ptxas->stackFrameBytes},
                          {"shared_bytes", result.ptxas->sharedBytes},
-                         {"constant_bytes", result.ptxas->constantBytes}};
+                         {"constant_bytes", result.ptxas->constantBytes},
+                         {"sass_instructions", result.ptxas->instructions},
+                         {"sass_per_fma", sassPerMultiplyAdd(result.ptxas->instructions,
+                                                             result.multiplyAdds)}};
   else
     manifest["ptxas"] = nullptr;
   return manifest;

@@ -16,6 +16,7 @@ const OperatorTemplate &directConvTemplate() {
     t.kernelName = "convgen_conv2d";
     t.specGlobal = "convgen_spec";
     t.channelTableGlobal = "convgen_input_channel_used";
+    t.zeroPageGlobal = "convgen_zero_page";
     return t;
   }();
   return conv;

@@ -16,6 +16,8 @@ struct OperatorTemplate {
   std::string specGlobal; ///< the device global holding the specialisation constants
   /// The device array of which input channels each channel block reads.
   std::string channelTableGlobal;
+  /// The device array padded input positions read instead of the input.
+  std::string zeroPageGlobal;
 };
 
 /// templates/conv2d_direct.cu: direct convolution, BK output channels x

@@ -1,6 +1,7 @@
 #include "codegen/PassPipeline.h"
 
 #include "FullUnroll.h"
+#include "InputBaseHoisting.h"
 #include "WeightMap.h"
 #include "WeightPacking.h"
 #include "ZeroWeightElimination.h"
@@ -68,6 +69,10 @@ void runPipeline(llvm::Module &module, const std::string &pipelineText,
           llvm::ArrayRef<llvm::PassBuilder::PipelineElement>) {
         if (name == "convgen-full-unroll") {
           passes.addPass(FullUnrollPass());
+          return true;
+        }
+        if (name == "convgen-hoist-input-bases") {
+          passes.addPass(InputBaseHoistingPass());
           return true;
         }
         if (name == "convgen-zero-weight-elimination") {

@@ -1,5 +1,6 @@
 #include "codegen/Ptxas.h"
 
+#include "codegen/CubinText.h"
 #include "support/Error.h"
 
 #include <algorithm>
@@ -138,6 +139,16 @@ PtxasReport runPtxas(const Ptxas &ptxas, const std::string &ptx, const std::stri
     throw CheckFailure(what + ": ptxas -v reported no entry function; its output began: " +
                        output.substr(0, output.find('\n')));
   report.constantBytes = firstNumber(output, "([0-9]+) bytes cmem\\[3\\]");
+  // The machine code itself: each kernel's instruction count.
+  std::ifstream cubinFile(directory / "kernel.cubin", std::ios::binary);
+  const std::string cubin((std::istreambuf_iterator<char>(cubinFile)), std::istreambuf_iterator<char>());
+  if (!cubinFile && !cubinFile.eof())
+    throw SystemError("read", (directory / "kernel.cubin").string(), errno);
+  for (const auto &[name, bytes] : kernelTextBytes(cubin, what))
+    if (auto kernel = report.kernels.find(name); kernel != report.kernels.end()) {
+      kernel->second.instructions = bytes / SassInstructionBytes;
+      report.instructions += kernel->second.instructions;
+    }
   return report;
 }
 

@@ -16,6 +16,9 @@ struct PtxasKernelReport {
   int spillLoadBytes = 0;
   int stackFrameBytes = 0;
   int sharedBytes = 0;
+  /// Machine (SASS) instructions in the kernel's code: its cubin section's
+  /// size / 16. 0 where the cubin has no section for it.
+  int64_t instructions = 0;
 };
 
 /// The module's: per kernel, and the worst over its kernels.
@@ -28,6 +31,7 @@ struct PtxasReport {
   int stackFrameBytes = 0;
   int sharedBytes = 0;
   int constantBytes = 0; ///< user constants (cmem[3]): the packed weights in constant mode
+  int64_t instructions = 0; ///< machine instructions of every kernel together
   double seconds = 0;
 };
 

@@ -28,6 +28,7 @@ std::string Tiling::describe() const {
          ",bh=" + std::to_string(rowsPerThread) + ",bn=" + std::to_string(imagesPerThread) +
          ",threads=" + std::to_string(threadsX) +
          ",cta-blocks=" + std::to_string(channelBlocksPerCta) +
+         ",split=" + std::to_string(reductionSplits) +
          ",stage=" + std::to_string(int(stageInput)) +
          ",skip=" + std::to_string(int(skipUnusedInputs)) + ",weights=" + weightPathName(weightPath) +
          ",dense=" + std::to_string(int(dense));
@@ -48,6 +49,12 @@ int64_t stagedFloats(const ConvGeometry &g, const Tiling &tiling) {
   const int64_t rows = (tiling.rowsPerThread - 1) * g.stride.h + (g.kernel.h - 1) * g.dilation.h + 1;
   const int64_t rowTiles = (tiling.threadsX + columnTiles - 2) / columnTiles + 1;
   return rowTiles * rows * g.inSize.w;
+}
+
+int64_t splitFloats(const Tiling &tiling) {
+  // The template's rows: the sums rounded up to four, plus four of padding.
+  const int64_t rowFloats = (tiling.accumulators() + 3) / 4 * 4 + 4;
+  return int64_t(tiling.reductionSplits - 1) * tiling.threadsX * rowFloats;
 }
 
 int64_t stagingRounds(const ConvGeometry &geometry, const Tiling &tiling) {
@@ -75,9 +82,24 @@ void checkTiling(const ConvGeometry &geometry, const Tiling &tiling, const std::
     throw fail("images per thread (bn) must be at least 1");
   if (tiling.spatialPerThread() > MaxOutputsPerThread)
     throw fail("bn x bh x bw must be at most " + std::to_string(MaxOutputsPerThread));
+  if (tiling.channelsPerThread * tiling.spatialPerThread() > MaxAccumulators)
+    throw fail("bk x bn x bh x bw (accumulators per thread) must be at most " +
+               std::to_string(MaxAccumulators));
   if (tiling.threadsX < 32 || tiling.threadsX % 32 != 0 || tiling.channelBlocksPerCta < 1 ||
-      tiling.threadsPerBlock() > 1024)
-    throw fail("threads must be a multiple of 32, and threads x cta-blocks at most 1024");
+      tiling.reductionSplits < 1 || tiling.threadsPerBlock() > 1024)
+    throw fail("threads must be a multiple of 32, and threads x cta-blocks x split at most 1024");
+  if (tiling.reductionSplits > 1) {
+    if (tiling.reductionSplits > geometry.inChannelsPerGroup())
+      throw fail("split must be at most the " + std::to_string(geometry.inChannelsPerGroup()) +
+                 " input channels per group it divides among its parts");
+    if (tiling.channelBlocksPerCta != 1 || tiling.stageInput)
+      throw fail("a split reduction needs cta-blocks=1 and stage=0 (its parts share the "
+                 "block's barrier and shared memory)");
+    if (splitFloats(tiling) > MaxStagedFloats)
+      throw fail("a split reduction hands over " + std::to_string(splitFloats(tiling)) +
+                 " floats through shared memory, over the " + std::to_string(MaxStagedFloats) +
+                 " (48 KiB) the template has");
+  }
   if (tiling.stageInput) {
     if (tiling.channelBlocksPerCta != 1 || tiling.imagesPerThread != 1)
       throw fail("staging inputs needs cta-blocks=1 and bn=1 (a block's threads share the "
@@ -98,7 +120,7 @@ LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int6
   const int64_t threads = imageGroups(batch, tiling) * tilesPerImageGroup(geometry, tiling);
   return {(threads + tiling.threadsX - 1) / tiling.threadsX,
           (range.count + tiling.channelBlocksPerCta - 1) / tiling.channelBlocksPerCta,
-          tiling.threadsX, tiling.channelBlocksPerCta};
+          tiling.threadsX, tiling.blockY()};
 }
 
 LaunchShape launchShape(const ConvGeometry &geometry, const Tiling &tiling, int64_t batch) {
@@ -139,7 +161,7 @@ TemplateSpec makeTemplateSpec(const ConvGeometry &g, const Tiling &tiling,
           tiling.threadsX,                       tiling.channelBlocksPerCta,
           tiling.stageInput ? 1 : 0,             tiling.skipUnusedInputs ? 1 : 0,
           dtype == DType::F16 ? 1 : 0,           i32(range.first),
-          i32(range.count)};
+          i32(range.count),                      tiling.reductionSplits};
 }
 
 std::vector<uint8_t> inputChannelsUsed(const ConvGeometry &geometry, const Tiling &tiling,

@@ -25,12 +25,16 @@ const char *weightPathName(WeightPathChoice path); ///< "auto", "constant", "glo
 /// threads, each row of threadsX computing one channel block (of BK
 /// channels) over threadsX spatial tiles.
 struct Tiling {
-  int channelsPerThread = 1;   ///< BK, 1..8, divides outChannels / groups
+  int channelsPerThread = 1;   ///< BK, 1..64, divides outChannels / groups
   int outputsPerThread = 1;    ///< BW, output columns per thread, <= the output width
   int rowsPerThread = 1;       ///< BH, output rows per thread, <= the output height
   int imagesPerThread = 1;     ///< BN
   int threadsX = 128;          ///< blockDim.x: spatial tiles per block
-  int channelBlocksPerCta = 1; ///< blockDim.y: channel blocks per block
+  int channelBlocksPerCta = 1; ///< channel blocks per block
+  /// S: threads that share one thread's outputs, each reducing over a
+  /// slice of the input channels; combined through shared memory in a fixed
+  /// order. blockDim.y is channelBlocksPerCta x S.
+  int reductionSplits = 1;
   bool stageInput = false;     ///< inputs staged in shared memory, a channel at a time
   bool skipUnusedInputs = true; ///< a channel block skips the input channels it never reads
   WeightPathChoice weightPath = WeightPathChoice::Auto;
@@ -38,18 +42,21 @@ struct Tiling {
   /// elimination. A tuner's candidate for layers the sparse code loses on.
   bool dense = false;
 
-  int threadsPerBlock() const { return threadsX * channelBlocksPerCta; }
+  int blockY() const { return channelBlocksPerCta * reductionSplits; }
+  int threadsPerBlock() const { return threadsX * blockY(); }
+  int accumulators() const { return channelsPerThread * spatialPerThread(); }
   /// Outputs of one channel a thread computes: BN x BH x BW.
   int spatialPerThread() const { return imagesPerThread * rowsPerThread * outputsPerThread; }
   bool operator==(const Tiling &) const = default;
-  /// "bk=4,bw=4,bh=1,bn=1,threads=128,cta-blocks=1,stage=0,skip=1,weights=auto,dense=0":
+  /// "bk=4,bw=4,bh=1,bn=1,threads=128,cta-blocks=1,split=1,stage=0,skip=1,weights=auto,dense=0":
   /// the syntax parseTiling reads.
   std::string describe() const;
 };
 
 /// Upper bounds fixed by the template's register arrays and shared memory.
-inline constexpr int MaxChannelsPerThread = 8;
+inline constexpr int MaxChannelsPerThread = 64;
 inline constexpr int MaxOutputsPerThread = 8; ///< BN x BH x BW
+inline constexpr int MaxAccumulators = 64;    ///< BK x BN x BH x BW: registers
 inline constexpr int64_t MaxStagedFloats = 12288;
 
 /// Floats of shared memory the staging of one input channel takes (the
@@ -57,6 +64,9 @@ inline constexpr int64_t MaxStagedFloats = 12288;
 int64_t stagedFloats(const ConvGeometry &geometry, const Tiling &tiling);
 /// Staging rounds per input channel: each thread copies one float a round.
 int64_t stagingRounds(const ConvGeometry &geometry, const Tiling &tiling);
+/// Floats of shared memory a split reduction hands over: the sums of parts
+/// 1..S-1 (0 without a split).
+int64_t splitFloats(const Tiling &tiling);
 
 /// Throws UnsupportedError naming the layer if \p tiling does not fit the
 /// template or the geometry.
@@ -109,7 +119,7 @@ const char *dtypeName(DType dtype); ///< "f32", "f16"
 int64_t dtypeBytes(DType dtype);
 
 /// The values of ConvSpec, in declaration order.
-using TemplateSpec = std::array<int32_t, 28>;
+using TemplateSpec = std::array<int32_t, 29>;
 /// Where each ConvSpec field is in a TemplateSpec.
 enum SpecField : size_t {
   SpecInChannels, SpecInHeight, SpecInWidth, SpecOutChannels, SpecOutHeight, SpecOutWidth,
@@ -117,7 +127,7 @@ enum SpecField : size_t {
   SpecDilationW, SpecGroups, SpecActivation, SpecHasBias, SpecChannelsPerThread,
   SpecOutputsPerThread, SpecRowsPerThread, SpecImagesPerThread, SpecThreadsX,
   SpecChannelBlocksPerCta, SpecStageInput, SpecSkipUnusedInputs, SpecHalfPrecision,
-  SpecFirstChannelBlock, SpecChannelBlocks, SpecFieldCount
+  SpecFirstChannelBlock, SpecChannelBlocks, SpecReductionSplits, SpecFieldCount
 };
 static_assert(SpecFieldCount == std::tuple_size_v<TemplateSpec>);
 /// For a kernel computing \p range (default: every channel block).

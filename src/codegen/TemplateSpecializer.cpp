@@ -54,7 +54,10 @@ const char *TemplateSpecializer::densePipeline() {
 const char *TemplateSpecializer::cleanupPipeline() {
   // globaldce: the folded convgen_spec constant has no uses left; without
   // it the PTX would still carry it as a .global array.
-  return "function(instcombine<no-verify-fixpoint>,early-cse,simplifycfg,adce),globaldce";
+  // convgen-hoist-input-bases: every code section's copy of an input base
+  // address moves to their common dominator, where early-cse keeps one.
+  return "function(instcombine<no-verify-fixpoint>,early-cse,convgen-hoist-input-bases,early-cse,"
+         "simplifycfg,adce),globaldce";
 }
 
 TemplateSpecializer::TemplateSpecializer(llvm::LLVMContext &context, const OperatorTemplate &source)
@@ -103,6 +106,30 @@ static void substituteChannelTable(llvm::Module &module, const std::string &glob
   declared->replaceAllUsesWith(table_);
   declared->eraseFromParent();
   table_->setName(globalName);
+}
+
+/// Gives the zero page its size: one image of the layer's input (C x H x W
+/// elements), so every channel offset a padded position adds stays inside
+/// it. It is constant (NVPTX then reads it, like the input, through
+/// ld.global.nc) but never folded: the loads select between it and the input.
+/// A layer without padding never reads it and globaldce drops it.
+static void substituteZeroPage(llvm::Module &module, const std::string &globalName,
+                               const TemplateSpec &spec, const std::string &what) {
+  llvm::GlobalVariable *declared = module.getGlobalVariable(globalName);
+  if (!declared)
+    throw CheckFailure(what + ": operator template has no zero page '" + globalName + "'");
+  const uint64_t bytes = uint64_t(spec[SpecInChannels]) * uint64_t(spec[SpecInHeight]) *
+                         uint64_t(spec[SpecInWidth]) * (spec[SpecHalfPrecision] ? 2 : 4);
+  auto *type = llvm::ArrayType::get(llvm::Type::getInt8Ty(module.getContext()), bytes);
+  auto *page = new llvm::GlobalVariable(module, type, /*isConstant=*/true,
+                                        llvm::GlobalValue::InternalLinkage,
+                                        llvm::ConstantAggregateZero::get(type), "", nullptr,
+                                        llvm::GlobalValue::NotThreadLocal,
+                                        declared->getAddressSpace());
+  page->setAlignment(llvm::Align(16));
+  declared->replaceAllUsesWith(page);
+  declared->eraseFromParent();
+  page->setName(globalName);
 }
 
 void TemplateSpecializer::fitSharedMemory(llvm::Module &module, int64_t floats,
@@ -184,6 +211,7 @@ static std::unique_ptr<llvm::Module> cloneWithSpec(const llvm::Module &templateM
   std::unique_ptr<llvm::Module> module = llvm::CloneModule(templateModule);
   substituteSpec(*module, source.specGlobal, spec, what);
   substituteChannelTable(*module, source.channelTableGlobal, channelsUsed, what);
+  substituteZeroPage(*module, source.zeroPageGlobal, spec, what);
   dropTargetAttributes(*module);
   llvm::Function *kernel = module->getFunction(source.kernelName);
   if (!kernel)

@@ -4,21 +4,16 @@
 
 #include <algorithm>
 #include <set>
+#include <cstdio>
 #include <sstream>
 
 namespace convgen {
 
-/// Threads the layer's grid has at \p tiling: spatial tiles x channel blocks.
+/// Threads the layer's grid has at \p tiling: spatial tiles x channel
+/// blocks x reduction parts.
 static int64_t gridThreads(const ConvGeometry &g, const Tiling &tiling, int64_t batch) {
   return imageGroups(batch, tiling) * tilesPerImageGroup(g, tiling) *
-         (g.outChannels / tiling.channelsPerThread);
-}
-
-/// Outputs computed per output computed: >1 where the last tiles overlap.
-static double recomputation(const ConvGeometry &g, const Tiling &tiling) {
-  const HW out = g.outSize();
-  return double(tilesPerImageGroup(g, tiling) * tiling.rowsPerThread * tiling.outputsPerThread) /
-         double(out.h * out.w);
+         (g.outChannels / tiling.channelsPerThread) * tiling.reductionSplits;
 }
 
 /// Halves the spatial tile: BW first while BW > BH, else BH.
@@ -31,92 +26,149 @@ static void shrinkSpatial(Tiling &tiling) {
     tiling.imagesPerThread = std::max(1, tiling.imagesPerThread / 2);
 }
 
+static std::string spatialText(const Tiling &t) {
+  return "bw=" + std::to_string(t.outputsPerThread) + " bh=" + std::to_string(t.rowsPerThread);
+}
+
 // Rough instruction bytes of one multiply-add in the SASS (an FFMA is 16
-// bytes, plus its share of the input loads). With several channel blocks in
-// a thread block, their code runs side by side; keeping it within an
-// instruction-cache-sized budget avoids thrashing. The figure is an
-// estimate, not a measurement: tuning on a GPU is what settles it.
-constexpr int64_t CodeBytesPerMultiplyAdd = 20;
+// bytes, plus its share of the input loads: about 1.5 instructions per fma
+// on the lean code). With several channel blocks in a thread block, their
+// code runs side by side; keeping it within an instruction-cache-sized
+// budget avoids thrashing. An estimate, not a measurement: tuning on a GPU
+// is what settles it.
+constexpr int64_t CodeBytesPerMultiplyAdd = 24;
 constexpr int64_t SharedCodeBudgetBytes = 128 * 1024;
+
+/// The split reduction's instructions per fma of code, estimated: part 0
+/// adds each of the other parts' sums (one FADD per sum, a quarter of a
+/// 128-bit shared load), the other parts store theirs.
+static double splitCostPerMultiplyAdd(const ConvGeometry &g, const Tiling &t, double density) {
+  const double reductionLength =
+      double(g.inChannelsPerGroup() * g.kernel.h * g.kernel.w) * std::max(density, 1e-3);
+  return double(t.reductionSplits - 1) * 1.5 / reductionLength;
+}
 
 TilingDecision chooseTiling(const ConvGeometry &g, const TilingInputs &in) {
   TilingDecision d;
   Tiling &t = d.tiling;
   const HW out = g.outSize();
   const int64_t batch = std::max<int64_t>(1, in.batch);
+  const int64_t weightsTotal =
+      g.outChannels * g.inChannelsPerGroup() * g.kernel.h * g.kernel.w;
+  const double density = weightsTotal ? double(in.nonzeros) / double(weightsTotal) : 1.0;
   auto say = [&d](std::string line) { d.reasons.push_back(std::move(line)); };
 
-  for (int channels : {4, 2, 1})
-    if (g.outChannelsPerGroup() % channels == 0) {
+  // The measure is machine instructions per fma in the code. Two things
+  // bring it down: an input value loaded once feeding every nonzero of its
+  // (c, r, s) column among BK filters (at 90 % sparsity, 4 filters share a
+  // load in 1 case of 3, 32 in 29 of 30), and neighbouring outputs sharing
+  // the loads of their overlapping windows and each weight operand.
+  // Measured with ptxas 13.0 (sm_80) on the example at 90 %: F_0 (3x3
+  // 64->64) 1.88 at bk=4 bw=4, 1.42 at bk=16 bw=2; LFF_1 (1x1 128->64)
+  // 2.16 at bk=4 bw=4, 1.53 at bk=32 bw=2, 1.48 at bk=64 bw=1.
+  if (out.w >= 2)
+    t.outputsPerThread = 2;
+  else if (out.h >= 2)
+    t.rowsPerThread = 2;
+  for (int channels : {32, 16, 8, 4, 2, 1})
+    if (g.outChannelsPerGroup() % channels == 0 &&
+        channels * t.spatialPerThread() <= MaxAccumulators) {
       t.channelsPerThread = channels;
       break;
     }
-  say("bk=" + std::to_string(t.channelsPerThread) + ": the largest of 4, 2, 1 dividing the " +
+  say("bk=" + std::to_string(t.channelsPerThread) + " " + spatialText(t) +
+      ": the widest channel block (of 32, 16, 8, 4, 2, 1) dividing the " +
       std::to_string(g.outChannelsPerGroup()) +
-      " output channels per group; each input value loaded feeds bk multiply-adds");
+      " output channels per group, with two neighbouring outputs: an input load feeds the "
+      "nonzeros of its column among bk filters, a weight both outputs");
 
-  // Four outputs per thread: four columns, or 2 x 2 where four columns
-  // would recompute more of the row's end (14-wide maps) or the map is
-  // narrower than four.
-  if (out.w >= 4) {
-    t.outputsPerThread = 4;
-    Tiling square = t;
-    square.outputsPerThread = 2;
-    square.rowsPerThread = out.h >= 2 ? 2 : 1;
-    if (recomputation(g, square) < recomputation(g, t) && square.rowsPerThread == 2)
-      t = square;
-  } else {
-    t.outputsPerThread = int(out.w);
-    t.rowsPerThread = int(std::min<int64_t>(out.h, 4 / out.w));
-  }
-  say("bw=" + std::to_string(t.outputsPerThread) + " bh=" + std::to_string(t.rowsPerThread) +
-      ": four outputs per thread with the least recomputed at the map's edge; each weight "
-      "feeds bw x bh multiply-adds");
-
-  while (t.spatialPerThread() > 1 && gridThreads(g, t, batch) < in.targetThreads) {
-    shrinkSpatial(t);
-    say("fewer outputs per thread (bw=" + std::to_string(t.outputsPerThread) +
-        " bh=" + std::to_string(t.rowsPerThread) + "): at batch " + std::to_string(batch) +
-        " the grid had fewer than " + std::to_string(in.targetThreads) + " threads");
-  }
   while (t.spatialPerThread() > 1 && in.nonzeros * t.spatialPerThread() > in.codeBudgetMultiplyAdds) {
     shrinkSpatial(t);
-    say("fewer outputs per thread (bw=" + std::to_string(t.outputsPerThread) +
-        " bh=" + std::to_string(t.rowsPerThread) + "): " + std::to_string(in.nonzeros) +
+    say("fewer outputs per thread (" + spatialText(t) + "): " + std::to_string(in.nonzeros) +
         " nonzeros x the tile were over the code budget of " +
         std::to_string(in.codeBudgetMultiplyAdds) + " multiply-adds");
   }
-
   while (in.halfPrecision && t.spatialPerThread() > 1 &&
          in.nonzeros * t.spatialPerThread() > FP16TileMultiplyAdds) {
     shrinkSpatial(t);
-    say("fewer outputs per thread (bw=" + std::to_string(t.outputsPerThread) +
-        " bh=" + std::to_string(t.rowsPerThread) + "): fp16 code over " +
+    say("fewer outputs per thread (" + spatialText(t) + "): fp16 code over " +
         std::to_string(FP16TileMultiplyAdds) +
         " multiply-adds takes ptxas minutes (measured: 258 s at 29492, over 900 s at 58984)");
   }
 
-  // Narrow maps: fewer spatial tiles than a block's 128 threads. The block
-  // shrinks to the tiles (whole warps) and takes several channel blocks.
-  const int64_t tiles = imageGroups(batch, t) * tilesPerImageGroup(g, t);
-  if (tiles < 128) {
-    t.threadsX = int(std::max<int64_t>(32, (tiles + 31) / 32 * 32));
-    const int64_t channelBlocks = g.outChannels / t.channelsPerThread;
-    const int64_t codePerChannelBlock =
-        std::max<int64_t>(1, in.nonzeros / channelBlocks * t.spatialPerThread() *
-                                 CodeBytesPerMultiplyAdd);
-    int64_t perCta = std::min<int64_t>(128 / t.threadsX, channelBlocks);
-    perCta = std::max<int64_t>(1, std::min(perCta, SharedCodeBudgetBytes / codePerChannelBlock));
-    t.channelBlocksPerCta = int(perCta);
-    say("threads=" + std::to_string(t.threadsX) + " cta-blocks=" + std::to_string(perCta) +
-        ": " + std::to_string(tiles) + " spatial tiles fill less than 128 threads; a block "
-        "takes several channel blocks, as many as keep their code (about " +
-        std::to_string(codePerChannelBlock / 1024) + " KiB each) within " +
-        std::to_string(SharedCodeBudgetBytes / 1024) + " KiB");
+  // Too few threads for the GPU (batch 1): split the reduction over input
+  // channels across threads of a block, as few parts as reach the target,
+  // while each part keeps a reduction long enough that combining the sums
+  // costs little (estimated at most MaxSplitCostPerMultiplyAdd per fma).
+  const int64_t threads = gridThreads(g, t, batch);
+  const int64_t sparseWork = in.nonzeros * out.h * out.w * batch;
+  if (threads < in.targetThreads && sparseWork < MinSplitMultiplyAdds) {
+    say("split=1: at batch " + std::to_string(batch) + " the outputs give " +
+        std::to_string(threads) + " threads, but the layer's whole sparse work (" +
+        std::to_string(sparseWork) + " multiply-adds) is too small for a split to pay: a "
+        "launch costs more");
+  } else if (threads < in.targetThreads) {
+    Tiling split = t;
+    const int64_t wanted = (in.targetThreads + threads - 1) / threads;
+    for (int64_t parts = std::min<int64_t>(wanted, g.inChannelsPerGroup()); parts > 1; --parts) {
+      split.reductionSplits = int(parts);
+      split.threadsX = 128;
+      while (split.threadsPerBlock() > 1024 || splitFloats(split) > MaxStagedFloats)
+        if (split.threadsX > 32)
+          split.threadsX /= 2;
+        else
+          break;
+      if (split.threadsPerBlock() <= 1024 && splitFloats(split) <= MaxStagedFloats &&
+          splitCostPerMultiplyAdd(g, split, density) <= MaxSplitCostPerMultiplyAdd)
+        break;
+    }
+    if (split.reductionSplits > 1 && split.threadsPerBlock() <= 1024 &&
+        splitFloats(split) <= MaxStagedFloats &&
+        splitCostPerMultiplyAdd(g, split, density) <= MaxSplitCostPerMultiplyAdd) {
+      t = split;
+      char cost[32];
+      std::snprintf(cost, sizeof(cost), "%.2f", splitCostPerMultiplyAdd(g, t, density));
+      say("split=" + std::to_string(t.reductionSplits) + " threads=" + std::to_string(t.threadsX) +
+          ": at batch " + std::to_string(batch) + " the outputs gave " + std::to_string(threads) +
+          " threads, under the " + std::to_string(in.targetThreads) +
+          " (4 warps on each of 132 SMs); each output's reduction is split over input "
+          "channels across threads, combined in shared memory (about " + cost +
+          " instructions per fma)");
+    } else {
+      say("split=1: at batch " + std::to_string(batch) + " the outputs give " +
+          std::to_string(threads) + " threads, under the " + std::to_string(in.targetThreads) +
+          ", but a split of this layer's short reduction would cost more than " +
+          std::to_string(MaxSplitCostPerMultiplyAdd).substr(0, 4) + " instructions per fma");
+    }
   }
-  say("stage=0: inputs are read through ld.global.nc, whose L1 serves the neighbouring "
-      "threads' overlapping windows; staging in shared memory is a tuning candidate");
-  say("weights=auto: the constant bank where the nonzeros fit in 64 KiB, else ld.global.nc");
+
+  // Narrow maps: fewer spatial tiles than a block's 128 threads. The block
+  // shrinks to the tiles (whole warps) and, unsplit, takes several channel
+  // blocks.
+  const int64_t tiles = imageGroups(batch, t) * tilesPerImageGroup(g, t);
+  if (tiles < t.threadsX) {
+    t.threadsX = int(std::max<int64_t>(32, (tiles + 31) / 32 * 32));
+    if (t.reductionSplits == 1) {
+      const int64_t channelBlocks = g.outChannels / t.channelsPerThread;
+      const int64_t codePerChannelBlock =
+          std::max<int64_t>(1, in.nonzeros / channelBlocks * t.spatialPerThread() *
+                                   CodeBytesPerMultiplyAdd);
+      int64_t perCta = std::min<int64_t>(128 / t.threadsX, channelBlocks);
+      perCta = std::max<int64_t>(1, std::min(perCta, SharedCodeBudgetBytes / codePerChannelBlock));
+      t.channelBlocksPerCta = int(perCta);
+      say("threads=" + std::to_string(t.threadsX) + " cta-blocks=" + std::to_string(perCta) +
+          ": " + std::to_string(tiles) + " spatial tiles fill less than 128 threads; a block "
+          "takes several channel blocks, as many as keep their code (about " +
+          std::to_string(codePerChannelBlock / 1024) + " KiB each) within " +
+          std::to_string(SharedCodeBudgetBytes / 1024) + " KiB");
+    } else {
+      say("threads=" + std::to_string(t.threadsX) + ": " + std::to_string(tiles) +
+          " spatial tiles; the block is whole warps of them times the split");
+    }
+  }
+  say("stage=0: inputs are read through ld.global.nc at one base address per window "
+      "position and a constant channel offset, padding from a zero page; staging in shared "
+      "memory is a tuning candidate");
   return d;
 }
 
@@ -159,6 +211,20 @@ std::vector<Tiling> candidateTilings(const ConvGeometry &g, const TilingInputs &
       continue;
     offer(t);
   }
+  for (int bk : {16, 32, 64}) {
+    Tiling t = heuristic;
+    t.channelsPerThread = bk;
+    offer(t);
+  }
+  for (int parts : {1, 2, 4, 8}) {
+    Tiling t = heuristic;
+    t.reductionSplits = parts;
+    t.channelBlocksPerCta = 1;
+    t.stageInput = false;
+    while (t.threadsX > 32 && (t.threadsPerBlock() > 1024 || splitFloats(t) > MaxStagedFloats))
+      t.threadsX /= 2;
+    offer(t);
+  }
   for (int threads : {64, 128, 256}) {
     Tiling t = heuristic;
     t.threadsX = threads;
@@ -167,6 +233,7 @@ std::vector<Tiling> candidateTilings(const ConvGeometry &g, const TilingInputs &
   }
   Tiling staged = heuristic;
   staged.stageInput = true;
+  staged.reductionSplits = 1;
   staged.channelBlocksPerCta = 1;
   staged.imagesPerThread = 1;
   staged.threadsX = std::max(heuristic.threadsX, 64);
@@ -216,6 +283,8 @@ Tiling parseTiling(const std::string &text, Tiling base) {
       base.threadsX = parseInt(value, key, text);
     else if (key == "cta-blocks")
       base.channelBlocksPerCta = parseInt(value, key, text);
+    else if (key == "split")
+      base.reductionSplits = parseInt(value, key, text);
     else if (key == "stage")
       base.stageInput = flag();
     else if (key == "skip")
@@ -235,7 +304,7 @@ Tiling parseTiling(const std::string &text, Tiling base) {
         throw InputError({"", "", "--tiling"}, "tiling '" + text + "': weights must be auto, constant, global or baked");
     } else
       throw InputError({"", "", "--tiling"}, "tiling '" + text + "': unknown key '" + key +
-                       "' (bk, bw, bh, bn, threads, cta-blocks, stage, skip, weights, dense)");
+                       "' (bk, bw, bh, bn, threads, cta-blocks, split, stage, skip, weights, dense)");
   }
   return base;
 }

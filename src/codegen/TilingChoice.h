@@ -18,9 +18,9 @@ struct TilingInputs {
   /// Sparse code the layer may hold before it goes dense: the per-kernel
   /// budget x kernels per layer (GenerateOptions).
   int64_t codeBudgetMultiplyAdds = int64_t{65536} * 4;
-  /// Threads that keep every SM of the target busy: the smallest grid the
-  /// heuristic aims for before it gives each thread more outputs.
-  int64_t targetThreads = 132 * 1024;
+  /// Threads below which the GPU starves: 4 warps on each of 132 SMs. A
+  /// grid under it splits the reduction (where that is cheap).
+  int64_t targetThreads = 132 * 4 * 32;
   /// fp16 activations: ptxas takes far longer on fp16 code of the same
   /// size, so the tile is kept smaller (see FP16TileMultiplyAdds).
   bool halfPrecision = false;
@@ -33,16 +33,25 @@ struct TilingInputs {
 /// 900 s (stopped) at 4, against 20 s and 54 s for fp32 at 1 and 4.
 inline constexpr int64_t FP16TileMultiplyAdds = 16384;
 
+/// The most a split reduction may add, estimated, in machine instructions
+/// per fma of code: past it, a batch-1 layer keeps fewer threads instead.
+inline constexpr double MaxSplitCostPerMultiplyAdd = 0.1;
+
+/// Layers with less sparse work (nonzeros x outputs x batch) than this are
+/// not split: they finish in the time of a launch either way.
+inline constexpr int64_t MinSplitMultiplyAdds = int64_t{1} << 20;
+
 /// A tiling and why: one line per decision, recorded in the manifest.
 struct TilingDecision {
   Tiling tiling;
   std::vector<std::string> reasons;
 };
 
-/// The heuristic. Each thread gets as many outputs (BK channels x BW
-/// columns, or BH rows where the width is small) as keep the grid at
-/// targetThreads or more and the layer's code within its budget; narrow
-/// maps put several channel blocks in a block instead of idle threads.
+/// The heuristic, whose measure is machine instructions per fma: each
+/// thread gets a wide channel block (BK up to 32) and two neighbouring
+/// outputs, fewer where the code budget says; a grid under targetThreads
+/// splits the reduction where that is cheap; narrow maps put several
+/// channel blocks in a block instead of idle threads.
 TilingDecision chooseTiling(const ConvGeometry &geometry, const TilingInputs &inputs);
 /// The heuristic for a dense layer at batch 1 (nonzeros = every weight).
 Tiling chooseTiling(const ConvGeometry &geometry);
@@ -52,7 +61,7 @@ Tiling chooseTiling(const ConvGeometry &geometry);
 std::vector<Tiling> candidateTilings(const ConvGeometry &geometry, const TilingInputs &inputs);
 
 /// Parses `describe()`'s syntax: comma-separated key=value pairs, any
-/// subset of bk, bw, bh, bn, threads, cta-blocks, stage (0/1), skip (0/1),
+/// subset of bk, bw, bh, bn, threads, cta-blocks, split, stage (0/1), skip (0/1),
 /// weights (auto/constant/global/baked) and dense (0/1), over \p base. Throws
 /// InputError naming the text for an unknown key or a bad value.
 Tiling parseTiling(const std::string &text, Tiling base = {});

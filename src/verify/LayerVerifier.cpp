@@ -183,7 +183,7 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
     arguments.output = buffers.output();
     arguments.batch = int32_t(batch);
     auto runStart = std::chrono::steady_clock::now();
-    runBlocks(*host, blocks.grid, {uint32_t(tiling.threadsX), uint32_t(tiling.channelBlocksPerCta), 1},
+    runBlocks(*host, blocks.grid, {uint32_t(tiling.threadsX), uint32_t(tiling.blockY()), 1},
               blocks.blocks,
               arguments, options.hostThreads, part.symbol);
     report.runSeconds += secondsSince(runStart);

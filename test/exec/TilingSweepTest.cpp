@@ -48,6 +48,13 @@ const char *const Tilings[] = {
     "skip=0,bw=4",
     "weights=baked,bh=2,bw=2",
     "weights=global,bn=4,bw=2",
+    // The lean shapes: wide channel blocks, and the split reduction (parts
+    // of unequal length where S does not divide the channels).
+    "bk=32,bw=2",
+    "bk=16,bw=2,split=2",
+    "bk=8,bw=2,split=3,threads=32",
+    "bk=4,bh=2,split=4,threads=64,weights=global",
+    "bk=16,bn=2,split=2,weights=baked",
 };
 
 struct TilingCase {
@@ -74,6 +81,7 @@ std::optional<Tiling> adapt(const char *text, const ConvGeometry &g) {
   t.rowsPerThread = int(std::min<int64_t>(t.rowsPerThread, g.outSize().h));
   while (t.spatialPerThread() > MaxOutputsPerThread)
     t.imagesPerThread /= 2;
+  t.reductionSplits = int(std::min<int64_t>(t.reductionSplits, g.inChannelsPerGroup()));
   try {
     checkTiling(g, t, "case");
   } catch (const Error &) {

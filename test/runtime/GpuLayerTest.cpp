@@ -74,7 +74,7 @@ TEST_F(GpuLayerTest, EveryTilingKindMatchesTheReference) {
     GeneratedLayer generated = generate(convLayer, options);
     LayerRuntime runtime(*Context, generated.manifestPath);
     EXPECT_EQ(runtime.manifest().elementBytes, dtypeBytes(c.dtype));
-    EXPECT_EQ(runtime.manifest().blockY, generated.tiling.channelBlocksPerCta);
+    EXPECT_EQ(runtime.manifest().blockY, generated.tiling.blockY());
     if (c.budget < 65536) {
       EXPECT_GT(generated.kernels.size(), 1u);
     }
@@ -92,7 +92,9 @@ TEST_F(GpuLayerTest, EveryWeightPathMatchesTheReference) {
     int64_t budget;
   };
   ConvLayer probe = layer("probe", 0.7, 5, 32);
-  const int64_t splitBudget = largestChannelBlockCode(probe); // one block per kernel at most
+  GenerateOptions narrow; // several channel blocks to split the layer by
+  narrow.tilingOverride = "bk=4";
+  const int64_t splitBudget = largestChannelBlockCode(probe, narrow); // one block per kernel at most
   const Case cases[] = {{"constant", false, 64 * 1024, 65536},
                         {"global", false, 0, 65536},
                         {"baked", true, 64 * 1024, 65536},
@@ -106,6 +108,8 @@ TEST_F(GpuLayerTest, EveryWeightPathMatchesTheReference) {
     options.constantBankLimitBytes = c.bankLimit;
     options.maxMultiplyAdds = c.budget;
     options.maxKernelsPerLayer = c.budget == 1 ? 1 : 1024;
+    if (std::string(c.name) == "split")
+      options.tilingOverride = narrow.tilingOverride;
     GeneratedLayer generated = generate(convLayer, options);
     LayerRuntime runtime(*Context, generated.manifestPath);
     EXPECT_EQ(runtime.manifest().kernels.size(), generated.kernels.size());

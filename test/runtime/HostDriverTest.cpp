@@ -130,13 +130,14 @@ TEST_F(HostDriverTest, NothingLeaks) {
   {
     ConvLayer convLayer = layer("leaks", 0.7, 6, 32);
     GenerateOptions split; // several kernels in one module
-    split.maxMultiplyAdds = largestChannelBlockCode(convLayer);
+    split.tilingOverride = "bk=4"; // several channel blocks to split by
+    split.maxMultiplyAdds = largestChannelBlockCode(convLayer, split);
     split.maxKernelsPerLayer = 1024;
     LayerRuntime runtime(*Context, generate(convLayer, split).manifestPath);
     EXPECT_GT(runtime.manifest().kernels.size(), 1u);
     runAndCompare(runtime, convLayer);
     convLayer = layer("leaks", 0.9, 7, 32);
-    split.maxMultiplyAdds = largestChannelBlockCode(convLayer);
+    split.maxMultiplyAdds = largestChannelBlockCode(convLayer, split);
     generate(convLayer, split);
     EXPECT_EQ(runtime.reload(), LayerRuntime::Reload::Module);
   }

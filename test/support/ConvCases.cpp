@@ -139,8 +139,8 @@ ConvLayer smallPrunedLayer(const std::string &name, double sparsity, uint64_t se
   return makeLayer(name, g, prunedWeights(g, SparsityPattern::Uniform, sparsity, random), random);
 }
 
-int64_t largestChannelBlockCode(const ConvLayer &layer) {
-  Tiling tiling = decideTiling(layer, GenerateOptions{}).tiling;
+int64_t largestChannelBlockCode(const ConvLayer &layer, const GenerateOptions &options) {
+  Tiling tiling = decideTiling(layer, options).tiling;
   const int64_t blocks = layer.geometry.outChannels / tiling.channelsPerThread;
   const int64_t perBlock = int64_t(layer.weights.size()) / blocks;
   int64_t largest = 0;

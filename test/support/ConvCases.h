@@ -3,6 +3,7 @@
 // case can be rebuilt exactly from what the test prints.
 #pragma once
 
+#include "codegen/LayerGenerator.h"
 #include "model/ModelFile.h"
 
 #include <cstdint>
@@ -49,6 +50,8 @@ ConvLayer smallPrunedLayer(const std::string &name, double sparsity, uint64_t se
 /// The most sparse code (nonzeros x BW) one channel block of \p layer has
 /// under the default tiling: as a per-kernel budget, it splits the layer
 /// wherever it has more code than that.
-int64_t largestChannelBlockCode(const ConvLayer &layer);
+/// (At the tiling \p options give the layer: a split test narrows the
+/// channel blocks with `--tiling bk=4`, so the layer has several to split.)
+int64_t largestChannelBlockCode(const ConvLayer &layer, const GenerateOptions &options = {});
 
 } // namespace convgen::test

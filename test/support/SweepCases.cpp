@@ -106,7 +106,9 @@ SweepLayer makeSweepLayer(const SweepCase &c) {
   if (c.path == Path::Split) {
     // A budget of the largest channel block's code: the layer must split
     // wherever it has more code than that. Odd cases use the global path.
-    s.largestBlockCode = largestChannelBlockCode(s.layer);
+    // Channel blocks of 1 or 2: every geometry has several to split.
+    options.tilingOverride = "bk=" + std::to_string(s.layer.geometry.outChannelsPerGroup() % 2 ? 1 : 2);
+    s.largestBlockCode = largestChannelBlockCode(s.layer, options);
     options.maxMultiplyAdds = std::max<int64_t>(s.largestBlockCode, 1);
     options.maxKernelsPerLayer = 1024;
     if (c.index % 2)

@@ -62,6 +62,13 @@ size_t conditionalBranches(const std::string &ir) {
   return branches;
 }
 
+size_t countOf(const std::string &text, const std::string &what) {
+  size_t count = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1))
+    ++count;
+  return count;
+}
+
 int64_t nonzeros(const ConvLayer &layer) {
   return std::count_if(layer.weights.begin(), layer.weights.end(), [](float w) { return w != 0; });
 }
@@ -299,6 +306,34 @@ TEST_F(LayerGeneratorTest, FoldedSpecialisationConstantsLeaveNoGlobal) {
   }
 }
 
+// The code shape is measured, not estimated: ptxas's cubin gives each
+// kernel's machine instructions, and the manifest their ratio to the fma.
+TEST_F(LayerGeneratorTest, MachineInstructionsPerFmaComeFromTheCubin) {
+  if (!findPtxas())
+    GTEST_SKIP() << "ptxas not found (CUDA toolkit not at /usr/local/cuda or $CUDA_HOME)";
+  GenerateOptions o = options();
+  o.runPtxas = true;
+  o.maxMultiplyAdds = 400; // two kernels, each measured
+  o.tilingOverride = "bk=4";
+  KernelGenerator generator(o);
+  GeneratedLayer generated = generator.generate(makeLayer("sass", geometry(8, 8, 8, 8, {3, 3}), 0.5, 3));
+  ASSERT_TRUE(generated.ptxas);
+  ASSERT_GT(generated.kernels.size(), 1u);
+  auto manifest = nlohmann::json::parse(read("sass.json"));
+  int64_t sum = 0;
+  for (const auto &kernel : manifest["kernels"]) {
+    const int64_t instructions = kernel["ptxas"]["sass_instructions"];
+    EXPECT_GT(instructions, kernel["multiply_adds"].get<int64_t>()) << "every fma is one";
+    EXPECT_NEAR(kernel["ptxas"]["sass_per_fma"].get<double>(),
+                double(instructions) / kernel["multiply_adds"].get<double>(), 1e-3);
+    sum += instructions;
+  }
+  EXPECT_EQ(manifest["ptxas"]["sass_instructions"], sum);
+  EXPECT_EQ(generated.ptxas->instructions, sum);
+  EXPECT_NEAR(manifest["ptxas"]["sass_per_fma"].get<double>(),
+              double(sum) / double(generated.multiplyAdds), 1e-3);
+}
+
 TEST_F(LayerGeneratorTest, PtxasAcceptsEveryPathAndArch) {
   if (!findPtxas())
     GTEST_SKIP() << "ptxas not found (CUDA toolkit not at /usr/local/cuda or $CUDA_HOME)";
@@ -320,7 +355,7 @@ TEST_F(LayerGeneratorTest, PtxasAcceptsEveryPathAndArch) {
 
 TEST_F(LayerGeneratorTest, PastTheKernelLimitTheLayerFallsBackToDense) {
   GenerateOptions o = options();
-  o.tilingOverride = "bw=4"; // the case is about four columns per thread
+  o.tilingOverride = "bk=4,bw=4"; // four channel blocks of four columns per thread
   o.maxMultiplyAdds = 400; // one channel block: about 4 x 4 x 9 / 2 nonzeros x BW 4 = 288
   o.maxKernelsPerLayer = 1;
   KernelGenerator generator(o);
@@ -354,7 +389,7 @@ TEST_F(LayerGeneratorTest, PastTheKernelLimitTheLayerFallsBackToDense) {
 // channel blocks covered once, in order, and one PTX module holding them all.
 TEST_F(LayerGeneratorTest, PastTheCodeBudgetTheLayerIsSplitAcrossKernels) {
   GenerateOptions o = options();
-  o.tilingOverride = "bw=4"; // the case is about four columns per thread
+  o.tilingOverride = "bk=4,bw=4"; // four channel blocks of four columns per thread
   o.maxMultiplyAdds = 400;
   o.maxKernelsPerLayer = 16;
   KernelGenerator generator(o);
@@ -390,7 +425,7 @@ TEST_F(LayerGeneratorTest, PastTheCodeBudgetTheLayerIsSplitAcrossKernels) {
 // a single channel block over the limit sends it dense.
 TEST_F(LayerGeneratorTest, HugeTemplateIsSpecialisedKernelByKernel) {
   GenerateOptions o = options();
-  o.tilingOverride = "bw=4,skip=0"; // the whole template, four columns per thread
+  o.tilingOverride = "bk=4,bw=4,skip=0"; // the whole template, four columns per thread
   o.maxTemplateMultiplyAdds = 1200; // one channel block: 4 x 8 x 9 x 4 = 1152
   KernelGenerator generator(o);
   GeneratedLayer split = generator.generate(makeLayer("sparse", geometry(8, 8, 8, 8, {3, 3}), 0.99, 6));
@@ -437,10 +472,61 @@ TEST_F(LayerGeneratorTest, PaddedKernelIsBranchFreeApartFromDispatch) {
   KernelGenerator generator(o);
   ConvLayer layer = makeLayer("padded", geometry(4, 8, 8, 8, {3, 3}), 0.5, 11);
   GeneratedLayer generated = generator.generate(layer);
-  ASSERT_EQ(generated.tiling.channelsPerThread, 4);
-  EXPECT_THAT(read("padded.ll"), HasSubstr("select")); // padding handled by selects
-  EXPECT_LE(conditionalBranches(read("padded.ll")), 8u / 4 + 2)
+  ASSERT_EQ(generated.tiling.channelsPerThread, 8);
+  EXPECT_LE(conditionalBranches(read("padded.ll")), 1u + 2)
       << "conditional branches in the specialised kernel";
+}
+
+// Padding costs no instruction per load: out of the image a window
+// position's base is the zero page, so no load is followed by a select of
+// its value, and the pointer selects are one per window position (3 rows x
+// (2 + 2) columns at bw=2), whatever the channels and channel blocks.
+TEST_F(LayerGeneratorTest, PaddingReadsTheZeroPageWithoutASelectPerLoad) {
+  GenerateOptions o = options();
+  o.tilingOverride = "bk=4,bw=2"; // two channel blocks, each with the same bases
+  KernelGenerator generator(o);
+  ConvLayer layer = makeLayer("zp", geometry(6, 8, 9, 9, {3, 3}), 0.3, 13);
+  layer.geometry.activation = Activation::None; // ReLU6 would bring selp.f32 of its own
+  generator.generate(layer);
+  const std::string ptx = read("zp.ptx");
+  EXPECT_THAT(ptx, HasSubstr(".global .align 16 .b8 convgen_zero_page[" +
+                             std::to_string(6 * 9 * 9 * 4) + "]"));
+  EXPECT_EQ(countOf(ptx, "selp.f32"), 0u) << "a select per padded load";
+  EXPECT_LE(countOf(ptx, "selp.b64"), 2u * 12u) << "one base per window position and section";
+  EXPECT_GT(countOf(ptx, "ld.global.nc.f32"), 0u);
+  // Without padding there is nothing to select and no zero page.
+  ConvLayer pointwise = makeLayer("pw", geometry(6, 8, 9, 9, {1, 1}, {1, 1}, {0, 0}), 0.3, 14);
+  generator.generate(pointwise);
+  EXPECT_THAT(read("pw.ptx"), Not(HasSubstr("convgen_zero_page")));
+  EXPECT_EQ(countOf(read("pw.ptx"), "selp.b64"), 0u);
+}
+
+// One load per input position a channel block's nonzeros read: the input
+// value at (c, row r, column v) is loaded once and feeds every nonzero of
+// the block's filters that reads it, from either output column.
+TEST_F(LayerGeneratorTest, InputLoadsAreSharedByTheirColumnsNonzeros) {
+  GenerateOptions o = options();
+  o.tilingOverride = "bk=4,bw=2,weights=constant";
+  KernelGenerator generator(o);
+  const ConvGeometry g = geometry(5, 8, 7, 8, {3, 3});
+  ConvLayer layer = makeLayer("shared", g, 0.7, 15);
+  generator.generate(layer);
+  size_t expected = 0;
+  for (int64_t block = 0; block < 2; ++block)
+    for (int64_t c = 0; c < 5; ++c)
+      for (int64_t r = 0; r < 3; ++r)
+        for (int64_t v = 0; v < 4; ++v) { // window column: s + j for s < 3, j < 2
+          bool read = false;
+          for (int64_t kk = 0; kk < 4; ++kk)
+            for (int64_t j = 0; j < 2; ++j) {
+              const int64_t s = v - j;
+              if (s >= 0 && s < 3)
+                read = read || layer.weights[size_t((((block * 4 + kk) * 5 + c) * 3 + r) * 3 + s)] != 0;
+            }
+          expected += read;
+        }
+  expected += layer.bias.size(); // the bias, read once per channel
+  EXPECT_EQ(countOf(read("shared.ptx"), "ld.global.nc.f32"), expected);
 }
 
 // Where BW does not divide the output width the last tile of each row moves

@@ -37,58 +37,83 @@ std::string reasons(const TilingDecision &d) {
   return all;
 }
 
-TEST(TilingChoice, SmallGridsGetOneOutputPerThreadLargeOnesFour) {
+TEST(TilingChoice, WideChannelBlocksAndTwoOutputsAtEveryBatch) {
   ConvGeometry g = conv(64, 64, 56, 3, 1); // ResNet-50 layer1 3x3
+  for (int64_t batch : {1, 32}) {
+    TilingDecision d = chooseTiling(g, inputs(g, 0.1, batch));
+    EXPECT_EQ(d.tiling.channelsPerThread, 32) << reasons(d);
+    EXPECT_EQ(d.tiling.outputsPerThread, 2);
+    EXPECT_EQ(d.tiling.rowsPerThread, 1);
+    EXPECT_THAT(reasons(d), HasSubstr("the widest channel block"));
+  }
+  ConvGeometry oneWide = conv(64, 48, 1, 1, 1); // a 1-wide map takes two rows if it can
+  oneWide.inSize = {8, 1};
+  TilingDecision rows = chooseTiling(oneWide, inputs(oneWide, 0.1, 1));
+  EXPECT_EQ(rows.tiling.rowsPerThread, 2);
+  EXPECT_EQ(rows.tiling.channelsPerThread, 16) << "48 channels: 16 is the widest dividing";
+}
+
+TEST(TilingChoice, BatchOneSplitsLongReductionsOnly) {
+  ConvGeometry g = conv(64, 64, 56, 3, 1); // 3136 x 2 channel blocks / 2 = 3136 threads
   TilingDecision one = chooseTiling(g, inputs(g, 0.1, 1));
-  EXPECT_EQ(one.tiling.channelsPerThread, 4);
-  EXPECT_EQ(one.tiling.spatialPerThread(), 1);
-  EXPECT_THAT(reasons(one), HasSubstr("at batch 1 the grid had fewer than"));
+  EXPECT_GT(one.tiling.reductionSplits, 1) << reasons(one);
+  EXPECT_THAT(reasons(one), HasSubstr("4 warps on each of 132 SMs"));
+  EXPECT_NO_THROW(checkTiling(g, one.tiling, "l"));
   TilingDecision many = chooseTiling(g, inputs(g, 0.1, 32));
-  EXPECT_EQ(many.tiling.outputsPerThread, 4);
-  EXPECT_EQ(many.tiling.rowsPerThread, 1);
-  EXPECT_EQ(many.tiling.threadsPerBlock(), 128);
+  EXPECT_EQ(many.tiling.reductionSplits, 1) << "batch 32 fills the GPU";
+  // A 1x1 layer over 128 channels at 90 %: 13 nonzeros per output, too short.
+  ConvGeometry pointwise = conv(128, 64, 64, 1, 1);
+  TilingDecision shortSum = chooseTiling(pointwise, inputs(pointwise, 0.1, 1));
+  EXPECT_EQ(shortSum.tiling.reductionSplits, 1);
+  EXPECT_THAT(reasons(shortSum), HasSubstr("would cost more than"));
+  // A tiny layer: a launch costs more than the split saves.
+  ConvGeometry tiny = conv(8, 8, 8, 3, 1);
+  TilingDecision small = chooseTiling(tiny, inputs(tiny, 0.5, 1));
+  EXPECT_EQ(small.tiling.reductionSplits, 1);
+  EXPECT_THAT(reasons(small), HasSubstr("too small for a split to pay"));
 }
 
-TEST(TilingChoice, FourteenWideMapsTakeTwoByTwoNotFourColumns) {
-  ConvGeometry g = conv(256, 256, 14, 3, 64);
-  TilingDecision d = chooseTiling(g, inputs(g, 0.1, 64));
-  EXPECT_EQ(d.tiling.outputsPerThread, 2);
-  EXPECT_EQ(d.tiling.rowsPerThread, 2) << reasons(d);
-}
-
-TEST(TilingChoice, NarrowMapsPackChannelBlocksIntoABlock) {
-  ConvGeometry g = conv(512, 512, 7, 3, 1); // 49 tiles at batch 1
-  TilingDecision d = chooseTiling(g, inputs(g, 0.05, 1));
-  EXPECT_EQ(d.tiling.threadsX, 64);
-  EXPECT_EQ(d.tiling.channelBlocksPerCta, 2);
-  EXPECT_THAT(reasons(d), HasSubstr("49 spatial tiles fill less than 128 threads"));
+TEST(TilingChoice, NarrowMapsShrinkTheBlockAndShareItBetweenChannelBlocks) {
+  ConvGeometry g = conv(512, 512, 7, 3, 1); // 28 two-column tiles at batch 1
+  // Little work (no split): the block shrinks to a warp and takes four
+  // channel blocks.
+  TilingDecision d = chooseTiling(g, inputs(g, 0.001, 1));
+  EXPECT_EQ(d.tiling.threadsX, 32);
+  EXPECT_EQ(d.tiling.channelBlocksPerCta, 4) << reasons(d);
+  EXPECT_THAT(reasons(d), HasSubstr("28 spatial tiles fill less than 128 threads"));
   // Dense channel blocks: two of them side by side would not fit the
   // instruction-cache budget, so one per block.
   TilingDecision heavy = chooseTiling(g, inputs(g, 1.0, 1));
   EXPECT_EQ(heavy.tiling.channelBlocksPerCta, 1);
+  // Enough work at batch 1: the reduction is split instead, within the
+  // block's 1024 threads and 48 KiB.
+  TilingDecision split = chooseTiling(g, inputs(g, 0.05, 1));
+  EXPECT_GT(split.tiling.reductionSplits, 1) << reasons(split);
+  EXPECT_EQ(split.tiling.channelBlocksPerCta, 1);
+  EXPECT_NO_THROW(checkTiling(g, split.tiling, "l"));
 }
 
 TEST(TilingChoice, OverTheCodeBudgetTheTileShrinksBeforeTheLayerGoesDense) {
   ConvGeometry g = conv(256, 256, 28, 3, 256);
   TilingInputs in = inputs(g, 0.1, 256); // 58982 nonzeros
-  in.codeBudgetMultiplyAdds = 65536 * 2;
+  in.codeBudgetMultiplyAdds = 65536;
   TilingDecision d = chooseTiling(g, in);
-  EXPECT_EQ(d.tiling.spatialPerThread(), 2);
+  EXPECT_EQ(d.tiling.spatialPerThread(), 1);
   EXPECT_THAT(reasons(d), HasSubstr("over the code budget"));
 }
 
 TEST(TilingChoice, HalfPrecisionKeepsTheCodeSmallForPtxas) {
   ConvGeometry g = conv(128, 128, 28, 3, 32); // 14746 nonzeros at 90 %
   TilingInputs in = inputs(g, 0.1, 32);
-  EXPECT_EQ(chooseTiling(g, in).tiling.spatialPerThread(), 4);
+  EXPECT_EQ(chooseTiling(g, in).tiling.spatialPerThread(), 2);
   in.halfPrecision = true;
   TilingDecision half = chooseTiling(g, in);
   EXPECT_EQ(half.tiling.spatialPerThread(), 1);
   EXPECT_THAT(reasons(half), HasSubstr("fp16 code over 16384 multiply-adds"));
-  ConvGeometry small = conv(3, 64, 224, 3, 32); // 173 nonzeros: four outputs stay
+  ConvGeometry small = conv(3, 64, 224, 3, 32); // 173 nonzeros: two outputs stay
   TilingInputs smallIn = inputs(small, 0.1, 32);
   smallIn.halfPrecision = true;
-  EXPECT_EQ(chooseTiling(small, smallIn).tiling.spatialPerThread(), 4);
+  EXPECT_EQ(chooseTiling(small, smallIn).tiling.spatialPerThread(), 2);
 }
 
 TEST(TilingChoice, DepthwiseAndOddChannelsTakeTheLargestDividingBk) {
@@ -126,6 +151,7 @@ TEST(TilingChoice, DescribeAndParseRoundTrip) {
   t.imagesPerThread = 2;
   t.threadsX = 64;
   t.channelBlocksPerCta = 2;
+  t.reductionSplits = 3;
   t.skipUnusedInputs = false;
   t.weightPath = WeightPathChoice::Global;
   t.dense = true;
@@ -134,6 +160,26 @@ TEST(TilingChoice, DescribeAndParseRoundTrip) {
   EXPECT_EQ(partial.outputsPerThread, 2);
   EXPECT_TRUE(partial.stageInput);
   EXPECT_EQ(partial.threadsX, 64) << "unnamed keys keep the base's value";
+  EXPECT_EQ(parseTiling("split=4").reductionSplits, 4);
+}
+
+TEST(TilingChoice, SplitLimitsAreCheckedWithTheReason) {
+  ConvGeometry g = conv(16, 16, 8, 3, 1);
+  auto problem = [&](const std::string &text) {
+    try {
+      checkTiling(g, parseTiling(text), "l");
+    } catch (const UnsupportedError &e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(problem("bk=16,bw=2,split=4,threads=32"), "accepted");
+  EXPECT_THAT(problem("bk=4,split=17,threads=32"), HasSubstr("at most the 16 input channels"));
+  EXPECT_THAT(problem("bk=4,split=2,cta-blocks=2"), HasSubstr("needs cta-blocks=1 and stage=0"));
+  EXPECT_THAT(problem("bk=4,split=2,stage=1"), HasSubstr("needs cta-blocks=1 and stage=0"));
+  EXPECT_THAT(problem("bk=16,bw=8"), HasSubstr("accumulators per thread"));
+  EXPECT_THAT(problem("bk=16,bw=2,split=16,threads=128"), HasSubstr("x split at most 1024"));
+  EXPECT_THAT(problem("bk=16,bw=2,split=4,threads=128"), HasSubstr("48 KiB"));
 }
 
 TEST(TilingChoice, BadTilingTextNamesTheProblem) {

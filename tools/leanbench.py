@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Code shape of generated kernels: machine (SASS) instructions per fma in
+the code, registers, spills, ptxas and generation seconds, per layer, arch
+and batch, read from the manifests convgen writes (ptxas measures them; no
+GPU needed). Writes JSON and a Markdown table.
+
+    tools/leanbench.py --convgen build/tools/convgen \\
+        --model examples/esrgan_medium_x4/esrgan_medium_x4-s90.npz \\
+        --arch sm_80 --arch sm_90 --batch 1 --batch 32 -o docs/benchmarks/lean-DATE
+
+Figures are static (from the cubin), not timings. Exit status: 0, or 2 for
+bad usage; a layer convgen fails on is recorded as failed, not fatal.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def run_model(convgen, model, arch, batch, scratch):
+    out = os.path.join(scratch, f"{os.path.basename(model)}-{arch}-b{batch}")
+    command = [convgen, "--weights", model, "--all", "--arch", arch, "--for-batch", str(batch),
+               "-o", out, "--no-cache", "--jobs", "1"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    rows = []
+    for name in sorted(os.listdir(out)) if os.path.isdir(out) else []:
+        if not name.endswith(".json") or name == "convgen-model.json":
+            continue
+        with open(os.path.join(out, name)) as f:
+            m = json.load(f)
+        ptxas = m.get("ptxas") or {}
+        phases = {}
+        rows.append({
+            "model": os.path.basename(model), "layer": m["layer"], "arch": arch, "batch": batch,
+            "kernel": f'{m["geometry"]["kernel"][0]}x{m["geometry"]["kernel"][1]}',
+            "groups": m["geometry"]["groups"], "mode": m["mode"],
+            "tiling": m["tiling"]["spec"], "fma": m["multiply_adds_in_code"],
+            "sass": ptxas.get("sass_instructions"), "sass_per_fma": ptxas.get("sass_per_fma"),
+            "registers": ptxas.get("registers"),
+            "spill_bytes": (ptxas.get("spill_store_bytes") or 0) + (ptxas.get("spill_load_bytes") or 0),
+        })
+    return rows, done.returncode, done.stderr
+
+
+def seconds_by_layer(stderr):
+    """'[3/28] F_1_1: off, 4.40 s' lines: generation seconds per layer."""
+    seconds = {}
+    for line in stderr.splitlines():
+        if "] " in line and line.rstrip().endswith(" s") and ": " in line:
+            try:
+                name = line.split("] ", 1)[1].split(":", 1)[0]
+                seconds[name] = float(line.rsplit(",", 1)[1].strip()[:-2])
+            except (IndexError, ValueError):
+                pass
+    return seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--convgen", default="build/tools/convgen")
+    parser.add_argument("--model", action="append", required=True)
+    parser.add_argument("--arch", action="append", default=[])
+    parser.add_argument("--batch", action="append", type=int, default=[])
+    parser.add_argument("-o", "--output", required=True, help="path stem for .json and .md")
+    args = parser.parse_args()
+    archs = args.arch or ["sm_80"]
+    batches = args.batch or [1]
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for model in args.model:
+            for arch in archs:
+                for batch in batches:
+                    found, status, stderr = run_model(args.convgen, model, arch, batch, scratch)
+                    seconds = seconds_by_layer(stderr)
+                    for row in found:
+                        row["generation_seconds"] = seconds.get(row["layer"])
+                    rows.extend(found)
+                    print(f"leanbench: {os.path.basename(model)} {arch} batch {batch}: "
+                          f"{len(found)} layers (convgen exit {status})", file=sys.stderr)
+    with open(args.output + ".json", "w") as f:
+        json.dump(rows, f, indent=1)
+    with open(args.output + ".md", "w") as f:
+        f.write("| model | layer | kernel | arch | batch | tiling | fma | SASS | SASS/fma | regs | spill B | gen s |\n")
+        f.write("|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n")
+        for r in rows:
+            tiling = ",".join(p for p in r["tiling"].split(",")
+                              if p.split("=")[0] in ("bk", "bw", "bh", "bn", "threads", "split", "weights"))
+            f.write(f'| {r["model"]} | {r["layer"]} | {r["kernel"]}{" dw" if r["groups"] > 1 else ""} '
+                    f'| {r["arch"]} | {r["batch"]} | {tiling}{" dense" if r["mode"] == "dense" else ""} '
+                    f'| {r["fma"]} | {r["sass"]} | {r["sass_per_fma"]} | {r["registers"]} '
+                    f'| {r["spill_bytes"]} | {r["generation_seconds"]} |\n')
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
