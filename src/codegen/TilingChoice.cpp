@@ -108,23 +108,24 @@ TilingDecision chooseTiling(const ConvGeometry &g, const TilingInputs &in) {
         std::to_string(sparseWork) + " multiply-adds) is too small for a split to pay: a "
         "launch costs more");
   } else if (threads < in.targetThreads) {
+    // A split fits the block (1024 threads, 48 KiB to hand the sums over,
+    // threads shrunk to whole warps for it) and is cheap enough.
+    auto acceptable = [&](const Tiling &candidate) {
+      return candidate.threadsPerBlock() <= 1024 && splitFloats(candidate) <= MaxStagedFloats &&
+             splitCostPerMultiplyAdd(g, candidate, density) <= MaxSplitCostPerMultiplyAdd;
+    };
     Tiling split = t;
     const int64_t wanted = (in.targetThreads + threads - 1) / threads;
     for (int64_t parts = std::min<int64_t>(wanted, g.inChannelsPerGroup()); parts > 1; --parts) {
       split.reductionSplits = int(parts);
       split.threadsX = 128;
-      while (split.threadsPerBlock() > 1024 || splitFloats(split) > MaxStagedFloats)
-        if (split.threadsX > 32)
-          split.threadsX /= 2;
-        else
-          break;
-      if (split.threadsPerBlock() <= 1024 && splitFloats(split) <= MaxStagedFloats &&
-          splitCostPerMultiplyAdd(g, split, density) <= MaxSplitCostPerMultiplyAdd)
+      while (split.threadsX > 32 &&
+             (split.threadsPerBlock() > 1024 || splitFloats(split) > MaxStagedFloats))
+        split.threadsX /= 2;
+      if (acceptable(split))
         break;
     }
-    if (split.reductionSplits > 1 && split.threadsPerBlock() <= 1024 &&
-        splitFloats(split) <= MaxStagedFloats &&
-        splitCostPerMultiplyAdd(g, split, density) <= MaxSplitCostPerMultiplyAdd) {
+    if (split.reductionSplits > 1 && acceptable(split)) {
       t = split;
       char cost[32];
       std::snprintf(cost, sizeof(cost), "%.2f", splitCostPerMultiplyAdd(g, t, density));
@@ -138,7 +139,7 @@ TilingDecision chooseTiling(const ConvGeometry &g, const TilingInputs &in) {
       say("split=1: at batch " + std::to_string(batch) + " the outputs give " +
           std::to_string(threads) + " threads, under the " + std::to_string(in.targetThreads) +
           ", but a split of this layer's short reduction would cost more than " +
-          std::to_string(MaxSplitCostPerMultiplyAdd).substr(0, 4) + " instructions per fma");
+          "0.1 instructions per fma (MaxSplitCostPerMultiplyAdd)");
     }
   }
 
