@@ -51,10 +51,11 @@
 #define CONVGEN_SHARED __attribute__((shared))
 
 // Upper bounds of the per-thread tile; the register arrays are sized by them
-// and the specialised code uses only BK x (BN x BH x BW). Loops over them
-// `continue` past the used part rather than `break`, so each loop has a
-// single exit and a trip count SCEV can compute.
-#define CONVGEN_MAX_CHANNELS_PER_THREAD 64
+// and the specialised code uses only BK x (BN x BH x BW). The loops over the
+// tile run to the spec's own bounds (constants once the spec is folded in),
+// not to these maxima: a loop to the maximum that skips the unused part
+// unrolls into a block per skipped iteration, and at 64 of them SROA's
+// promotion over that CFG took most of a layer's generation time.
 #define CONVGEN_MAX_OUTPUTS_PER_THREAD 8 // BN x BH x BW
 // Accumulators per thread: BK x BN x BH x BW at most (registers).
 #define CONVGEN_MAX_ACCUMULATORS 64
@@ -200,7 +201,7 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
     // within the array.
     float acc[CONVGEN_MAX_ACCUMULATORS];
 #pragma unroll
-    for (int a = 0; a < CONVGEN_MAX_ACCUMULATORS; ++a)
+    for (int a = 0; a < g.channelsPerThread * spatialPerThread; ++a)
       acc[a] = 0.0f;
 
 #pragma unroll
@@ -255,9 +256,7 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
             // stays one basic block per channel block (staging aside).
             float x[CONVGEN_MAX_OUTPUTS_PER_THREAD];
 #pragma unroll
-            for (int o = 0; o < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++o) {
-              if (o >= spatialPerThread)
-                continue;
+            for (int o = 0; o < spatialPerThread; ++o) {
               const int j = o % g.outputsPerThread;
               const int i = o / g.outputsPerThread % g.rowsPerThread;
               const int b = o / g.outputsPerThread / g.rowsPerThread;
@@ -294,17 +293,13 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
               }
             }
 #pragma unroll
-            for (int kk = 0; kk < CONVGEN_MAX_CHANNELS_PER_THREAD; ++kk) {
-              if (kk >= g.channelsPerThread)
-                continue;
+            for (int kk = 0; kk < g.channelsPerThread; ++kk) {
               const float weight =
                   weights[(((long long)(k0 + kk) * inChannelsPerGroup + c) * g.kernelH + r) *
                               g.kernelW +
                           s];
 #pragma unroll
-              for (int o = 0; o < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++o) {
-                if (o >= spatialPerThread)
-                  continue;
+              for (int o = 0; o < spatialPerThread; ++o) {
                 float &sum = acc[kk * spatialPerThread + o];
                 sum = __builtin_fmaf(x[o], weight, sum);
               }
@@ -326,9 +321,7 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
       if (reductionPart > 0) {
         float *row = &staged[((reductionPart - 1) * g.threadsX + lane) * rowFloats];
 #pragma unroll
-        for (int a = 0; a < CONVGEN_MAX_ACCUMULATORS; a += 4) {
-          if (a >= accumulators)
-            continue;
+        for (int a = 0; a < accumulators; a += 4) {
           QuadFloat quad = {acc[a], a + 1 < accumulators ? acc[a + 1] : 0.0f,
                             a + 2 < accumulators ? acc[a + 2] : 0.0f,
                             a + 3 < accumulators ? acc[a + 3] : 0.0f};
@@ -340,8 +333,8 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
       for (int part = 1; part < g.reductionSplits; ++part) {
         const float *row = &staged[((part - 1) * g.threadsX + lane) * rowFloats];
 #pragma unroll
-        for (int a = 0; a < CONVGEN_MAX_ACCUMULATORS; a += 4) {
-          if (a >= accumulators || reductionPart > 0)
+        for (int a = 0; a < accumulators; a += 4) {
+          if (reductionPart > 0)
             continue;
           const QuadFloat quad = *reinterpret_cast<const QuadFloat *>(row + a);
 #pragma unroll
@@ -356,15 +349,13 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
     // `return` for the other parts: a second exit would leave the channel
     // block loop without a trip count, and it would not unroll.)
 #pragma unroll
-    for (int kk = 0; kk < CONVGEN_MAX_CHANNELS_PER_THREAD; ++kk) {
-      if (kk >= g.channelsPerThread || reductionPart > 0)
+    for (int kk = 0; kk < g.channelsPerThread; ++kk) {
+      if (reductionPart > 0)
         continue;
       const int k = k0 + kk;
       const float biasValue = g.hasBias ? bias[k] : 0.0f;
 #pragma unroll
-      for (int o = 0; o < CONVGEN_MAX_OUTPUTS_PER_THREAD; ++o) {
-        if (o >= spatialPerThread)
-          continue;
+      for (int o = 0; o < spatialPerThread; ++o) {
         const int j = o % g.outputsPerThread;
         const int i = o / g.outputsPerThread % g.rowsPerThread;
         const int b = o / g.outputsPerThread / g.rowsPerThread;

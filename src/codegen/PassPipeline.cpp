@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <optional>
 #include <llvm/IR/Module.h>
+#include <llvm/Pass.h>
 #include <llvm/Passes/PassBuilder.h>
 #include <llvm/Passes/StandardInstrumentations.h>
 #include <llvm/Support/Error.h>
@@ -18,6 +19,13 @@ namespace convgen {
 
 bool verifyEachPassRequested() {
   const char *value = std::getenv("CONVGEN_VERIFY_EACH_PASS");
+  return value && std::string(value) == "1";
+}
+
+/// CONVGEN_TIME_PASSES=1: LLVM's pass timing report on stderr for every
+/// pipeline run, to see where a layer's generation time goes.
+static bool timePassesRequested() {
+  const char *value = std::getenv("CONVGEN_TIME_PASSES");
   return value && std::string(value) == "1";
 }
 
@@ -55,6 +63,8 @@ void runPipeline(llvm::Module &module, const std::string &pipelineText,
   // With verifyEach, LLVM's standard instrumentation runs the verifier after
   // every pass and aborts naming the pass that broke the IR.
   llvm::PassInstrumentationCallbacks callbacks;
+  if (timePassesRequested())
+    llvm::TimePassesIsEnabled = true; // read by StandardInstrumentations; it prints when destroyed
   llvm::StandardInstrumentations instrumentations(module.getContext(), /*DebugLogging=*/false,
                                                   context.verifyEach);
   instrumentations.registerCallbacks(callbacks, &moduleAnalyses);

@@ -229,9 +229,9 @@ TEST_F(ConvgenCli, GeneratesALayerWithItsManifest) {
                        "ll,weightmap"});
   ASSERT_EQ(result.exitCode, 0) << result.err;
   // The summary row: shape, sparsity, nnz, dense and sparse MACs, fma in
-  // code (one output per thread: at the sidecar's batch 1 the heuristic
-  // keeps the grid wide).
-  EXPECT_THAT(result.out, ContainsRegex("F_m1 +3->64 64x64 3x3 s1 +90.0% +173 +7077888 +708608 +173 "));
+  // code (two outputs per thread, so each nonzero's fma is in the code twice;
+  // three input channels are too short a reduction to split).
+  EXPECT_THAT(result.out, ContainsRegex("F_m1 +3->64 64x64 3x3 s1 +90.0% +173 +7077888 +708608 +346 "));
   EXPECT_THAT(result.out, HasSubstr("total: 1 layer(s)"));
   EXPECT_FALSE(fs::exists(Dir / "out" / "convgen-model.json")) << "only --all writes it";
   for (const char *file : {"F_m1.ptx", "F_m1.weights.bin", "F_m1.json", "F_m1.ll",
@@ -242,19 +242,19 @@ TEST_F(ConvgenCli, GeneratesALayerWithItsManifest) {
   EXPECT_EQ(manifest["dtype"], "f32");
   EXPECT_EQ(manifest["tiling"]["source"], "heuristic");
   EXPECT_EQ(manifest["tiling"]["spec"],
-            "bk=4,bw=1,bh=1,bn=1,threads=128,cta-blocks=1,stage=0,skip=1,weights=auto,dense=0");
+            "bk=32,bw=2,bh=1,bn=1,threads=128,cta-blocks=1,split=1,stage=0,skip=1,weights=auto,dense=0");
   EXPECT_FALSE(manifest["tiling"]["reasons"].empty());
   ASSERT_EQ(manifest["kernels"].size(), 1u);
   EXPECT_EQ(manifest["kernels"][0]["symbol"], "convgen_F_m1");
-  EXPECT_EQ(manifest["kernels"][0]["grid_y"], 16);
+  EXPECT_EQ(manifest["kernels"][0]["grid_y"], 2) << "64 output channels in blocks of 32";
   EXPECT_EQ(manifest["nonzeros"], 173);
-  EXPECT_EQ(manifest["multiply_adds_in_code"], 173);
+  EXPECT_EQ(manifest["multiply_adds_in_code"], 346);
   EXPECT_EQ(manifest["weights"]["count"], 173);
   EXPECT_EQ(fs::file_size(Dir / "out" / "F_m1.weights.bin"), (173u + 64u) * 4);
   EXPECT_THAT(slurp(Dir / "out" / "F_m1.ptx"), HasSubstr(".visible .entry convgen_F_m1("));
   EXPECT_THAT(slurp(Dir / "out" / "F_m1.weightmap.txt"),
-              HasSubstr("WeightMap for 'convgen_F_m1': weights [64, 3, 3, 3], 1584 positions"))
-      << "the 16 (channel block, input channel) pairs with no nonzero are skipped";
+              HasSubstr("WeightMap for 'convgen_F_m1': weights [64, 3, 3, 3], 1728 positions"))
+      << "every (32-channel block, input channel) pair has a nonzero, so none is skipped";
 }
 
 TEST_F(ConvgenCli, SecondRunHitsTheCacheAndWritesNothing) {
@@ -340,7 +340,7 @@ TEST_F(ConvgenCli, TuningIsRecordedPerBatchAndUsedByLaterRuns) {
   Result listed = run({"--weights", ExampleNpz, "--layer", "F_m1", "--for-batch", "8",
                        "--list-tilings", "--cache-dir", cache});
   ASSERT_EQ(listed.exitCode, 0) << listed.err;
-  EXPECT_THAT(listed.out, StartsWith("# F_m1: heuristic bk=4,"));
+  EXPECT_THAT(listed.out, StartsWith("# F_m1: heuristic bk=32,"));
   EXPECT_GE(std::count(listed.out.begin(), listed.out.end(), '\t'), 5) << listed.out;
   EXPECT_FALSE(fs::exists(Dir / "generated")) << "--list-tilings generates nothing";
 

@@ -34,7 +34,8 @@ protected:
     options.hostThreads = 1;
     return options;
   }
-  /// A 3x3 layer at 50 % with one kernel per channel block of 4 filters:
+  /// A 3x3 layer at 50 % with one kernel per channel block of 4 filters
+  /// (bk=4 pinned, so the number of kernels does not follow the heuristic):
   /// the budget is the largest block's code.
   std::pair<ConvLayer, GenerateOptions> splitProbe(const std::string &name, int64_t filters,
                                                    int64_t size, int64_t batch, uint64_t seed) {
@@ -44,7 +45,8 @@ protected:
     ConvLayer probe =
         makeLayer(name, g, prunedWeights(g, SparsityPattern::Uniform, 0.5, random), random);
     GenerateOptions options = generateOptions();
-    options.maxMultiplyAdds = largestChannelBlockCode(probe);
+    options.tilingOverride = "bk=4";
+    options.maxMultiplyAdds = largestChannelBlockCode(probe, options);
     return {probe, options};
   }
   GenerateOptions generateOptions(bool bake = false) {
@@ -158,7 +160,7 @@ TEST_F(LayerVerifierTest, AWriteOutsideTheKernelsOutputsFails) {
 TEST_F(LayerVerifierTest, LargeLayersRunASampleOfBlocks) {
   ConvLayer probe = layer(0.9, 64); // 2 x 64 rows x 16 tiles / 128: 16 x blocks; 2 channel blocks
   GenerateOptions o = generateOptions();
-  o.tilingOverride = "bw=4";
+  o.tilingOverride = "bk=4,bw=4";
   KernelGenerator generator(o);
   BuiltKernel kernel = generator.build(probe);
   VerifyOptions options = verifyOptions();
