@@ -199,10 +199,16 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
 
     // acc[kk x spatialPerThread + o]: checkTiling keeps BK x BN x BH x BW
     // within the array.
+    // Without a split the sums start from the bias: the first multiply-add
+    // adds it, where an add per output in the epilogue would be one more
+    // instruction per output (a layer with few nonzeros per output, like a
+    // 3-channel first layer, pays for it in its instruction count). With a
+    // split, part 0 adds it after combining the parts.
+    const bool biasFirst = g.reductionSplits == 1;
     float acc[CONVGEN_MAX_ACCUMULATORS];
 #pragma unroll
     for (int a = 0; a < g.channelsPerThread * spatialPerThread; ++a)
-      acc[a] = 0.0f;
+      acc[a] = g.hasBias && biasFirst ? bias[k0 + a / spatialPerThread] : 0.0f;
 
 #pragma unroll
     for (int part = 0; part < g.reductionSplits; ++part) {
@@ -353,7 +359,9 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
       if (reductionPart > 0)
         continue;
       const int k = k0 + kk;
-      const float biasValue = g.hasBias ? bias[k] : 0.0f;
+      // (x + 0.0f is not x for x = -0.0f, so no add at all without a bias.)
+      const bool addBias = g.hasBias && !biasFirst;
+      const float biasValue = addBias ? bias[k] : 0.0f;
 #pragma unroll
       for (int o = 0; o < spatialPerThread; ++o) {
         const int j = o % g.outputsPerThread;
@@ -362,7 +370,9 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
         const long long n = minimum(n0 + b, (long long)batch - 1);
         const long long offset = ((n * g.outChannels + k) * g.outHeight + p0 + i) * g.outWidth + q0 + j;
         storeActivation(output, offset,
-                        applyActivation(acc[kk * spatialPerThread + o] + biasValue, g.activation),
+                        applyActivation(addBias ? acc[kk * spatialPerThread + o] + biasValue
+                                                : acc[kk * spatialPerThread + o],
+                                        g.activation),
                         g.halfPrecision);
       }
     }

@@ -17,9 +17,28 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 
-def run_model(convgen, model, arch, batch, scratch):
+def shape_class(geometry):
+    """The issue's target classes: depthwise, 1x1, or k x k (k > 1)."""
+    _, in_per_group, kernel_h, kernel_w = geometry["weight_shape"]
+    if geometry["groups"] > 1 and in_per_group == 1:
+        return "depthwise"
+    return "1x1" if (kernel_h, kernel_w) == (1, 1) else "kxk"
+
+
+def ptxas_seconds(ptxas, ptx, arch):
+    """ptxas's wall time on the layer's PTX, run again here (convgen does not
+    record its own ptxas time: the manifest stays reproducible)."""
+    if not ptxas or not os.path.exists(ptx):
+        return None
+    start = time.monotonic()
+    done = subprocess.run([ptxas, f"-arch={arch}", "-o", os.devnull, ptx], capture_output=True)
+    return round(time.monotonic() - start, 2) if done.returncode == 0 else None
+
+
+def run_model(convgen, ptxas_path, model, arch, batch, scratch):
     out = os.path.join(scratch, f"{os.path.basename(model)}-{arch}-b{batch}")
     command = [convgen, "--weights", model, "--all", "--arch", arch, "--for-batch", str(batch),
                "-o", out, "--no-cache", "--jobs", "1"]
@@ -34,12 +53,14 @@ def run_model(convgen, model, arch, batch, scratch):
         phases = {}
         rows.append({
             "model": os.path.basename(model), "layer": m["layer"], "arch": arch, "batch": batch,
-            "kernel": f'{m["geometry"]["kernel"][0]}x{m["geometry"]["kernel"][1]}',
+            "kernel": "x".join(str(n) for n in m["geometry"]["weight_shape"][2:]),
             "groups": m["geometry"]["groups"], "mode": m["mode"],
+            "shape_class": shape_class(m["geometry"]),
             "tiling": m["tiling"]["spec"], "fma": m["multiply_adds_in_code"],
             "sass": ptxas.get("sass_instructions"), "sass_per_fma": ptxas.get("sass_per_fma"),
             "registers": ptxas.get("registers"),
             "spill_bytes": (ptxas.get("spill_store_bytes") or 0) + (ptxas.get("spill_load_bytes") or 0),
+            "ptxas_seconds": ptxas_seconds(ptxas_path, os.path.join(out, m["ptx"]), arch),
         })
     return rows, done.returncode, done.stderr
 
@@ -63,6 +84,8 @@ def main():
     parser.add_argument("--model", action="append", required=True)
     parser.add_argument("--arch", action="append", default=[])
     parser.add_argument("--batch", action="append", type=int, default=[])
+    parser.add_argument("--ptxas", default="/usr/local/cuda/bin/ptxas",
+                        help="ptxas to time on each layer's PTX ('' to skip)")
     parser.add_argument("-o", "--output", required=True, help="path stem for .json and .md")
     args = parser.parse_args()
     archs = args.arch or ["sm_80"]
@@ -72,7 +95,7 @@ def main():
         for model in args.model:
             for arch in archs:
                 for batch in batches:
-                    found, status, stderr = run_model(args.convgen, model, arch, batch, scratch)
+                    found, status, stderr = run_model(args.convgen, args.ptxas, model, arch, batch, scratch)
                     seconds = seconds_by_layer(stderr)
                     for row in found:
                         row["generation_seconds"] = seconds.get(row["layer"])
@@ -82,15 +105,27 @@ def main():
     with open(args.output + ".json", "w") as f:
         json.dump(rows, f, indent=1)
     with open(args.output + ".md", "w") as f:
-        f.write("| model | layer | kernel | arch | batch | tiling | fma | SASS | SASS/fma | regs | spill B | gen s |\n")
-        f.write("|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n")
+        f.write("| model | layer | kernel | arch | batch | tiling | fma | SASS | SASS/fma | regs | spill B | ptxas s | gen s |\n")
+        f.write("|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
         for r in rows:
             tiling = ",".join(p for p in r["tiling"].split(",")
                               if p.split("=")[0] in ("bk", "bw", "bh", "bn", "threads", "split", "weights"))
             f.write(f'| {r["model"]} | {r["layer"]} | {r["kernel"]}{" dw" if r["groups"] > 1 else ""} '
                     f'| {r["arch"]} | {r["batch"]} | {tiling}{" dense" if r["mode"] == "dense" else ""} '
                     f'| {r["fma"]} | {r["sass"]} | {r["sass_per_fma"]} | {r["registers"]} '
-                    f'| {r["spill_bytes"]} | {r["generation_seconds"]} |\n')
+                    f'| {r["spill_bytes"]} | {r["ptxas_seconds"]} | {r["generation_seconds"]} |\n')
+        f.write("\n| class | arch | batch | layers | worst SASS/fma | layer | spills | dense |\n")
+        f.write("|---|---|---:|---:|---:|---|---:|---:|\n")
+        keys = sorted({(r["shape_class"], r["arch"], r["batch"]) for r in rows})
+        for key in keys:
+            group = [r for r in rows if (r["shape_class"], r["arch"], r["batch"]) == key]
+            measured = [r for r in group if r["sass_per_fma"] is not None]
+            worst = max(measured, key=lambda r: r["sass_per_fma"]) if measured else None
+            f.write(f"| {key[0]} | {key[1]} | {key[2]} | {len(group)} "
+                    f'| {worst["sass_per_fma"] if worst else "-"} '
+                    f'| {worst["model"] + " " + worst["layer"] if worst else "-"} '
+                    f'| {sum(1 for r in group if r["spill_bytes"])} '
+                    f'| {sum(1 for r in group if r["mode"] == "dense")} |\n')
     return 0
 
 

@@ -1,0 +1,67 @@
+"""tools/leanbench.py: it classes layers as the lean-code targets do, reads
+generation seconds from convgen's progress lines, and writes one row per
+layer with the figures of the layer's manifest."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from convgen_tool import SOURCE_DIR, convgen_tool
+
+sys.path.insert(0, os.path.join(SOURCE_DIR, "tools"))
+import codesizebench  # noqa: E402
+import leanbench  # noqa: E402
+
+TOOL = os.path.join(SOURCE_DIR, "tools", "leanbench.py")
+
+
+def geometry(kernel, groups, in_per_group):
+    """The manifest's geometry fields the classes read."""
+    return {"groups": groups, "weight_shape": [8, in_per_group] + kernel}
+
+
+class LeanbenchTest(unittest.TestCase):
+    def test_shape_classes(self):
+        self.assertEqual(leanbench.shape_class(geometry([3, 3], 1, 8)), "kxk")
+        self.assertEqual(leanbench.shape_class(geometry([1, 7], 1, 8)), "kxk")
+        self.assertEqual(leanbench.shape_class(geometry([1, 1], 1, 8)), "1x1")
+        self.assertEqual(leanbench.shape_class(geometry([3, 3], 8, 1)), "depthwise")
+        self.assertEqual(leanbench.shape_class(geometry([3, 3], 2, 4)), "kxk",
+                         "a grouped layer with several channels per group is not depthwise")
+
+    def test_generation_seconds_from_progress_lines(self):
+        seconds = leanbench.seconds_by_layer(
+            "[1/2] F_0: off, 4.40 s\nwarning: something, 3 s\n[2/2] LFF_1: miss, 0.25 s\n")
+        self.assertEqual(seconds, {"F_0": 4.40, "LFF_1": 0.25})
+
+    def test_one_row_per_layer(self):
+        tool = convgen_tool()
+        with tempfile.TemporaryDirectory() as work:
+            model = os.path.join(work, "m.npz")
+            codesizebench.make_model(model, [("k16", 16, 40), ("k32", 32, 80)], 4, 0)
+            stem = os.path.join(work, "lean")
+            ptxas = shutil.which("ptxas", path="/usr/local/cuda/bin") or ""
+            result = subprocess.run([sys.executable, TOOL, "--convgen", tool, "--model", model,
+                                     "--ptxas", ptxas, "-o", stem],
+                                    capture_output=True, text=True, timeout=300)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            with open(stem + ".json") as f:
+                rows = json.load(f)
+            self.assertEqual(sorted(r["layer"] for r in rows), ["k16", "k32"])
+            for row in rows:
+                self.assertEqual(row["shape_class"], "kxk")
+                self.assertGreater(row["fma"], 0)
+                self.assertIsNotNone(row["generation_seconds"])
+                if ptxas:
+                    self.assertGreater(row["sass_per_fma"], 1.0, "every fma is a SASS instruction")
+                    self.assertIsNotNone(row["ptxas_seconds"])
+            with open(stem + ".md") as f:
+                table = f.read()
+            self.assertIn("| kxk | sm_80 | 1 | 2 |", table)
+
+
+if __name__ == "__main__":
+    unittest.main()
