@@ -190,6 +190,23 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
   const long long firstStagedRowTile = firstTileOfBlock / columnTiles;
   const long long localRowTile = imageRowTile - firstStagedRowTile;
 
+  // One output base address per output of the tile (image, row, column),
+  // computed once, before the channel blocks: every store is that base plus
+  // a constant channel offset, which NVPTX folds into the instruction. (A
+  // layer of many small channel blocks, like a depthwise one, otherwise
+  // recomputes the whole 64-bit address in every block.)
+  const long long outputElementBytes = g.halfPrecision ? 2 : 4;
+  char *outputBase[CONVGEN_MAX_OUTPUTS_PER_THREAD];
+#pragma unroll
+  for (int o = 0; o < spatialPerThread; ++o) {
+    const int j = o % g.outputsPerThread;
+    const int i = o / g.outputsPerThread % g.rowsPerThread;
+    const int b = o / g.outputsPerThread / g.rowsPerThread;
+    const long long n = minimum(n0 + b, (long long)batch - 1);
+    const long long position = ((n * g.outChannels) * g.outHeight + p0 + i) * g.outWidth + q0 + j;
+    outputBase[o] = static_cast<char *>(output) + position * outputElementBytes;
+  }
+
 #pragma unroll
   for (int block = g.firstChannelBlock; block < g.firstChannelBlock + g.channelBlocks; ++block) {
     if (block != channelBlock)
@@ -364,12 +381,7 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
       const float biasValue = addBias ? bias[k] : 0.0f;
 #pragma unroll
       for (int o = 0; o < spatialPerThread; ++o) {
-        const int j = o % g.outputsPerThread;
-        const int i = o / g.outputsPerThread % g.rowsPerThread;
-        const int b = o / g.outputsPerThread / g.rowsPerThread;
-        const long long n = minimum(n0 + b, (long long)batch - 1);
-        const long long offset = ((n * g.outChannels + k) * g.outHeight + p0 + i) * g.outWidth + q0 + j;
-        storeActivation(output, offset,
+        storeActivation(outputBase[o], (long long)k * g.outHeight * g.outWidth,
                         applyActivation(addBias ? acc[kk * spatialPerThread + o] + biasValue
                                                 : acc[kk * spatialPerThread + o],
                                         g.activation),

@@ -35,7 +35,11 @@ inline constexpr int64_t FP16TileMultiplyAdds = 16384;
 
 /// The most a split reduction may add, estimated, in machine instructions
 /// per fma of code: past it, a batch-1 layer keeps fewer threads instead.
-inline constexpr double MaxSplitCostPerMultiplyAdd = 0.1;
+/// Simulated (GPGPU-Sim, RTX 3070 config, batch 1), feeding the GPU wins
+/// over the static count: the example's LFF_1 (1x1 128->64) took 42,312
+/// cycles unsplit at 1.46 SASS/fma and 21,349 at split=4 (1.97; estimated
+/// cost 0.35). docs/benchmarks/lean-2026-12-01.md.
+inline constexpr double MaxSplitCostPerMultiplyAdd = 0.4;
 
 /// Layers with less sparse work (nonzeros x outputs x batch) than this are
 /// not split: they finish in the time of a launch either way.
@@ -62,8 +66,10 @@ std::vector<Tiling> candidateTilings(const ConvGeometry &geometry, const TilingI
 
 /// Parses `describe()`'s syntax: comma-separated key=value pairs, any
 /// subset of bk, bw, bh, bn, threads, cta-blocks, split, stage (0/1), skip (0/1),
-/// weights (auto/constant/global/baked) and dense (0/1), over \p base. Throws
-/// InputError naming the text for an unknown key or a bad value.
+/// weights (auto/constant/global/baked) and dense (0/1), over \p base. A text
+/// asking for cta-blocks > 1 or stage=1 without naming split drops the
+/// base's split (they cannot go together). Throws InputError naming the
+/// text for an unknown key or a bad value.
 Tiling parseTiling(const std::string &text, Tiling base = {});
 
 } // namespace convgen

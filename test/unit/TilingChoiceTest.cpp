@@ -50,7 +50,7 @@ TEST(TilingChoice, WideChannelBlocksAndTwoOutputsAtEveryBatch) {
   oneWide.inSize = {8, 1};
   TilingDecision rows = chooseTiling(oneWide, inputs(oneWide, 0.1, 1));
   EXPECT_EQ(rows.tiling.rowsPerThread, 2);
-  EXPECT_EQ(rows.tiling.channelsPerThread, 16) << "48 channels: 16 is the widest dividing";
+  EXPECT_EQ(rows.tiling.channelsPerThread, 24) << "48 channels: 24 is the widest dividing (<= 32)";
 }
 
 TEST(TilingChoice, BatchOneSplitsLongReductionsOnly) {
@@ -61,11 +61,18 @@ TEST(TilingChoice, BatchOneSplitsLongReductionsOnly) {
   EXPECT_NO_THROW(checkTiling(g, one.tiling, "l"));
   TilingDecision many = chooseTiling(g, inputs(g, 0.1, 32));
   EXPECT_EQ(many.tiling.reductionSplits, 1) << "batch 32 fills the GPU";
-  // A 1x1 layer over 128 channels at 90 %: 13 nonzeros per output, too short.
+  // A 1x1 layer over 128 channels at 90 % (the example's LFF_1): 13
+  // nonzeros per output, split in 4 (estimated 0.35 per fma; simulated, the
+  // split halves its cycles).
   ConvGeometry pointwise = conv(128, 64, 64, 1, 1);
-  TilingDecision shortSum = chooseTiling(pointwise, inputs(pointwise, 0.1, 1));
+  TilingDecision lff = chooseTiling(pointwise, inputs(pointwise, 0.1, 1));
+  EXPECT_EQ(lff.tiling.reductionSplits, 4) << reasons(lff);
+  EXPECT_EQ(lff.tiling.threadsX, 32) << "the sums of 3 parts fit 48 KiB at one warp";
+  // Over 32 channels: about 3 nonzeros per output, too short to split.
+  ConvGeometry narrow = conv(32, 64, 128, 1, 1);
+  TilingDecision shortSum = chooseTiling(narrow, inputs(narrow, 0.1, 1));
   EXPECT_EQ(shortSum.tiling.reductionSplits, 1);
-  EXPECT_THAT(reasons(shortSum), HasSubstr("would cost more than"));
+  EXPECT_THAT(reasons(shortSum), HasSubstr("would cost more than an estimated 0.40"));
   // A tiny layer: a launch costs more than the split saves.
   ConvGeometry tiny = conv(8, 8, 8, 3, 1);
   TilingDecision small = chooseTiling(tiny, inputs(tiny, 0.5, 1));
@@ -121,7 +128,14 @@ TEST(TilingChoice, DepthwiseAndOddChannelsTakeTheLargestDividingBk) {
   g.groups = 32;
   EXPECT_EQ(chooseTiling(g, inputs(g, 1.0, 1)).tiling.channelsPerThread, 1);
   ConvGeometry six = conv(8, 6, 10, 1, 1);
-  EXPECT_EQ(chooseTiling(six, inputs(six, 1.0, 1)).tiling.channelsPerThread, 2);
+  EXPECT_EQ(chooseTiling(six, inputs(six, 1.0, 1)).tiling.channelsPerThread, 6)
+      << "not only powers of two: all 6 filters share the loads";
+  ConvGeometry rgb = conv(48, 3, 64, 3, 1); // an RGB output layer (the example's SR)
+  EXPECT_EQ(chooseTiling(rgb, inputs(rgb, 0.1, 1)).tiling.channelsPerThread, 3);
+  ConvGeometry wide = conv(64, 96, 14, 1, 1); // 96: 32 is the widest divisor up to 32
+  EXPECT_EQ(chooseTiling(wide, inputs(wide, 0.1, 1)).tiling.channelsPerThread, 32);
+  ConvGeometry prime = conv(64, 37, 14, 1, 1);
+  EXPECT_EQ(chooseTiling(prime, inputs(prime, 0.1, 1)).tiling.channelsPerThread, 1);
 }
 
 TEST(TilingChoice, CandidatesStartWithTheHeuristicAndAllFit) {
@@ -161,6 +175,15 @@ TEST(TilingChoice, DescribeAndParseRoundTrip) {
   EXPECT_TRUE(partial.stageInput);
   EXPECT_EQ(partial.threadsX, 64) << "unnamed keys keep the base's value";
   EXPECT_EQ(parseTiling("split=4").reductionSplits, 4);
+  // Over a heuristic tiling that splits, what the text asks for wins: a
+  // split cannot go with several channel blocks per block or with staging.
+  Tiling splitBase;
+  splitBase.reductionSplits = 2;
+  EXPECT_EQ(parseTiling("cta-blocks=4", splitBase).reductionSplits, 1);
+  EXPECT_EQ(parseTiling("stage=1", splitBase).reductionSplits, 1);
+  EXPECT_EQ(parseTiling("bk=2", splitBase).reductionSplits, 2);
+  EXPECT_EQ(parseTiling("cta-blocks=4,split=2", splitBase).reductionSplits, 2)
+      << "named, it stays, and checkTiling refuses the pair";
 }
 
 TEST(TilingChoice, SplitLimitsAreCheckedWithTheReason) {
