@@ -128,7 +128,24 @@ TEST(TilingChoice, HalfPrecisionKeepsTheCodeSmallForPtxas) {
 TEST(TilingChoice, DepthwiseAndOddChannelsTakeTheLargestDividingBk) {
   ConvGeometry g = conv(32, 32, 28, 3, 1);
   g.groups = 32;
-  EXPECT_EQ(chooseTiling(g, inputs(g, 1.0, 1)).tiling.channelsPerThread, 1);
+  TilingDecision depthwise = chooseTiling(g, inputs(g, 0.1, 1));
+  EXPECT_EQ(depthwise.tiling.channelsPerThread, 1);
+  EXPECT_EQ(depthwise.tiling.spatialPerThread(), 8) << "the most outputs a thread can take";
+  EXPECT_EQ(depthwise.tiling.outputsPerThread, 8);
+  EXPECT_THAT(reasons(depthwise), HasSubstr("depthwise"));
+  ConvGeometry small = conv(32, 32, 7, 3, 1); // a 7x7 map: a row of 7, one row
+  small.groups = 32;
+  EXPECT_EQ(chooseTiling(small, inputs(small, 0.1, 1)).tiling.outputsPerThread, 7);
+  EXPECT_EQ(chooseTiling(small, inputs(small, 0.1, 1)).tiling.rowsPerThread, 1);
+  ConvGeometry column = conv(16, 16, 1, 3, 1); // one column wide: rows instead
+  column.inSize = {20, 1};
+  column.padding = {1, 0};
+  column.kernel = {3, 1};
+  column.groups = 16;
+  const Tiling tall = chooseTiling(column, inputs(column, 0.1, 1)).tiling;
+  EXPECT_EQ(tall.outputsPerThread, 1);
+  EXPECT_EQ(tall.rowsPerThread, 8);
+  EXPECT_NO_THROW(checkTiling(column, tall, "l"));
   ConvGeometry six = conv(8, 6, 10, 1, 1);
   EXPECT_EQ(chooseTiling(six, inputs(six, 1.0, 1)).tiling.channelsPerThread, 6)
       << "not only powers of two: all 6 filters share the loads";
