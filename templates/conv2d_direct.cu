@@ -273,10 +273,10 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
         for (int r = 0; r < g.kernelH; ++r) {
 #pragma unroll
           for (int s = 0; s < g.kernelW; ++s) {
-            // Branch-free padding: load from a clamped, always valid address
-            // and select zero outside the input. Written with `&` and plain
-            // values so clang emits selects, not branches: the unrolled code
-            // stays one basic block per channel block (staging aside).
+            // Branch-free padding: staged, a select of zero outside the row;
+            // otherwise the zero page as the base (below). Written with `&`
+            // and plain values so clang emits selects, not branches: the
+            // unrolled code stays one basic block per code section.
             float x[CONVGEN_MAX_OUTPUTS_PER_THREAD];
 #pragma unroll
             for (int o = 0; o < spatialPerThread; ++o) {

@@ -19,6 +19,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from genbench import _write_atomically as write_atomically  # noqa: E402  (stdlib only, no numpy)
+
 
 def shape_class(geometry):
     """The issue's target classes: depthwise, 1x1, or k x k (k > 1)."""
@@ -78,6 +81,33 @@ def seconds_by_layer(stderr):
     return seconds
 
 
+def markdown(rows):
+    """One row per layer, then the worst ratio per target class."""
+    lines = ["| model | layer | kernel | arch | batch | tiling | fma | SASS | SASS/fma | regs "
+             "| spill B | ptxas s | gen s |",
+             "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        tiling = ",".join(p for p in r["tiling"].split(",")
+                          if p.split("=")[0] in ("bk", "bw", "bh", "bn", "threads", "split", "weights"))
+        lines.append(
+            f'| {r["model"]} | {r["layer"]} | {r["kernel"]}{" dw" if r["shape_class"] == "depthwise" else ""} '
+            f'| {r["arch"]} | {r["batch"]} | {tiling}{" dense" if r["mode"] == "dense" else ""} '
+            f'| {r["fma"]} | {r["sass"]} | {r["sass_per_fma"]} | {r["registers"]} '
+            f'| {r["spill_bytes"]} | {r["ptxas_seconds"]} | {r["generation_seconds"]} |')
+    lines += ["", "| class | arch | batch | layers | worst SASS/fma | layer | spills | dense |",
+              "|---|---|---:|---:|---:|---|---:|---:|"]
+    for key in sorted({(r["shape_class"], r["arch"], r["batch"]) for r in rows}):
+        group = [r for r in rows if (r["shape_class"], r["arch"], r["batch"]) == key]
+        measured = [r for r in group if r["sass_per_fma"] is not None]
+        worst = max(measured, key=lambda r: r["sass_per_fma"]) if measured else None
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {len(group)} "
+                     f'| {worst["sass_per_fma"] if worst else "-"} '
+                     f'| {worst["model"] + " " + worst["layer"] if worst else "-"} '
+                     f'| {sum(1 for r in group if r["spill_bytes"])} '
+                     f'| {sum(1 for r in group if r["mode"] == "dense")} |')
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--convgen", default="build/tools/convgen")
@@ -102,30 +132,9 @@ def main():
                     rows.extend(found)
                     print(f"leanbench: {os.path.basename(model)} {arch} batch {batch}: "
                           f"{len(found)} layers (convgen exit {status})", file=sys.stderr)
-    with open(args.output + ".json", "w") as f:
-        json.dump(rows, f, indent=1)
-    with open(args.output + ".md", "w") as f:
-        f.write("| model | layer | kernel | arch | batch | tiling | fma | SASS | SASS/fma | regs | spill B | ptxas s | gen s |\n")
-        f.write("|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
-        for r in rows:
-            tiling = ",".join(p for p in r["tiling"].split(",")
-                              if p.split("=")[0] in ("bk", "bw", "bh", "bn", "threads", "split", "weights"))
-            f.write(f'| {r["model"]} | {r["layer"]} | {r["kernel"]}{" dw" if r["groups"] > 1 else ""} '
-                    f'| {r["arch"]} | {r["batch"]} | {tiling}{" dense" if r["mode"] == "dense" else ""} '
-                    f'| {r["fma"]} | {r["sass"]} | {r["sass_per_fma"]} | {r["registers"]} '
-                    f'| {r["spill_bytes"]} | {r["ptxas_seconds"]} | {r["generation_seconds"]} |\n')
-        f.write("\n| class | arch | batch | layers | worst SASS/fma | layer | spills | dense |\n")
-        f.write("|---|---|---:|---:|---:|---|---:|---:|\n")
-        keys = sorted({(r["shape_class"], r["arch"], r["batch"]) for r in rows})
-        for key in keys:
-            group = [r for r in rows if (r["shape_class"], r["arch"], r["batch"]) == key]
-            measured = [r for r in group if r["sass_per_fma"] is not None]
-            worst = max(measured, key=lambda r: r["sass_per_fma"]) if measured else None
-            f.write(f"| {key[0]} | {key[1]} | {key[2]} | {len(group)} "
-                    f'| {worst["sass_per_fma"] if worst else "-"} '
-                    f'| {worst["model"] + " " + worst["layer"] if worst else "-"} '
-                    f'| {sum(1 for r in group if r["spill_bytes"])} '
-                    f'| {sum(1 for r in group if r["mode"] == "dense")} |\n')
+    # Written whole or not at all: a temp file, then a rename.
+    write_atomically(args.output + ".json", json.dumps(rows, indent=1) + "\n")
+    write_atomically(args.output + ".md", markdown(rows))
     return 0
 
 

@@ -104,8 +104,8 @@ TilingDecision chooseTiling(const ConvGeometry &g, const TilingInputs &in) {
   say("bk=" + std::to_string(t.channelsPerThread) + " " + spatialText(t) +
       ": the widest channel block (at most " + std::to_string(MaxWideChannelBlock) +
       ") dividing the " + std::to_string(g.outChannelsPerGroup()) +
-      " output channels per group, with two neighbouring outputs: an input load feeds the "
-      "nonzeros of its column among bk filters, a weight both outputs");
+      " output channels per group, with neighbouring outputs: an input load feeds the "
+      "nonzeros of its column among bk filters, a weight every output of the tile");
 
   while (t.spatialPerThread() > 1 && in.nonzeros * t.spatialPerThread() > in.codeBudgetMultiplyAdds) {
     shrinkSpatial(t);

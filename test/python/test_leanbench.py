@@ -37,6 +37,18 @@ class LeanbenchTest(unittest.TestCase):
             "[1/2] F_0: off, 4.40 s\nwarning: something, 3 s\n[2/2] LFF_1: miss, 0.25 s\n")
         self.assertEqual(seconds, {"F_0": 4.40, "LFF_1": 0.25})
 
+    def test_markdown_marks_only_depthwise_rows(self):
+        def row(layer, shape_class, groups):
+            return {"model": "m", "layer": layer, "kernel": "3x3", "groups": groups,
+                    "shape_class": shape_class, "arch": "sm_80", "batch": 1,
+                    "tiling": "bk=1,bw=8,stage=0", "mode": "sparse", "fma": 10, "sass": 70,
+                    "sass_per_fma": 7.0, "registers": 40, "spill_bytes": 0,
+                    "ptxas_seconds": 0.1, "generation_seconds": 0.2}
+        table = leanbench.markdown([row("dw", "depthwise", 8), row("grouped", "kxk", 2)])
+        self.assertIn("| m | dw | 3x3 dw | sm_80 | 1 | bk=1,bw=8 |", table)
+        self.assertIn("| m | grouped | 3x3 | sm_80 | 1 |", table, "groups of 4 channels are not depthwise")
+        self.assertIn("| depthwise | sm_80 | 1 | 1 | 7.0 | m dw | 0 | 0 |", table)
+
     def test_one_row_per_layer(self):
         tool = convgen_tool()
         with tempfile.TemporaryDirectory() as work:
