@@ -2,6 +2,7 @@
 
 #include "FullUnroll.h"
 #include "InputBaseHoisting.h"
+#include "SectionExits.h"
 #include "WeightMap.h"
 #include "WeightPacking.h"
 #include "ZeroWeightElimination.h"
@@ -79,6 +80,10 @@ void runPipeline(llvm::Module &module, const std::string &pipelineText,
           llvm::ArrayRef<llvm::PassBuilder::PipelineElement>) {
         if (name == "convgen-full-unroll") {
           passes.addPass(FullUnrollPass());
+          return true;
+        }
+        if (name == "convgen-section-exits") {
+          passes.addPass(SectionExitsPass());
           return true;
         }
         if (name == "convgen-hoist-input-bases") {

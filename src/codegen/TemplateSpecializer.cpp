@@ -33,14 +33,16 @@ const char *TemplateSpecializer::pipeline() {
   //    is a constant;
   // 4. fold the reads of the channel table, now at constant indices, and
   //    drop the input channels it skips (instsimplify, simplifycfg), so the
-  //    weight map sees only the channels the code computes with.
+  //    weight map sees only the channels the code computes with;
+  // 5. send each code section's end past the section checks it decides
+  //    (convgen-section-exits), so the dispatch stays one chain.
   // The general cleanup waits until zero-weight elimination has shrunk the
   // code (cleanupPipeline).
   return "always-inline,"
          "function(sroa<preserve-cfg>,simplifycfg,early-cse,instcombine<no-verify-fixpoint>,sccp,simplifycfg,"
          "loop-simplify,lcssa,loop(loop-rotate,indvars,loop-unroll-full),"
          "sroa<preserve-cfg>,instcombine<no-verify-fixpoint>,simplifycfg,"
-         "loop-simplify,lcssa,convgen-full-unroll,instsimplify,simplifycfg)";
+         "loop-simplify,lcssa,convgen-full-unroll,instsimplify,simplifycfg,convgen-section-exits)";
 }
 
 const char *TemplateSpecializer::densePipeline() {

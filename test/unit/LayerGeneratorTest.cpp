@@ -687,3 +687,29 @@ TEST_F(LayerGeneratorTest, ManifestRecordsTheTilingAndWhy) {
     EXPECT_THAT(e.what(), HasSubstr("layer 'tiled'"));
   }
 }
+
+// The channel-block dispatch of a layer of many small blocks (depthwise)
+// is one compare per block: after its code, a block goes straight to the
+// exit (convgen-section-exits). Without that, the code after every block
+// compared against all later blocks again, which simplifycfg turned into a
+// search tree per block (about 30 setp per block for 7 fma).
+TEST_F(LayerGeneratorTest, DepthwiseDispatchIsOneCompareAndBranchPerChannelBlock) {
+  KernelGenerator generator(options());
+  const int64_t channels = 48;
+  ConvLayer layer = makeLayer("dw", geometry(channels, channels, 8, 8, {3, 3}, {1, 1}, {1, 1},
+                                             {1, 1}, channels),
+                              0.8, 5);
+  GeneratedLayer generated = generator.generate(layer);
+  ASSERT_EQ(generated.mode, "sparse");
+  ASSERT_EQ(generated.tiling.channelsPerThread, 1);
+  const std::string ptx = read("dw.ptx");
+  // One integer compare and one branch per block, plus the tile's own (the
+  // tile guard and the padding's inside tests): far fewer than two per
+  // block. (Float compares are the relu6 epilogue's.)
+  const size_t integerCompares = countOf(ptx, "setp.") - countOf(ptx, "setp.gt.f32") -
+                                 countOf(ptx, "setp.lt.f32");
+  EXPECT_LE(integerCompares, size_t(channels) + 24) << generated.tiling.describe();
+  // Each block's code ends in a jump to the exit; the switch adds about one
+  // more per block.
+  EXPECT_LE(countOf(ptx, "bra"), 2 * size_t(channels) + 32);
+}
