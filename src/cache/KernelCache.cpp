@@ -82,6 +82,7 @@ json infoJson(const GeneratedLayer &info) {
     kernels.push_back({{"symbol", k.symbol},
                        {"first_channel_block", k.channelBlocks.first},
                        {"channel_blocks", k.channelBlocks.count},
+                       {"grid_y", k.gridY},
                        {"multiply_adds", k.multiplyAdds},
                        {"weights_symbol", k.weightsSymbol},
                        {"weights_offset", k.weightsOffset},
@@ -89,6 +90,7 @@ json infoJson(const GeneratedLayer &info) {
   return {{"name", info.name},
           {"kernels", kernels},
           {"tiling", info.tiling.describe()},
+          {"tiles_per_image_group", info.tilesPerImageGroup},
           {"tiling_source", info.tilingSource},
           {"tiling_reasons", info.tilingReasons},
           {"dtype", dtypeName(info.dtype)},
@@ -110,6 +112,7 @@ GeneratedLayer infoFrom(const json &j) {
     LayerKernel kernel;
     kernel.symbol = k.at("symbol").get<std::string>();
     kernel.channelBlocks = {k.at("first_channel_block"), k.at("channel_blocks")};
+    kernel.gridY = k.at("grid_y");
     kernel.multiplyAdds = k.at("multiply_adds");
     kernel.weightsSymbol = k.at("weights_symbol").get<std::string>();
     kernel.weightsOffset = k.at("weights_offset");
@@ -117,6 +120,7 @@ GeneratedLayer infoFrom(const json &j) {
     info.kernels.push_back(kernel);
   }
   info.tiling = parseTiling(j.at("tiling").get<std::string>());
+  info.tilesPerImageGroup = j.at("tiles_per_image_group");
   info.tilingSource = j.at("tiling_source").get<std::string>();
   info.tilingReasons = j.at("tiling_reasons").get<std::vector<std::string>>();
   info.dtype = j.at("dtype").get<std::string>() == "f16" ? DType::F16 : DType::F32;

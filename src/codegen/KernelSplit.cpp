@@ -4,8 +4,8 @@
 
 namespace convgen {
 
-KernelPlan planKernels(const ConvGeometry &geometry, const Tiling &tiling,
-                       const std::vector<float> &weights, const SplitBudget &budget) {
+KernelPartition partitionKernels(const ConvGeometry &geometry, const Tiling &tiling,
+                                 const std::vector<float> &weights, const SplitBudget &budget) {
   const int64_t blocks = geometry.outChannels / tiling.channelsPerThread;
   const int64_t weightsPerBlock = int64_t(weights.size()) / blocks;
   const int64_t spatial = tiling.spatialPerThread();
@@ -19,7 +19,7 @@ KernelPlan planKernels(const ConvGeometry &geometry, const Tiling &tiling,
   const std::vector<uint8_t> used =
       tiling.skipUnusedInputs ? inputChannelsUsed(geometry, tiling, {0, blocks}, weights)
                               : std::vector<uint8_t>();
-  KernelPlan plan;
+  KernelPartition plan;
   int64_t total = 0, templateOfLast = 0;
   int64_t templatePerBlock =
       weightsPerBlock * spatial + geometry.inChannelsPerGroup() * stagingPerChannel;

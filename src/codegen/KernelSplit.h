@@ -20,14 +20,15 @@ struct SplitBudget {
   int64_t maxKernels;              ///< kernels per layer
 };
 
-struct KernelPlan {
+struct KernelPartition {
   std::vector<ChannelBlockRange> kernels; ///< consecutive, covering every channel block
   std::vector<int64_t> multiplyAdds;      ///< sparse multiply-adds of each kernel
   std::string denseReason;                ///< set (and kernels empty) if the layer must go dense
 };
 
-/// Plans the kernels of a layer with OIHW \p weights.
-KernelPlan planKernels(const ConvGeometry &geometry, const Tiling &tiling,
-                       const std::vector<float> &weights, const SplitBudget &budget);
+/// Divides the channel blocks of a layer with OIHW \p weights into kernels
+/// (codegen/LayerPlan builds the layer's plan on it).
+KernelPartition partitionKernels(const ConvGeometry &geometry, const Tiling &tiling,
+                                 const std::vector<float> &weights, const SplitBudget &budget);
 
 } // namespace convgen

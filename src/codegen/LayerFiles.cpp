@@ -76,14 +76,13 @@ static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer
   const ConvGeometry &geometry = layer.geometry;
   const std::string stem = outputStemFor(layer.name);
   const Tiling &tiling = result.tiling;
-  const int64_t tilesPerGroup = tilesPerImageGroup(geometry, tiling);
+  const int64_t tilesPerGroup = result.tilesPerImageGroup;
   nlohmann::json kernels = nlohmann::json::array();
   for (const LayerKernel &kernel : result.kernels)
     kernels.push_back(
         {{"symbol", kernel.symbol},
          {"channel_blocks", {{"first", kernel.channelBlocks.first}, {"count", kernel.channelBlocks.count}}},
-         {"grid_y", (kernel.channelBlocks.count + tiling.channelBlocksPerCta - 1) /
-                        tiling.channelBlocksPerCta},
+         {"grid_y", kernel.gridY},
          {"multiply_adds", kernel.multiplyAdds},
          {"weights",
           {{"symbol", kernel.weightsSymbol},

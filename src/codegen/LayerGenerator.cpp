@@ -2,7 +2,6 @@
 
 #include "WeightMap.h"
 #include "WeightPacking.h"
-#include "codegen/KernelSplit.h"
 #include "codegen/LayerFiles.h"
 #include "codegen/PassPipeline.h"
 #include "codegen/PtxEmitter.h"
@@ -31,15 +30,6 @@ std::string outputStemFor(const std::string &layerName) {
   if (stem.empty() || stem[0] == '.')
     stem.insert(0, "_");
   return stem;
-}
-
-std::string kernelSymbolFor(const std::string &layerName, size_t part, size_t parts) {
-  std::string symbol = "convgen_";
-  for (char c : layerName)
-    symbol += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  if (parts > 1)
-    symbol += "_k" + std::to_string(part);
-  return symbol;
 }
 
 TilingInputs tilingInputs(const ConvLayer &layer, const GenerateOptions &options) {
@@ -88,8 +78,6 @@ TilingDecision decideTiling(const ConvLayer &layer, const GenerateOptions &optio
     *source = from;
   return decision;
 }
-
-static const char *const DenseTilingReason = "dense fallback: skip=0, stage=0, split=1, weights=global";
 
 void describeTilingChoice(GeneratedLayer &info, const ConvLayer &layer,
                           const GenerateOptions &options) {
@@ -149,46 +137,36 @@ BuiltKernel &BuiltKernel::operator=(BuiltKernel &&) noexcept = default;
 BuiltKernel::~BuiltKernel() = default;
 
 /// Specialises, eliminates, packs and cleans up one kernel of a sparse
-/// layer; its packed values are appended to \p built's array, and \p kernel
-/// gets its multiply-adds and weight slice.
+/// layer as \p plan says; its packed values are appended to \p built's
+/// array, and \p kernel gets its multiply-adds and weight slice.
 std::unique_ptr<llvm::Module>
-KernelGenerator::buildSparseKernel(const ConvLayer &layer,
+KernelGenerator::buildSparseKernel(const ConvLayer &layer, const LayerPlan &layerPlan,
+                                   const KernelPlan &plan,
                                    const std::shared_ptr<const std::vector<float>> &weights,
                                    LayerKernel &kernel, BuiltKernel &built) {
   const std::string what = "layer '" + layer.name + "'";
-  const Tiling &tiling = built.info.tiling;
-  const ConvGeometry &geometry = layer.geometry;
   PhaseClock clock(built.info.phaseSeconds);
 
   // 1. Specialise and unroll: every weight load at a constant position.
   //    Input channels a channel block never reads are skipped (their
   //    weights are all zero), so they are not even unrolled.
-  const std::vector<uint8_t> channelsUsed =
-      tiling.skipUnusedInputs
-          ? inputChannelsUsed(geometry, tiling, kernel.channelBlocks, layer.weights)
-          : std::vector<uint8_t>(size_t(kernel.channelBlocks.count * geometry.inChannelsPerGroup()), 1);
-  std::unique_ptr<llvm::Module> module = Specializer->specialize(
-      makeTemplateSpec(geometry, tiling, kernel.channelBlocks, Options.dtype), channelsUsed,
-      kernel.symbol, what);
-  if (tiling.stageInput)
-    TemplateSpecializer::fitSharedMemory(*module, stagedFloats(geometry, tiling), what);
-  else if (tiling.reductionSplits > 1)
-    TemplateSpecializer::fitSharedMemory(*module, splitFloats(tiling), what);
+  std::unique_ptr<llvm::Module> module =
+      Specializer->specialize(plan.spec, plan.inputChannelsUsed, kernel.symbol, what);
+  if (layerPlan.sharedFloats > 0)
+    TemplateSpecializer::fitSharedMemory(*module, layerPlan.sharedFloats, what);
   // Elimination is sound only if every weight this kernel computes with is
   // read at a constant position and feeds nothing but its BN x BH x BW
   // multiply-adds.
-  const int64_t positions = std::count(channelsUsed.begin(), channelsUsed.end(), uint8_t{1}) *
-                            tiling.channelsPerThread * geometry.kernel.h * geometry.kernel.w;
-  const int64_t templateMultiplyAdds = positions * tiling.spatialPerThread();
   WeightMapSummary weightMap = summarizeWeightMap(*module->getFunction(kernel.symbol));
   if (weightMap.nonConstantLoads || weightMap.loadsWithOtherUses ||
-      weightMap.positions != positions || weightMap.multiplyAdds != templateMultiplyAdds)
+      weightMap.positions != plan.templatePositions ||
+      weightMap.multiplyAdds != plan.templateMultiplyAdds)
     throw CheckFailure(what + ": weight map incomplete: " + std::to_string(weightMap.positions) +
-                       " of " + std::to_string(positions) + " positions, " +
+                       " of " + std::to_string(plan.templatePositions) + " positions, " +
                        std::to_string(weightMap.nonConstantLoads) + " non-constant loads, " +
                        std::to_string(weightMap.loadsWithOtherUses) + " loads with other uses, " +
                        std::to_string(weightMap.multiplyAdds) + " of " +
-                       std::to_string(templateMultiplyAdds) + " multiply-adds linked");
+                       std::to_string(plan.templateMultiplyAdds) + " multiply-adds linked");
   if (Options.emit.count("ll"))
     built.specialisedIr.push_back(printModule(*module));
   clock.mark("specialise");
@@ -231,32 +209,25 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
                                   [](float w) { return w != 0.0f; });
   result.denseMultiplyAdds = int64_t(layer.weights.size()) * result.tiling.spatialPerThread();
 
-  // Past the code-size budget the layer is split across kernels by channel
-  // blocks; past the kernel limit, the dense fallback from the same template.
-  KernelPlan plan;
-  if (result.tiling.dense)
-    plan.denseReason = "the tiling asks for the dense kernel (dense=1)";
-  else
-    plan = planKernels(geometry, result.tiling, layer.weights,
-                       {Options.maxMultiplyAdds, Options.maxTemplateMultiplyAdds,
-                        Options.maxKernelsPerLayer});
+  // The plan: sparse or dense, the kernels and their launch, computed once.
+  const LayerPlan plan =
+      planLayer(layer, result.tiling, Options.dtype,
+                {Options.maxMultiplyAdds, Options.maxTemplateMultiplyAdds, Options.maxKernelsPerLayer});
+  result.tiling = plan.tiling;
+  result.tilesPerImageGroup = plan.tilesPerImageGroup;
   result.denseReason = plan.denseReason;
-  result.mode = result.denseReason.empty() ? "sparse" : "dense";
-  if (result.mode == "dense") {
-    // The dense kernel reads every input channel through ld.global.nc.
-    result.tiling.skipUnusedInputs = false;
-    result.tiling.stageInput = false;
-    result.tiling.reductionSplits = 1;
-    result.tiling.weightPath = WeightPathChoice::Global;
+  result.mode = plan.dense() ? "dense" : "sparse";
+  if (plan.dense()) {
     result.tilingReasons.push_back(DenseTilingReason);
     checkTiling(geometry, result.tiling, layer.name);
     PhaseClock clock(result.phaseSeconds);
+    const KernelPlan &kernelPlan = plan.kernels.front();
     LayerKernel kernel;
-    kernel.symbol = kernelSymbolFor(layer.name);
-    kernel.channelBlocks = allChannelBlocks(geometry, result.tiling);
+    kernel.symbol = kernelPlan.symbol;
+    kernel.channelBlocks = kernelPlan.channelBlocks;
+    kernel.gridY = kernelPlan.gridY;
     kernel.weightsCount = int64_t(layer.weights.size());
-    built.module = Specializer->specializeDense(
-        makeTemplateSpec(geometry, result.tiling, Options.dtype), kernel.symbol, what);
+    built.module = Specializer->specializeDense(kernelPlan.spec, kernel.symbol, what);
     clock.mark("specialise");
     result.weightPath = "global";
     built.arrayValues = layer.weights; // the whole OIHW tensor, read by index
@@ -282,14 +253,17 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
     result.weightPath = weightPathName(path);
     auto weights = std::make_shared<const std::vector<float>>(layer.weights);
     for (size_t part = 0; part < plan.kernels.size(); ++part) {
+      const KernelPlan &kernelPlan = plan.kernels[part];
       LayerKernel kernel;
-      kernel.symbol = kernelSymbolFor(layer.name, part, plan.kernels.size());
-      kernel.channelBlocks = plan.kernels[part];
+      kernel.symbol = kernelPlan.symbol;
+      kernel.channelBlocks = kernelPlan.channelBlocks;
+      kernel.gridY = kernelPlan.gridY;
       if (result.weightPath == "constant")
         kernel.weightsSymbol = plan.kernels.size() > 1
                                    ? std::string(PackedWeightsSymbol) + "_k" + std::to_string(part)
                                    : std::string(PackedWeightsSymbol);
-      std::unique_ptr<llvm::Module> module = buildSparseKernel(layer, weights, kernel, built);
+      std::unique_ptr<llvm::Module> module =
+          buildSparseKernel(layer, plan, kernelPlan, weights, kernel, built);
       if (kernel.weightsCount == 0)
         kernel.weightsSymbol.clear(); // nothing survived: no array
       if (!built.module)

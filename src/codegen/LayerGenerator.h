@@ -6,6 +6,7 @@
 #pragma once
 
 #include "codegen/NvptxTarget.h"
+#include "codegen/LayerPlan.h"
 #include "codegen/Ptxas.h"
 #include "codegen/TemplateSpec.h"
 #include "codegen/TilingChoice.h"
@@ -69,6 +70,7 @@ struct GenerateOptions {
 struct LayerKernel {
   std::string symbol;
   ChannelBlockRange channelBlocks;
+  int64_t gridY = 0; ///< blocks of grid y (the plan's)
   int64_t multiplyAdds = 0;
   /// Its packed weights: the constant-bank array's symbol (constant path),
   /// and where its values start in NAME.weights.bin, in floats, and how many.
@@ -84,6 +86,8 @@ struct GeneratedLayer {
   /// so they can be launched in any order. One when dense.
   std::vector<LayerKernel> kernels;
   Tiling tiling;
+  /// Threads of grid x per group of BN images (the plan's launch shape).
+  int64_t tilesPerImageGroup = 0;
   std::string tilingSource; ///< "heuristic", "tuned" or "user"
   std::vector<std::string> tilingReasons;
   DType dtype = DType::F32;
@@ -163,8 +167,9 @@ public:
 private:
   GeneratedLayer generateKeeping(const ConvLayer &layer, BuiltKernel *kept);
   std::unique_ptr<llvm::Module>
-  buildSparseKernel(const ConvLayer &layer, const std::shared_ptr<const std::vector<float>> &weights,
-                    LayerKernel &kernel, BuiltKernel &built);
+  buildSparseKernel(const ConvLayer &layer, const LayerPlan &layerPlan, const KernelPlan &plan,
+                    const std::shared_ptr<const std::vector<float>> &weights, LayerKernel &kernel,
+                    BuiltKernel &built);
 
   GenerateOptions Options;
   std::optional<Ptxas> PtxasTool; ///< found (and its version asked) once
@@ -194,8 +199,5 @@ void describeTilingChoice(GeneratedLayer &info, const ConvLayer &layer,
 /// replaced and a leading '.' guarded, so no name writes outside -o.
 std::string outputStemFor(const std::string &layerName);
 
-/// "layer1.0.conv1" -> "convgen_layer1_0_conv1": a valid PTX identifier.
-/// Kernel \p part of \p parts > 1 gets "_k<part>" appended.
-std::string kernelSymbolFor(const std::string &layerName, size_t part = 0, size_t parts = 1);
 
 } // namespace convgen

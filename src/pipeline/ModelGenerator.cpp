@@ -2,7 +2,7 @@
 
 #include "cache/CacheKey.h"
 #include "cache/KernelCache.h"
-#include "codegen/KernelSplit.h"
+#include "codegen/LayerPlan.h"
 #include "codegen/OperatorTemplate.h"
 #include "codegen/Ptxas.h"
 #include "support/AtomicFile.h"
@@ -70,15 +70,14 @@ Tiling plannedTiling(const ConvLayer &layer, const GenerateOptions &options) {
 }
 
 int64_t estimatedWork(const ConvLayer &layer, const GenerateOptions &options) {
-  Tiling tiling = plannedTiling(layer, options);
-  KernelPlan plan = planKernels(layer.geometry, tiling, layer.weights,
-                                {options.maxMultiplyAdds, options.maxTemplateMultiplyAdds,
-                                 options.maxKernelsPerLayer});
-  if (!plan.denseReason.empty())
+  const LayerPlan plan =
+      planLayer(layer, plannedTiling(layer, options), options.dtype,
+                {options.maxMultiplyAdds, options.maxTemplateMultiplyAdds, options.maxKernelsPerLayer});
+  if (plan.dense())
     return 1000; // the dense fallback keeps its loops: quick to generate
   int64_t work = 0;
-  for (int64_t multiplyAdds : plan.multiplyAdds)
-    work += multiplyAdds;
+  for (const KernelPlan &kernel : plan.kernels)
+    work += kernel.sparseMultiplyAdds;
   return std::max<int64_t>(work, 1000);
 }
 

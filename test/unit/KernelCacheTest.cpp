@@ -29,7 +29,8 @@ CompiledLayer someCompiledLayer() {
   compiled.info.tilingSource = "tuned";
   compiled.info.tilingReasons = {"a reason"};
   compiled.info.dtype = DType::F16;
-  compiled.info.kernels.push_back({"convgen_conv", {0, 2}, 40, "convgen_weights", 0, 3});
+  compiled.info.kernels.push_back({"convgen_conv", {0, 2}, 1, 40, "convgen_weights", 0, 3});
+  compiled.info.tilesPerImageGroup = 12;
   compiled.info.nonzeros = 3;
   compiled.info.multiplyAdds = 40;
   compiled.ptx = ".version 8.0\n.visible .entry convgen_conv()\n{\n}\n";
@@ -159,6 +160,8 @@ TEST_F(KernelCacheTest, EntryRoundTrips) {
   EXPECT_EQ(found->info.kernels[0].symbol, "convgen_conv");
   EXPECT_EQ(found->info.kernels[0].channelBlocks, (ChannelBlockRange{0, 2}));
   EXPECT_EQ(found->info.kernels[0].weightsCount, 3);
+  EXPECT_EQ(found->info.kernels[0].gridY, 1);
+  EXPECT_EQ(found->info.tilesPerImageGroup, 12) << "the plan's launch shape survives the cache";
   EXPECT_EQ(found->info.tiling, stored.info.tiling);
   EXPECT_EQ(found->info.tilingSource, "tuned");
   EXPECT_EQ(found->info.tilingReasons, stored.info.tilingReasons);

@@ -1,4 +1,4 @@
-// The kernel plan: consecutive channel blocks per kernel, within the
+// The kernel partition: consecutive channel blocks per kernel, within the
 // per-kernel budgets, and dense past the kernel limit or when one channel
 // block alone is over a budget.
 #include "codegen/KernelSplit.h"
@@ -30,7 +30,7 @@ const std::vector<float> Weights = {1, 1, 1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 0, 0, 1,
 
 TEST(KernelSplit, OneKernelWhenEverythingFits) {
   Fixture f;
-  KernelPlan plan = planKernels(f.geometry, f.tiling, Weights, {100, 100, 4});
+  KernelPartition plan = partitionKernels(f.geometry, f.tiling, Weights, {100, 100, 4});
   ASSERT_EQ(plan.kernels.size(), 1u);
   EXPECT_EQ(plan.kernels[0], (ChannelBlockRange{0, 4}));
   EXPECT_EQ(plan.multiplyAdds, (std::vector<int64_t>{20}));
@@ -39,7 +39,7 @@ TEST(KernelSplit, OneKernelWhenEverythingFits) {
 
 TEST(KernelSplit, ConsecutiveBlocksWithinTheBudget) {
   Fixture f;
-  KernelPlan plan = planKernels(f.geometry, f.tiling, Weights, {10, 100, 4});
+  KernelPartition plan = partitionKernels(f.geometry, f.tiling, Weights, {10, 100, 4});
   ASSERT_EQ(plan.kernels.size(), 2u);
   EXPECT_EQ(plan.kernels[0], (ChannelBlockRange{0, 2})); // 8 + 2
   EXPECT_EQ(plan.kernels[1], (ChannelBlockRange{2, 2})); // 6 + 4
@@ -48,7 +48,7 @@ TEST(KernelSplit, ConsecutiveBlocksWithinTheBudget) {
 
 TEST(KernelSplit, TemplateLimitBoundsBlocksPerKernel) {
   Fixture f; // each block unrolls 4 weights x BW 2 = 8 multiply-adds of template
-  KernelPlan plan = planKernels(f.geometry, f.tiling, Weights, {100, 24, 4});
+  KernelPartition plan = partitionKernels(f.geometry, f.tiling, Weights, {100, 24, 4});
   ASSERT_EQ(plan.kernels.size(), 2u);
   EXPECT_EQ(plan.kernels[0], (ChannelBlockRange{0, 3}));
   EXPECT_EQ(plan.kernels[1], (ChannelBlockRange{3, 1}));
@@ -56,7 +56,7 @@ TEST(KernelSplit, TemplateLimitBoundsBlocksPerKernel) {
 
 TEST(KernelSplit, DensePastTheKernelLimit) {
   Fixture f;
-  KernelPlan plan = planKernels(f.geometry, f.tiling, Weights, {8, 100, 2});
+  KernelPartition plan = partitionKernels(f.geometry, f.tiling, Weights, {8, 100, 2});
   EXPECT_TRUE(plan.kernels.empty());
   EXPECT_THAT(plan.denseReason, HasSubstr("20 multiply-adds of sparse code need 3 kernels"));
   EXPECT_THAT(plan.denseReason, HasSubstr("over the limit of 2 per layer"));
@@ -64,14 +64,15 @@ TEST(KernelSplit, DensePastTheKernelLimit) {
 
 TEST(KernelSplit, DenseWhenOneBlockAloneIsOverBudget) {
   Fixture f;
-  KernelPlan plan = planKernels(f.geometry, f.tiling, Weights, {7, 100, 100});
+  KernelPartition plan = partitionKernels(f.geometry, f.tiling, Weights, {7, 100, 100});
   EXPECT_TRUE(plan.kernels.empty());
   EXPECT_THAT(plan.denseReason, HasSubstr("channel block 0 alone holds 8 multiply-adds"));
 }
 
 TEST(KernelSplit, AllZeroLayerIsOneKernel) {
   Fixture f;
-  KernelPlan plan = planKernels(f.geometry, f.tiling, std::vector<float>(16, 0.0f), {1, 100, 1});
+  KernelPartition plan =
+      partitionKernels(f.geometry, f.tiling, std::vector<float>(16, 0.0f), {1, 100, 1});
   ASSERT_EQ(plan.kernels.size(), 1u);
   EXPECT_EQ(plan.multiplyAdds, (std::vector<int64_t>{0}));
 }
