@@ -41,9 +41,10 @@ def ptxas_seconds(ptxas, ptx, arch):
     return round(time.monotonic() - start, 2) if done.returncode == 0 else None
 
 
-def run_model(convgen, ptxas_path, model, arch, batch, scratch):
+def run_model(convgen, ptxas_path, model, arch, batch, scratch, layers=()):
     out = os.path.join(scratch, f"{os.path.basename(model)}-{arch}-b{batch}")
-    command = [convgen, "--weights", model, "--all", "--arch", arch, "--for-batch", str(batch),
+    selection = [a for name in layers for a in ("--layer", name)] if layers else ["--all"]
+    command = [convgen, "--weights", model, *selection, "--arch", arch, "--for-batch", str(batch),
                "-o", out, "--no-cache", "--jobs", "1"]
     done = subprocess.run(command, capture_output=True, text=True)
     rows = []
@@ -116,6 +117,8 @@ def main():
     parser.add_argument("--batch", action="append", type=int, default=[])
     parser.add_argument("--ptxas", default="/usr/local/cuda/bin/ptxas",
                         help="ptxas to time on each layer's PTX ('' to skip)")
+    parser.add_argument("--layer", action="append", default=[],
+                        help="only this layer (repeatable; default: every layer of each model)")
     parser.add_argument("-o", "--output", required=True, help="path stem for .json and .md")
     args = parser.parse_args()
     archs = args.arch or ["sm_80"]
@@ -125,7 +128,8 @@ def main():
         for model in args.model:
             for arch in archs:
                 for batch in batches:
-                    found, status, stderr = run_model(args.convgen, args.ptxas, model, arch, batch, scratch)
+                    found, status, stderr = run_model(args.convgen, args.ptxas, model, arch, batch, scratch,
+                                                       args.layer)
                     seconds = seconds_by_layer(stderr)
                     for row in found:
                         row["generation_seconds"] = seconds.get(row["layer"])

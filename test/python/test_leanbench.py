@@ -74,6 +74,19 @@ class LeanbenchTest(unittest.TestCase):
                 table = f.read()
             self.assertIn("| kxk | sm_80 | 1 | 2 |", table)
 
+    def test_layer_selects_the_layers(self):
+        tool = convgen_tool()
+        with tempfile.TemporaryDirectory() as work:
+            model = os.path.join(work, "m.npz")
+            codesizebench.make_model(model, [("k16", 16, 40), ("k32", 32, 80)], 4, 0)
+            stem = os.path.join(work, "lean")
+            result = subprocess.run([sys.executable, TOOL, "--convgen", tool, "--model", model,
+                                     "--layer", "k32", "--ptxas", "", "-o", stem],
+                                    capture_output=True, text=True, timeout=300)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            with open(stem + ".json") as f:
+                self.assertEqual([r["layer"] for r in json.load(f)], ["k32"])
+
 
 if __name__ == "__main__":
     unittest.main()
