@@ -41,8 +41,9 @@
 //   - with S = reductionSplits > 1, S threads of a block (threadIdx.y % S)
 //     compute the same outputs, each over its slice of ceil(C/groups / S)
 //     input channels (its own code section, selected like the channel
-//     block). Parts 1..S-1 leave their sums in shared memory and part 0
-//     adds them in part order, so the result does not depend on timing.
+//     block). Part 0's sums start from the bias; parts 1..S-1 leave their
+//     sums in shared memory and part 0 adds them in part order, so the
+//     result does not depend on timing.
 //     That keeps the GPU fed where wide channel blocks leave too few
 //     threads (batch 1), without a second kernel or a workspace.
 
@@ -215,22 +216,26 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
     const int group = k0 / outChannelsPerGroup;
 
     // acc[kk x spatialPerThread + o]: checkTiling keeps BK x BN x BH x BW
-    // within the array.
-    // Without a split the sums start from the bias: the first multiply-add
-    // adds it, where an add per output in the epilogue would be one more
-    // instruction per output (a layer with few nonzeros per output, like a
-    // 3-channel first layer, pays for it in its instruction count). With a
-    // split, part 0 adds it after combining the parts.
-    const bool biasFirst = g.reductionSplits == 1;
+    // within the array. Each part's section sets the sums' start (below);
+    // this is for the compiler, which does not know that a thread always
+    // runs one part.
     float acc[CONVGEN_MAX_ACCUMULATORS];
 #pragma unroll
     for (int a = 0; a < g.channelsPerThread * spatialPerThread; ++a)
-      acc[a] = g.hasBias && biasFirst ? bias[k0 + a / spatialPerThread] : 0.0f;
+      acc[a] = 0.0f;
 
 #pragma unroll
     for (int part = 0; part < g.reductionSplits; ++part) {
       if (part != reductionPart)
         continue;
+      // The sums start from the bias, in part 0 (the only part without a
+      // split): the first multiply-add adds it, where an add per output in
+      // the epilogue would be one more instruction per output (a layer with
+      // few nonzeros per output, like a 3-channel first layer, pays for it
+      // in its instruction count). The other parts start from zero.
+#pragma unroll
+      for (int a = 0; a < g.channelsPerThread * spatialPerThread; ++a)
+        acc[a] = g.hasBias && part == 0 ? bias[k0 + a / spatialPerThread] : 0.0f;
 #pragma unroll
       for (int partChannel = 0; partChannel < channelsPerPart; ++partChannel) {
         const int c = part * channelsPerPart + partChannel;
@@ -352,40 +357,36 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
         }
       }
       __nvvm_bar_sync(0);
+      // One test for the whole combine (inside the loops it was one branch
+      // per four sums).
+      if (reductionPart == 0) {
 #pragma unroll
-      for (int part = 1; part < g.reductionSplits; ++part) {
-        const float *row = &staged[((part - 1) * g.threadsX + lane) * rowFloats];
+        for (int part = 1; part < g.reductionSplits; ++part) {
+          const float *row = &staged[((part - 1) * g.threadsX + lane) * rowFloats];
 #pragma unroll
-        for (int a = 0; a < accumulators; a += 4) {
-          if (reductionPart > 0)
-            continue;
-          const QuadFloat quad = *reinterpret_cast<const QuadFloat *>(row + a);
+          for (int a = 0; a < accumulators; a += 4) {
+            const QuadFloat quad = *reinterpret_cast<const QuadFloat *>(row + a);
 #pragma unroll
-          for (int e = 0; e < 4; ++e)
-            if (a + e < accumulators)
-              acc[a + e] += quad[e];
+            for (int e = 0; e < 4; ++e)
+              if (a + e < accumulators)
+                acc[a + e] += quad[e];
+          }
         }
       }
     }
 
-    // Epilogue: bias, activation, store; with a split, part 0 alone. (No
+    // Epilogue: activation and store; with a split, part 0 alone. (No
     // `return` for the other parts: a second exit would leave the channel
     // block loop without a trip count, and it would not unroll.)
+    if (reductionPart == 0) {
 #pragma unroll
-    for (int kk = 0; kk < g.channelsPerThread; ++kk) {
-      if (reductionPart > 0)
-        continue;
-      const int k = k0 + kk;
-      // (x + 0.0f is not x for x = -0.0f, so no add at all without a bias.)
-      const bool addBias = g.hasBias && !biasFirst;
-      const float biasValue = addBias ? bias[k] : 0.0f;
+      for (int kk = 0; kk < g.channelsPerThread; ++kk) {
+        const int k = k0 + kk;
 #pragma unroll
-      for (int o = 0; o < spatialPerThread; ++o) {
-        storeActivation(outputBase[o], (long long)k * g.outHeight * g.outWidth,
-                        applyActivation(addBias ? acc[kk * spatialPerThread + o] + biasValue
-                                                : acc[kk * spatialPerThread + o],
-                                        g.activation),
-                        g.halfPrecision);
+        for (int o = 0; o < spatialPerThread; ++o)
+          storeActivation(outputBase[o], (long long)k * g.outHeight * g.outWidth,
+                          applyActivation(acc[kk * spatialPerThread + o], g.activation),
+                          g.halfPrecision);
       }
     }
   }

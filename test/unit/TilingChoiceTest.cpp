@@ -46,8 +46,10 @@ TEST(TilingChoice, WideChannelBlocksAndTwoOutputsAtEveryBatch) {
     EXPECT_EQ(d.tiling.rowsPerThread, 1);
     EXPECT_THAT(reasons(d), HasSubstr("the widest channel block"));
   }
-  ConvGeometry oneWide = conv(64, 48, 1, 1, 1); // a 1-wide map takes two rows if it can
+  ConvGeometry oneWide = conv(64, 48, 1, 3, 1); // a 1-wide map takes two rows if it can
   oneWide.inSize = {8, 1};
+  oneWide.kernel = {3, 1};
+  oneWide.padding = {1, 0};
   TilingDecision rows = chooseTiling(oneWide, inputs(oneWide, 0.1, 1));
   EXPECT_EQ(rows.tiling.rowsPerThread, 2);
   EXPECT_EQ(rows.tiling.channelsPerThread, 24) << "48 channels: 24 is the widest dividing (<= 32)";
@@ -151,10 +153,31 @@ TEST(TilingChoice, DepthwiseAndOddChannelsTakeTheLargestDividingBk) {
       << "not only powers of two: all 6 filters share the loads";
   ConvGeometry rgb = conv(48, 3, 64, 3, 1); // an RGB output layer (the example's SR)
   EXPECT_EQ(chooseTiling(rgb, inputs(rgb, 0.1, 1)).tiling.channelsPerThread, 3);
-  ConvGeometry wide = conv(64, 96, 14, 1, 1); // 96: 32 is the widest divisor up to 32
+  ConvGeometry wide = conv(64, 96, 14, 3, 1); // 96: 32 is the widest divisor up to 32
   EXPECT_EQ(chooseTiling(wide, inputs(wide, 0.1, 1)).tiling.channelsPerThread, 32);
-  ConvGeometry prime = conv(64, 37, 14, 1, 1);
+  ConvGeometry prime = conv(64, 37, 14, 3, 1);
   EXPECT_EQ(chooseTiling(prime, inputs(prime, 0.1, 1)).tiling.channelsPerThread, 1);
+  ConvGeometry widePointwise = conv(64, 96, 14, 1, 1); // 1x1: up to 64
+  EXPECT_EQ(chooseTiling(widePointwise, inputs(widePointwise, 0.1, 1)).tiling.channelsPerThread, 48);
+  ConvGeometry primePointwise = conv(64, 37, 14, 1, 1);
+  EXPECT_EQ(chooseTiling(primePointwise, inputs(primePointwise, 0.1, 1)).tiling.channelsPerThread, 37)
+      << "one output per thread: all 37 filters fit the accumulators";
+}
+
+// A 1x1 layer's neighbouring outputs share no input, so its tile is one
+// output and up to 64 channels: each input load feeds more nonzeros.
+TEST(TilingChoice, PointwiseTakesChannelsNotOutputs) {
+  ConvGeometry lff = conv(128, 64, 64, 1, 1); // the example's LFF_1
+  for (int64_t batch : {1, 32}) {
+    TilingDecision d = chooseTiling(lff, inputs(lff, 0.1, batch));
+    EXPECT_EQ(d.tiling.channelsPerThread, 64) << reasons(d);
+    EXPECT_EQ(d.tiling.outputsPerThread, 1);
+    EXPECT_EQ(d.tiling.rowsPerThread, 1);
+    EXPECT_THAT(reasons(d), HasSubstr("share no input"));
+  }
+  ConvGeometry strided = conv(256, 512, 56, 1, 1); // ResNet-50's downsampling 1x1
+  strided.stride = {2, 2};
+  EXPECT_EQ(chooseTiling(strided, inputs(strided, 0.1, 32)).tiling.channelsPerThread, 64);
 }
 
 TEST(TilingChoice, CandidatesStartWithTheHeuristicAndAllFit) {
