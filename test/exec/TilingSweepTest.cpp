@@ -55,6 +55,10 @@ const char *const Tilings[] = {
     "bk=8,bw=2,split=3,threads=32",
     "bk=4,bh=2,split=4,threads=64,weights=global",
     "bk=16,bn=2,split=2,weights=baked",
+    // Trees of three rounds (the parts' sums meet in part 0 by a tree):
+    // 5 and 7 parts, so the last round has a lone part.
+    "bk=2,bw=2,split=5,threads=32",
+    "bk=1,split=7,threads=32,weights=global",
 };
 
 struct TilingCase {
