@@ -24,6 +24,11 @@ struct TilingInputs {
   /// fp16 activations: ptxas takes far longer on fp16 code of the same
   /// size, so the tile is kept smaller (see FP16TileMultiplyAdds).
   bool halfPrecision = false;
+  /// The nonzeros will be fma operands (the constant bank, or immediates),
+  /// not loads: false where they go through ld.global.nc (past the constant
+  /// bank on sm_70 and sm_80). A loaded weight is shared by the outputs of a
+  /// thread's tile, so the tile then keeps several.
+  bool weightsAreOperands = true;
 };
 
 /// With fp16 activations, the most multiply-adds (nnz x outputs per thread)

@@ -713,3 +713,18 @@ TEST_F(LayerGeneratorTest, DepthwiseDispatchIsOneCompareAndBranchPerChannelBlock
   // more per block.
   EXPECT_LE(countOf(ptx, "bra"), 2 * size_t(channels) + 32);
 }
+
+// The heuristic is told whether the weights will be fma operands: on sm_80
+// only while the nonzeros fit the 64 KiB constant bank; on sm_90 (baked)
+// and with --bake-values always.
+TEST_F(LayerGeneratorTest, TilingInputsSayWhetherWeightsAreOperands) {
+  ConvLayer small = makeLayer("small", geometry(16, 16, 8, 8, {1, 1}, {1, 1}, {0, 0}), 0.5, 3);
+  ConvLayer large = makeLayer("large", geometry(256, 128, 8, 8, {1, 1}, {1, 1}, {0, 0}), 0.0, 3);
+  GenerateOptions o = options();
+  EXPECT_TRUE(tilingInputs(small, o).weightsAreOperands);
+  EXPECT_FALSE(tilingInputs(large, o).weightsAreOperands) << "32768 nonzeros: 128 KiB";
+  o.arch = parseArch("sm_90");
+  EXPECT_TRUE(tilingInputs(large, o).weightsAreOperands);
+  o = options(/*bake=*/true);
+  EXPECT_TRUE(tilingInputs(large, o).weightsAreOperands);
+}

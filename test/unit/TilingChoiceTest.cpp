@@ -9,6 +9,7 @@
 
 using namespace convgen;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 namespace {
 
@@ -298,3 +299,18 @@ TEST(TilingChoice, ChannelTableMarksTheInputChannelsABlockReads) {
 }
 
 } // namespace
+
+// Weights read through ld.global.nc (past the constant bank on sm_80) are
+// loads a second output of the tile shares, so a 1x1 layer keeps two
+// outputs per thread there.
+TEST(TilingChoice, PointwiseWithLoadedWeightsKeepsTwoOutputs) {
+  ConvGeometry g = conv(1024, 256, 14, 1, 32); // ResNet-50 layer3 1x1, 26 k nonzeros at 90 %
+  TilingInputs loaded = inputs(g, 0.1, 32);
+  loaded.weightsAreOperands = false;
+  TilingDecision d = chooseTiling(g, loaded);
+  EXPECT_EQ(d.tiling.outputsPerThread, 2) << reasons(d);
+  EXPECT_EQ(d.tiling.channelsPerThread, 32);
+  EXPECT_THAT(reasons(d), Not(HasSubstr("share no input")));
+  EXPECT_EQ(chooseTiling(g, inputs(g, 0.1, 32)).tiling.channelsPerThread, 64)
+      << "with the weights as operands, channels instead";
+}
