@@ -49,17 +49,21 @@ class LeanbenchTest(unittest.TestCase):
         self.assertIn("| m | grouped | 3x3 | sm_80 | 1 |", table, "groups of 4 channels are not depthwise")
         self.assertIn("| depthwise | sm_80 | 1 | 1 | 7.0 | m dw | 0 | 0 |", table)
 
+    def run_leanbench(self, work, *options):
+        """Runs leanbench over a two-layer model (k16, k32) in work; its output stem."""
+        model = os.path.join(work, "m.npz")
+        codesizebench.make_model(model, [("k16", 16, 40), ("k32", 32, 80)], 4, 0)
+        stem = os.path.join(work, "lean")
+        result = subprocess.run([sys.executable, TOOL, "--convgen", convgen_tool(), "--model", model,
+                                 *options, "-o", stem],
+                                capture_output=True, text=True, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return stem
+
     def test_one_row_per_layer(self):
-        tool = convgen_tool()
         with tempfile.TemporaryDirectory() as work:
-            model = os.path.join(work, "m.npz")
-            codesizebench.make_model(model, [("k16", 16, 40), ("k32", 32, 80)], 4, 0)
-            stem = os.path.join(work, "lean")
             ptxas = shutil.which("ptxas", path="/usr/local/cuda/bin") or ""
-            result = subprocess.run([sys.executable, TOOL, "--convgen", tool, "--model", model,
-                                     "--ptxas", ptxas, "-o", stem],
-                                    capture_output=True, text=True, timeout=300)
-            self.assertEqual(result.returncode, 0, result.stderr)
+            stem = self.run_leanbench(work, "--ptxas", ptxas)
             with open(stem + ".json") as f:
                 rows = json.load(f)
             self.assertEqual(sorted(r["layer"] for r in rows), ["k16", "k32"])
@@ -75,15 +79,8 @@ class LeanbenchTest(unittest.TestCase):
             self.assertIn("| kxk | sm_80 | 1 | 2 |", table)
 
     def test_layer_selects_the_layers(self):
-        tool = convgen_tool()
         with tempfile.TemporaryDirectory() as work:
-            model = os.path.join(work, "m.npz")
-            codesizebench.make_model(model, [("k16", 16, 40), ("k32", 32, 80)], 4, 0)
-            stem = os.path.join(work, "lean")
-            result = subprocess.run([sys.executable, TOOL, "--convgen", tool, "--model", model,
-                                     "--layer", "k32", "--ptxas", "", "-o", stem],
-                                    capture_output=True, text=True, timeout=300)
-            self.assertEqual(result.returncode, 0, result.stderr)
+            stem = self.run_leanbench(work, "--layer", "k32", "--ptxas", "")
             with open(stem + ".json") as f:
                 self.assertEqual([r["layer"] for r in json.load(f)], ["k32"])
 

@@ -42,6 +42,13 @@ exit:
 }
 )IR";
 
+std::unique_ptr<llvm::Module> parse(llvm::LLVMContext &context, const std::string &ir) {
+  llvm::SMDiagnostic diagnostic;
+  auto module = llvm::parseAssemblyString(ir, diagnostic, context);
+  EXPECT_TRUE(module) << diagnostic.getMessage().str();
+  return module;
+}
+
 std::string successorOf(llvm::Function &f, const std::string &block) {
   for (llvm::BasicBlock &b : f)
     if (b.getName() == block)
@@ -53,9 +60,8 @@ std::string successorOf(llvm::Function &f, const std::string &block) {
 
 TEST(SectionExits, EachSectionEndsAtTheExit) {
   llvm::LLVMContext context;
-  llvm::SMDiagnostic diagnostic;
-  auto module = llvm::parseAssemblyString(ThreeSections, diagnostic, context);
-  ASSERT_TRUE(module) << diagnostic.getMessage().str();
+  auto module = parse(context, ThreeSections);
+  ASSERT_TRUE(module);
   llvm::Function &kernel = *module->getFunction("kernel");
   ASSERT_EQ(successorOf(kernel, "section0"), "check1");
   runPipeline(*module, "function(convgen-section-exits)");
@@ -71,9 +77,8 @@ TEST(SectionExits, ACheckThatDoesWorkIsNotSkipped) {
   ir.replace(ir.find(compare), compare.size(),
              "  store float 9.0, ptr %out, align 4\n" + compare);
   llvm::LLVMContext context;
-  llvm::SMDiagnostic diagnostic;
-  auto module = llvm::parseAssemblyString(ir, diagnostic, context);
-  ASSERT_TRUE(module) << diagnostic.getMessage().str();
+  auto module = parse(context, ir);
+  ASSERT_TRUE(module);
   llvm::Function &kernel = *module->getFunction("kernel");
   runPipeline(*module, "function(convgen-section-exits)");
   EXPECT_EQ(successorOf(kernel, "section0"), "check1");
@@ -87,9 +92,8 @@ TEST(SectionExits, AnUndecidedEndIsLeftAlone) {
              std::string("br i1 %is0, label %section0, label %check1").size(),
              "br label %section0");
   llvm::LLVMContext context;
-  llvm::SMDiagnostic diagnostic;
-  auto module = llvm::parseAssemblyString(ir, diagnostic, context);
-  ASSERT_TRUE(module) << diagnostic.getMessage().str();
+  auto module = parse(context, ir);
+  ASSERT_TRUE(module);
   llvm::Function &kernel = *module->getFunction("kernel");
   runPipeline(*module, "function(convgen-section-exits)");
   EXPECT_EQ(successorOf(kernel, "section0"), "check1");
