@@ -32,6 +32,11 @@ std::string outputStemFor(const std::string &layerName) {
   return stem;
 }
 
+/// Whether \p nonzeros packed weights fit one module's constant bank.
+static bool fitsConstantBank(int64_t nonzeros, const GenerateOptions &options) {
+  return size_t(nonzeros) * 4 <= options.constantBankLimitBytes;
+}
+
 TilingInputs tilingInputs(const ConvLayer &layer, const GenerateOptions &options) {
   TilingInputs inputs;
   inputs.nonzeros = std::count_if(layer.weights.begin(), layer.weights.end(),
@@ -42,7 +47,7 @@ TilingInputs tilingInputs(const ConvLayer &layer, const GenerateOptions &options
   // As weights=auto resolves (decideTiling, and the generator's constant
   // bank check); an explicit weights= in --tiling is not known yet here.
   inputs.weightsAreOperands = options.bakeValues || options.arch.computeVersion >= 90 ||
-                              size_t(inputs.nonzeros) * 4 <= options.constantBankLimitBytes;
+                              fitsConstantBank(inputs.nonzeros, options);
   return inputs;
 }
 
@@ -245,15 +250,15 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
   } else {
     // One constant bank (64 KiB) per module: every kernel's array fits, or
     // every kernel reads through ld.global.nc.
-    const bool fitsConstantBank = size_t(result.nonzeros) * 4 <= Options.constantBankLimitBytes;
+    const bool fitsBank = fitsConstantBank(result.nonzeros, Options);
     WeightPathChoice path = result.tiling.weightPath;
-    if (path == WeightPathChoice::Constant && !fitsConstantBank)
+    if (path == WeightPathChoice::Constant && !fitsBank)
       throw UnsupportedError(what + ": weights=constant: " + std::to_string(result.nonzeros) +
                              " nonzeros do not fit the " +
                              std::to_string(Options.constantBankLimitBytes) +
                              "-byte constant bank; use weights=global or auto");
     if (path == WeightPathChoice::Auto)
-      path = fitsConstantBank ? WeightPathChoice::Constant : WeightPathChoice::Global;
+      path = fitsBank ? WeightPathChoice::Constant : WeightPathChoice::Global;
     result.weightPath = weightPathName(path);
     auto weights = std::make_shared<const std::vector<float>>(layer.weights);
     for (size_t part = 0; part < plan.kernels.size(); ++part) {

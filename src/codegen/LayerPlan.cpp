@@ -14,12 +14,6 @@ std::string kernelSymbolFor(const std::string &layerName, size_t part, size_t pa
   return symbol;
 }
 
-LaunchShape LayerPlan::launch(const KernelPlan &kernel, int64_t batch) const {
-  const int64_t threads = imageGroups(batch, tiling) * tilesPerImageGroup;
-  return {(threads + tiling.threadsX - 1) / tiling.threadsX, kernel.gridY, tiling.threadsX,
-          tiling.blockY()};
-}
-
 /// The dense kernel reads every input channel through ld.global.nc, with
 /// no staging and no split: the same template with its loops kept.
 static Tiling denseTiling(Tiling tiling) {

@@ -52,9 +52,6 @@ struct LayerPlan {
   /// Threads of grid x per group of BN images (its spatial tiles).
   int64_t tilesPerImageGroup = 0;
   std::vector<KernelPlan> kernels;
-
-  /// The grid and block of \p kernel for a batch of \p batch images.
-  LaunchShape launch(const KernelPlan &kernel, int64_t batch) const;
 };
 
 /// The tiling reason a dense fallback adds to the decided tiling's.
