@@ -28,8 +28,7 @@ void annotateWeights(Function &kernel, unsigned argument, const std::array<int64
   kernel.setMetadata(WeightsMetadataName, MDNode::get(context, fields));
 }
 
-/// The weights argument and shape from the kernel's metadata.
-static bool readAnnotation(const Function &function, const Argument *&weights,
+bool readWeightsAnnotation(const Function &function, const Argument *&weights,
                            std::array<int64_t, 4> &shape) {
   const MDNode *node = function.getMetadata(WeightsMetadataName);
   if (!node || node->getNumOperands() != 5)
@@ -52,7 +51,7 @@ static bool readAnnotation(const Function &function, const Argument *&weights,
   return true;
 }
 
-static bool isMultiplyAdd(const Instruction *inst) {
+bool isMultiplyAdd(const Instruction *inst) {
   auto *call = dyn_cast<IntrinsicInst>(inst);
   return call && (call->getIntrinsicID() == Intrinsic::fma ||
                   call->getIntrinsicID() == Intrinsic::fmuladd);
@@ -110,7 +109,7 @@ static bool onlyFeeds(Instruction *load, const std::unordered_set<const Instruct
 WeightMap WeightMapAnalysis::run(Function &function, FunctionAnalysisManager &) {
   WeightMap map;
   const Argument *weights = nullptr;
-  if (!readAnnotation(function, weights, map.Shape))
+  if (!readWeightsAnnotation(function, weights, map.Shape))
     return map;
   map.Annotated = true;
   map.WeightsArgument = weights->getArgNo();

@@ -28,6 +28,7 @@
 #include <vector>
 
 namespace llvm {
+class Argument;
 class CallInst;
 class Instruction;
 class LoadInst;
@@ -42,6 +43,14 @@ inline constexpr const char *WeightsMetadataName = "convgen.weights";
 /// Annotates \p kernel for WeightMapAnalysis: argument \p argument holds the
 /// weights, OIHW \p shape.
 void annotateWeights(llvm::Function &kernel, unsigned argument, const std::array<int64_t, 4> &shape);
+
+/// The weights argument and OIHW shape \p kernel is annotated with; false
+/// if it is not (or the annotation is malformed).
+bool readWeightsAnnotation(const llvm::Function &kernel, const llvm::Argument *&weights,
+                           std::array<int64_t, 4> &shape);
+
+/// llvm.fma or llvm.fmuladd: a link of an accumulation chain.
+bool isMultiplyAdd(const llvm::Instruction *inst);
 
 struct WeightUses {
   llvm::LoadInst *load = nullptr;

@@ -39,7 +39,7 @@ struct Options {
   std::vector<std::string> emit;
   bool bakeValues = false;
   int64_t maxMultiplyAdds = 65536;
-  int64_t maxKernels = 4;
+  int64_t maxKernels = 16;
   std::string dtype = "f32";
   std::string tiling;
   int64_t forBatch = 0;
@@ -86,7 +86,8 @@ void addGenerationOptions(CLI::App &app, Options &options) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--max-kernels", options.maxKernels,
-                 "Kernels per layer: a layer that needs more gets a dense kernel instead")
+                 "Kernels per layer (each is a launch): a layer that needs more gets a dense "
+                 "kernel instead")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1024}));
   app.add_option("--dtype", options.dtype,

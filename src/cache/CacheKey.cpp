@@ -101,7 +101,6 @@ std::string layerCacheKey(const ConvLayer &layer, const GenerateOptions &options
       .add("constant_bank_limit", options.constantBankLimitBytes)
       .add("max_multiply_adds", options.maxMultiplyAdds)
       .add("max_kernels", options.maxKernelsPerLayer)
-      .add("max_template_multiply_adds", options.maxTemplateMultiplyAdds)
       .add("ptxas", options.runPtxas ? ptxasVersion : std::string("off"));
   key.add("weights", layer.weights.size());
   key.addBytes("mask", maskBits(layer.weights));
@@ -125,8 +124,7 @@ std::string layerTuningKey(const ConvLayer &layer, const GenerateOptions &option
       .add("bake_values", options.bakeValues)
       .add("constant_bank_limit", options.constantBankLimitBytes)
       .add("max_multiply_adds", options.maxMultiplyAdds)
-      .add("max_kernels", options.maxKernelsPerLayer)
-      .add("max_template_multiply_adds", options.maxTemplateMultiplyAdds);
+      .add("max_kernels", options.maxKernelsPerLayer);
   key.addBytes("mask", maskBits(layer.weights));
   return key.digest();
 }

@@ -1,9 +1,10 @@
 // How a layer's sparse code is divided into kernels. The code for a channel
-// block holds nnz(block) x BN x BH x BW multiply-adds. One kernel takes consecutive
-// channel blocks while its code stays within the per-kernel budget, and its
-// unrolled dense template (what specialisation builds before elimination
-// thins it) within the specialisation limit; a layer needing more kernels
-// than allowed, or with one channel block over either limit, goes dense.
+// block holds nnz(block) x BN x BH x BW multiply-adds. One kernel takes
+// consecutive channel blocks while its code stays within the per-kernel
+// budget; a layer needing more kernels than allowed, or with one channel
+// block over the budget, goes dense. (Specialisation costs follow the
+// nonzeros, ir_passes/SparseUnroll, so the dense template's size sets no
+// limit.)
 #pragma once
 
 #include "codegen/TemplateSpec.h"
@@ -15,9 +16,8 @@
 namespace convgen {
 
 struct SplitBudget {
-  int64_t maxMultiplyAdds;         ///< sparse code per kernel
-  int64_t maxTemplateMultiplyAdds; ///< unrolled dense template per kernel
-  int64_t maxKernels;              ///< kernels per layer
+  int64_t maxMultiplyAdds; ///< sparse code per kernel
+  int64_t maxKernels;      ///< kernels per layer
 };
 
 struct KernelPartition {

@@ -156,43 +156,53 @@ KernelGenerator::buildSparseKernel(const ConvLayer &layer, const LayerPlan &laye
   const std::string what = "layer '" + layer.name + "'";
   PhaseClock clock(built.info.phaseSeconds);
 
-  // 1. Specialise and unroll: every weight load at a constant position.
-  //    Input channels a channel block never reads are skipped (their
-  //    weights are all zero), so they are not even unrolled.
+  // 1. Specialise: the layer's constants in, the reduction loops rolled.
+  // 2. Unroll them, leaving out the zero weights' work as it goes: every
+  //    surviving weight load at a constant position. Input channels a
+  //    channel block never reads are not even copied.
+  TemplateSpecializer::SparseOptions sparse;
+  sparse.weights = weights;
+  sparse.beforeUnroll = [&](const llvm::Module &rolled) {
+    if (Options.emit.count("ll"))
+      built.specialisedIr.push_back(printModule(rolled));
+    clock.mark("specialise");
+  };
   std::unique_ptr<llvm::Module> module =
-      Specializer->specialize(plan.spec, plan.inputChannelsUsed, kernel.symbol, what);
+      Specializer->specialize(plan.spec, plan.inputChannelsUsed, kernel.symbol, what, sparse);
   if (layerPlan.sharedFloats > 0)
     TemplateSpecializer::fitSharedMemory(*module, layerPlan.sharedFloats, what);
-  // Elimination is sound only if every weight this kernel computes with is
-  // read at a constant position and feeds nothing but its BN x BH x BW
-  // multiply-adds.
-  WeightMapSummary weightMap = summarizeWeightMap(*module->getFunction(kernel.symbol));
-  if (weightMap.nonConstantLoads || weightMap.loadsWithOtherUses ||
-      weightMap.positions != plan.templatePositions ||
-      weightMap.multiplyAdds != plan.templateMultiplyAdds)
-    throw CheckFailure(what + ": weight map incomplete: " + std::to_string(weightMap.positions) +
-                       " of " + std::to_string(plan.templatePositions) + " positions, " +
-                       std::to_string(weightMap.nonConstantLoads) + " non-constant loads, " +
-                       std::to_string(weightMap.loadsWithOtherUses) + " loads with other uses, " +
-                       std::to_string(weightMap.multiplyAdds) + " of " +
-                       std::to_string(plan.templateMultiplyAdds) + " multiply-adds linked");
-  if (Options.emit.count("ll"))
-    built.specialisedIr.push_back(printModule(*module));
-  clock.mark("specialise");
 
-  // 2. Delete the zero weights' work, 3. pack the survivors, 4. clean up.
+  // 3. Whatever zero weight the unroll could not place, ZeroWeightElimination
+  //    deletes; then the weight map must show exactly this kernel's
+  //    nonzeros, each read at a constant position and feeding nothing but
+  //    its BN x BH x BW multiply-adds: none lost, none left over.
   llvm::raw_string_ostream weightMapStream(built.weightMapText);
   PipelineContext context;
   context.weights = weights;
   context.packedWeights = std::make_shared<PackedWeights>();
   context.packedWeightsSymbol = kernel.weightsSymbol;
   context.weightMapOut = &weightMapStream;
-  std::string passes =
-      "function(" +
-      std::string(Options.emit.count("weightmap") ? "print<convgen-weight-map>," : "") +
-      "convgen-zero-weight-elimination,convgen-pack-weights<" + built.info.weightPath + ">)";
-  runPipeline(*module, passes, context);
+  runPipeline(*module,
+              "function(convgen-zero-weight-elimination" +
+                  std::string(Options.emit.count("weightmap") ? ",print<convgen-weight-map>" : "") +
+                  ")",
+              context);
+  WeightMapSummary weightMap = summarizeWeightMap(*module->getFunction(kernel.symbol));
+  if (weightMap.nonConstantLoads || weightMap.loadsWithOtherUses ||
+      weightMap.positions != plan.sparsePositions ||
+      weightMap.multiplyAdds != plan.sparseMultiplyAdds)
+    throw CheckFailure(what + ": weight map after elimination: " +
+                       std::to_string(weightMap.positions) + " positions of the " +
+                       std::to_string(plan.sparsePositions) + " nonzeros, " +
+                       std::to_string(weightMap.nonConstantLoads) + " non-constant loads, " +
+                       std::to_string(weightMap.loadsWithOtherUses) + " loads with other uses, " +
+                       std::to_string(weightMap.multiplyAdds) + " of " +
+                       std::to_string(plan.sparseMultiplyAdds) + " multiply-adds linked");
   clock.mark("eliminate");
+
+  // 4. Pack the survivors, 5. clean up.
+  runPipeline(*module, "function(convgen-pack-weights<" + built.info.weightPath + ">)", context);
+  clock.mark("pack");
   runPipeline(*module, TemplateSpecializer::cleanupPipeline());
   clock.mark("cleanup");
   kernel.multiplyAdds = countMultiplyAdds(*module);
@@ -221,7 +231,7 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
   // The plan: sparse or dense, the kernels and their launch, computed once.
   const LayerPlan plan =
       planLayer(layer, result.tiling, Options.dtype,
-                {Options.maxMultiplyAdds, Options.maxTemplateMultiplyAdds, Options.maxKernelsPerLayer});
+                {Options.maxMultiplyAdds, Options.maxKernelsPerLayer});
   result.tiling = plan.tiling;
   result.tilesPerImageGroup = plan.tilesPerImageGroup;
   result.denseReason = plan.denseReason;

@@ -44,12 +44,16 @@ struct GenerateOptions {
   size_t constantBankLimitBytes = 64 * 1024;
   /// Code-size budget per kernel: a layer whose sparse code (nnz x BW
   /// multiply-adds) exceeds it is split by channel blocks across several
-  /// kernels (codegen/KernelSplit). 65536 is about 8 MB of PTX and 40 s of
-  /// generation on 2 cores (see docs/codegen.md); benchmarks on a GPU are
-  /// to settle where speed says.
+  /// kernels (codegen/KernelSplit). ptxas's time grows faster than a
+  /// function's size (docs/benchmarks/generation-2026-12-01.md), so a
+  /// split also compiles faster; benchmarks on a GPU are to settle where
+  /// speed says.
   int64_t maxMultiplyAdds = 65536;
-  /// Kernels per layer: a layer needing more gets the dense fallback.
-  int64_t maxKernelsPerLayer = 4;
+  /// Kernels per layer, the code-size bound kept for the GPU's sake: each
+  /// kernel is one more launch, and 16 x 65536 multiply-adds is about 27 MB
+  /// of machine code for one layer to load. A layer needing more gets the
+  /// dense fallback. At 90 % every layer of ResNet-50 and InceptionV3 fits.
+  int64_t maxKernelsPerLayer = 16;
   /// Activations in fp32 or fp16 (weights and accumulation stay fp32).
   DType dtype = DType::F32;
   /// The batch the tiling heuristic plans for; unset: each layer's own.
@@ -58,11 +62,6 @@ struct GenerateOptions {
   std::string tilingOverride;
   /// Tuned tilings by layer name (from the cache's tuning records).
   std::map<std::string, Tiling> tunedTilings;
-  /// Specialisation unrolls a kernel's part of the dense template (its
-  /// positions x BW) before elimination thins it; past this size that costs
-  /// too much time and memory (262144 took 5.6 s and 315 MB here), so a
-  /// kernel takes fewer channel blocks.
-  int64_t maxTemplateMultiplyAdds = int64_t{1} << 20;
 };
 
 /// One kernel of a layer: a layer is one kernel, or, past the per-kernel

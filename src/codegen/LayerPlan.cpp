@@ -37,10 +37,6 @@ static KernelPlan planKernel(const ConvLayer &layer, const LayerPlan &plan,
       tiling.skipUnusedInputs && !plan.dense()
           ? inputChannelsUsed(geometry, tiling, range, layer.weights)
           : std::vector<uint8_t>(size_t(range.count * geometry.inChannelsPerGroup()), 1);
-  kernel.templatePositions =
-      std::count(kernel.inputChannelsUsed.begin(), kernel.inputChannelsUsed.end(), uint8_t{1}) *
-      tiling.channelsPerThread * geometry.kernel.h * geometry.kernel.w;
-  kernel.templateMultiplyAdds = kernel.templatePositions * tiling.spatialPerThread();
   kernel.gridY = (range.count + tiling.channelBlocksPerCta - 1) / tiling.channelBlocksPerCta;
   return kernel;
 }
@@ -74,6 +70,7 @@ LayerPlan planLayer(const ConvLayer &layer, const Tiling &tiling, DType dtype,
     KernelPlan kernel =
         planKernel(layer, plan, partition.kernels[part], kernelSymbolFor(layer.name, part, parts));
     kernel.sparseMultiplyAdds = partition.multiplyAdds[part];
+    kernel.sparsePositions = kernel.sparseMultiplyAdds / plan.tiling.spatialPerThread();
     plan.kernels.push_back(std::move(kernel));
   }
   return plan;

@@ -28,11 +28,10 @@ struct KernelPlan {
   /// The template's convgen_input_channel_used: per channel block, per
   /// input channel of its group (all ones when dense).
   std::vector<uint8_t> inputChannelsUsed;
-  /// Weight positions (k, c, r, s) the unrolled template reads, and their
-  /// multiply-adds: what the weight map must find before elimination.
-  int64_t templatePositions = 0;
-  int64_t templateMultiplyAdds = 0;
-  /// Nonzeros x BN x BH x BW: the multiply-adds its sparse code will hold.
+  /// Its channel blocks' nonzero weights, and nonzeros x BN x BH x BW: the
+  /// positions and multiply-adds the weight map of its sparse code must
+  /// show, no more, no fewer.
+  int64_t sparsePositions = 0;
   int64_t sparseMultiplyAdds = 0;
   /// Blocks of grid y: its channel blocks, channelBlocksPerCta per block.
   int64_t gridY = 0;

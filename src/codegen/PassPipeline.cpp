@@ -1,8 +1,8 @@
 #include "codegen/PassPipeline.h"
 
-#include "FullUnroll.h"
 #include "InputBaseHoisting.h"
 #include "SectionExits.h"
+#include "SparseUnroll.h"
 #include "WeightMap.h"
 #include "WeightPacking.h"
 #include "ZeroWeightElimination.h"
@@ -78,8 +78,9 @@ void runPipeline(llvm::Module &module, const std::string &pipelineText,
   builder.registerPipelineParsingCallback(
       [&](llvm::StringRef name, llvm::FunctionPassManager &passes,
           llvm::ArrayRef<llvm::PassBuilder::PipelineElement>) {
-        if (name == "convgen-full-unroll") {
-          passes.addPass(FullUnrollPass());
+        if (name == "convgen-sparse-unroll") {
+          // Without weights, a plain full unroll.
+          passes.addPass(SparseUnrollPass(context.weights));
           return true;
         }
         if (name == "convgen-section-exits") {

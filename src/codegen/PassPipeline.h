@@ -1,6 +1,7 @@
 // Runs LLVM pass pipelines written in LLVM's textual syntax, with convgen's
 // passes registered next to LLVM's:
-//   convgen-full-unroll               ir_passes/FullUnroll
+//   convgen-sparse-unroll             ir_passes/SparseUnroll (weights optional:
+//                                     without them, a plain full unroll)
 //   convgen-zero-weight-elimination   ir_passes/ZeroWeightElimination (needs weights)
 //   print<convgen-weight-map>         ir_passes/WeightMap's printer (needs an output)
 //   convgen-pack-weights<constant|global|baked>
@@ -29,7 +30,7 @@ struct PackedWeights; // ir_passes/WeightPacking.h
 bool verifyEachPassRequested();
 
 struct PipelineContext {
-  /// OIHW weights for convgen-zero-weight-elimination.
+  /// OIHW weights for convgen-sparse-unroll and convgen-zero-weight-elimination.
   std::shared_ptr<const std::vector<float>> weights;
   /// Receives the packed values and their indices from convgen-pack-weights.
   std::shared_ptr<PackedWeights> packedWeights;

@@ -24,25 +24,29 @@ unsigned TemplateSpecializer::parseCount() { return TemplateParses.load(); }
 const char *TemplateSpecializer::pipeline() {
   // 1. inline, promote, fold the constants in (instcombine folds loads from
   //    the now-constant spec global), and put loops in canonical rotated form;
-  // 2. LLVM's own full unroll for the small loops (the BK x BW tile loops,
-  //    within its size threshold), then SROA: the accumulator arrays have
-  //    constant indices now and become registers while the code is small.
-  //    (SROA after the big unroll took most of the time);
-  // 3. force the remaining (reduction) loops to unroll completely; the
-  //    unroller folds the induction variables, so each copy's weight offset
-  //    is a constant;
-  // 4. fold the reads of the channel table, now at constant indices, and
-  //    drop the input channels it skips (instsimplify, simplifycfg), so the
-  //    weight map sees only the channels the code computes with;
-  // 5. send each code section's end past the section checks it decides
-  //    (convgen-section-exits), so the dispatch stays one chain.
-  // The general cleanup waits until zero-weight elimination has shrunk the
-  // code (cleanupPipeline).
+  // 2. LLVM's own full unroll for the small loops (the BK x BW tile loops
+  //    and the taps of one input channel, within its size threshold), then
+  //    SROA: the accumulator arrays have constant indices now and become
+  //    registers while the code is small;
+  // 3. canonical form again for the reduction loops that remain (over
+  //    channel blocks, parts and input channels): unrollPipeline() unrolls
+  //    them, consulting the mask.
   return "always-inline,"
          "function(sroa<preserve-cfg>,simplifycfg,early-cse,instcombine<no-verify-fixpoint>,sccp,simplifycfg,"
          "loop-simplify,lcssa,loop(loop-rotate,indvars,loop-unroll-full),"
          "sroa<preserve-cfg>,instcombine<no-verify-fixpoint>,simplifycfg,"
-         "loop-simplify,lcssa,convgen-full-unroll,instsimplify,simplifycfg,convgen-section-exits)";
+         "loop-simplify,lcssa)";
+}
+
+const char *TemplateSpecializer::unrollPipeline() {
+  // 1. unroll the reduction loops completely, never copying a zero weight's
+  //    work (convgen-sparse-unroll): each copy's weight offsets are
+  //    constants, the channel table's reads fold and the input channels it
+  //    skips are not copied;
+  // 2. send each code section's end past the section checks it decides
+  //    (convgen-section-exits), so the dispatch stays one chain.
+  // The general cleanup waits until packing (cleanupPipeline).
+  return "function(convgen-sparse-unroll,instsimplify,simplifycfg,convgen-section-exits)";
 }
 
 const char *TemplateSpecializer::densePipeline() {
@@ -243,19 +247,24 @@ std::unique_ptr<llvm::Module> TemplateSpecializer::specialize(const TemplateSpec
                     kernelName, what);
 }
 
-std::unique_ptr<llvm::Module> TemplateSpecializer::specialize(const TemplateSpec &spec,
-                                                              const std::vector<uint8_t> &channelsUsed,
-                                                              const std::string &kernelName,
-                                                              const std::string &what) const {
+std::unique_ptr<llvm::Module>
+TemplateSpecializer::specialize(const TemplateSpec &spec, const std::vector<uint8_t> &channelsUsed,
+                                const std::string &kernelName, const std::string &what,
+                                const SparseOptions &sparse) const {
   std::unique_ptr<llvm::Module> module =
       cloneWithSpec(*Template, Source, spec, channelsUsed, kernelName, what);
   llvm::Function *kernel = module->getFunction(kernelName);
   runPipeline(*module, pipeline());
-  checkFullyUnrolled(*kernel, what);
-  markReadOnlyPointers(*kernel);
   annotateWeights(*kernel, WeightsArgument,
                   {spec[SpecOutChannels], spec[SpecInChannels] / spec[SpecGroups],
                    spec[SpecKernelH], spec[SpecKernelW]});
+  if (sparse.beforeUnroll)
+    sparse.beforeUnroll(*module);
+  PipelineContext context;
+  context.weights = sparse.weights;
+  runPipeline(*module, unrollPipeline(), context);
+  checkFullyUnrolled(*kernel, what);
+  markReadOnlyPointers(*kernel);
   return module;
 }
 

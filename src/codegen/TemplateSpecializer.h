@@ -1,6 +1,8 @@
 // Specialises an operator template to one layer: clone the template module,
-// give its spec global the layer's constants, then simplify and fully unroll
-// (ir_passes/FullUnroll) so that every weight read has a constant position.
+// give its spec global the layer's constants, simplify, then fully unroll
+// (ir_passes/SparseUnroll) so that every weight read has a constant position.
+// Given the layer's weights, the unroll never copies a zero weight's work:
+// the cost follows the nonzeros, not the dense layer.
 //
 // The template IR is parsed once per specialiser and cloned for each layer:
 // one template serves every layer shape and every pruning round.
@@ -9,6 +11,7 @@
 #include "codegen/OperatorTemplate.h"
 #include "codegen/TemplateSpec.h"
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,18 +30,29 @@ public:
   TemplateSpecializer(llvm::LLVMContext &context, const OperatorTemplate &source);
   ~TemplateSpecializer();
 
+  struct SparseOptions {
+    /// The layer's OIHW weights: the unroll leaves out the multiply-adds of
+    /// the zero ones. Null: the dense template, fully unrolled.
+    std::shared_ptr<const std::vector<float>> weights;
+    /// Called with the specialised module before the unroll, the reduction
+    /// loops still rolled (`--emit ll` prints it: the dense template, with
+    /// the layer's constants, before anything is left out).
+    std::function<void(const llvm::Module &)> beforeUnroll;
+  };
+
   /// A specialised, fully unrolled copy of the template, with the kernel
   /// named \p kernelName and annotated for WeightMapAnalysis (weights are
   /// argument WeightsArgument). \p channelsUsed is the kernel's
   /// convgen_input_channel_used table (inputChannelsUsed). Not yet cleaned
-  /// up: run cleanupPipeline() after zero-weight elimination. \p what names
-  /// the layer in errors.
+  /// up: run cleanupPipeline() after packing. \p what names the layer in
+  /// errors.
   std::unique_ptr<llvm::Module> specialize(const TemplateSpec &spec,
                                            const std::vector<uint8_t> &channelsUsed,
-                                           const std::string &kernelName,
-                                           const std::string &what) const;
+                                           const std::string &kernelName, const std::string &what,
+                                           const SparseOptions &sparse = {}) const;
 
-  /// specialize() with every input channel read (an all-ones table).
+  /// specialize() with every input channel read (an all-ones table) and
+  /// nothing left out.
   std::unique_ptr<llvm::Module> specialize(const TemplateSpec &spec, const std::string &kernelName,
                                            const std::string &what) const;
 
@@ -63,8 +77,11 @@ public:
   static unsigned parseCount();
 
   /// The pass pipeline run after the constants are in, in LLVM's textual
-  /// syntax (`convgen-full-unroll` is ir_passes/FullUnroll).
+  /// syntax: the reduction loops stay rolled.
   static const char *pipeline();
+  /// The unroll of the reduction loops (`convgen-sparse-unroll` is
+  /// ir_passes/SparseUnroll) and the section exits.
+  static const char *unrollPipeline();
   /// The general cleanup run once the code has been specialised and thinned.
   static const char *cleanupPipeline();
   /// The dense fallback's pipeline: constants folded, the small tile loops

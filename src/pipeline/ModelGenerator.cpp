@@ -72,7 +72,7 @@ Tiling plannedTiling(const ConvLayer &layer, const GenerateOptions &options) {
 int64_t estimatedWork(const ConvLayer &layer, const GenerateOptions &options) {
   const LayerPlan plan =
       planLayer(layer, plannedTiling(layer, options), options.dtype,
-                {options.maxMultiplyAdds, options.maxTemplateMultiplyAdds, options.maxKernelsPerLayer});
+                {options.maxMultiplyAdds, options.maxKernelsPerLayer});
   if (plan.dense())
     return 1000; // the dense fallback keeps its loops: quick to generate
   int64_t work = 0;
@@ -115,13 +115,12 @@ void writeModelManifest(const std::vector<LayerOutcome> &outcomes,
 
 uint64_t estimateGenerationBytes(const ConvLayer &layer, const GenerateOptions &options) {
   const int64_t work = estimatedWork(layer, options);
-  const int64_t templateWork =
-      std::min<int64_t>(int64_t(layer.weights.size()) * plannedTiling(layer, options).spatialPerThread(),
-                        options.maxTemplateMultiplyAdds);
   // convgen's share (about 8 KiB per fma in code) and ptxas's, which runs
   // beside it on the PTX (about 6 KiB per fma: ResNet-50 at 90 % peaked at
   // 4.7 GiB for two 236k-fma layers with their ptxas, of which convgen 2.0).
-  return (uint64_t(200) << 20) + uint64_t(work) * (8192 + 6144) + uint64_t(templateWork) * 1300;
+  // The dense template is never unrolled (ir_passes/SparseUnroll), so its
+  // size adds nothing.
+  return (uint64_t(200) << 20) + uint64_t(work) * (8192 + 6144);
 }
 
 std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,

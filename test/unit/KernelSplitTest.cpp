@@ -1,6 +1,6 @@
 // The kernel partition: consecutive channel blocks per kernel, within the
-// per-kernel budgets, and dense past the kernel limit or when one channel
-// block alone is over a budget.
+// per-kernel budget, and dense past the kernel limit or when one channel
+// block alone is over the budget.
 #include "codegen/KernelSplit.h"
 
 #include <gmock/gmock.h>
@@ -30,7 +30,7 @@ const std::vector<float> Weights = {1, 1, 1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 0, 0, 1,
 
 TEST(KernelSplit, OneKernelWhenEverythingFits) {
   Fixture f;
-  KernelPartition plan = partitionKernels(f.geometry, f.tiling, Weights, {100, 100, 4});
+  KernelPartition plan = partitionKernels(f.geometry, f.tiling, Weights, {100, 4});
   ASSERT_EQ(plan.kernels.size(), 1u);
   EXPECT_EQ(plan.kernels[0], (ChannelBlockRange{0, 4}));
   EXPECT_EQ(plan.multiplyAdds, (std::vector<int64_t>{20}));
@@ -39,24 +39,16 @@ TEST(KernelSplit, OneKernelWhenEverythingFits) {
 
 TEST(KernelSplit, ConsecutiveBlocksWithinTheBudget) {
   Fixture f;
-  KernelPartition plan = partitionKernels(f.geometry, f.tiling, Weights, {10, 100, 4});
+  KernelPartition plan = partitionKernels(f.geometry, f.tiling, Weights, {10, 4});
   ASSERT_EQ(plan.kernels.size(), 2u);
   EXPECT_EQ(plan.kernels[0], (ChannelBlockRange{0, 2})); // 8 + 2
   EXPECT_EQ(plan.kernels[1], (ChannelBlockRange{2, 2})); // 6 + 4
   EXPECT_EQ(plan.multiplyAdds, (std::vector<int64_t>{10, 10}));
 }
 
-TEST(KernelSplit, TemplateLimitBoundsBlocksPerKernel) {
-  Fixture f; // each block unrolls 4 weights x BW 2 = 8 multiply-adds of template
-  KernelPartition plan = partitionKernels(f.geometry, f.tiling, Weights, {100, 24, 4});
-  ASSERT_EQ(plan.kernels.size(), 2u);
-  EXPECT_EQ(plan.kernels[0], (ChannelBlockRange{0, 3}));
-  EXPECT_EQ(plan.kernels[1], (ChannelBlockRange{3, 1}));
-}
-
 TEST(KernelSplit, DensePastTheKernelLimit) {
   Fixture f;
-  KernelPartition plan = partitionKernels(f.geometry, f.tiling, Weights, {8, 100, 2});
+  KernelPartition plan = partitionKernels(f.geometry, f.tiling, Weights, {8, 2});
   EXPECT_TRUE(plan.kernels.empty());
   EXPECT_THAT(plan.denseReason, HasSubstr("20 multiply-adds of sparse code need 3 kernels"));
   EXPECT_THAT(plan.denseReason, HasSubstr("over the limit of 2 per layer"));
@@ -64,7 +56,7 @@ TEST(KernelSplit, DensePastTheKernelLimit) {
 
 TEST(KernelSplit, DenseWhenOneBlockAloneIsOverBudget) {
   Fixture f;
-  KernelPartition plan = partitionKernels(f.geometry, f.tiling, Weights, {7, 100, 100});
+  KernelPartition plan = partitionKernels(f.geometry, f.tiling, Weights, {7, 100});
   EXPECT_TRUE(plan.kernels.empty());
   EXPECT_THAT(plan.denseReason, HasSubstr("channel block 0 alone holds 8 multiply-adds"));
 }
@@ -72,7 +64,7 @@ TEST(KernelSplit, DenseWhenOneBlockAloneIsOverBudget) {
 TEST(KernelSplit, AllZeroLayerIsOneKernel) {
   Fixture f;
   KernelPartition plan =
-      partitionKernels(f.geometry, f.tiling, std::vector<float>(16, 0.0f), {1, 100, 1});
+      partitionKernels(f.geometry, f.tiling, std::vector<float>(16, 0.0f), {1, 1});
   ASSERT_EQ(plan.kernels.size(), 1u);
   EXPECT_EQ(plan.multiplyAdds, (std::vector<int64_t>{0}));
 }

@@ -40,7 +40,7 @@ Tiling tiling(int splits = 1) {
   return t;
 }
 
-constexpr SplitBudget Roomy{1 << 20, 1 << 20, 4};
+constexpr SplitBudget Roomy{1 << 20, 4};
 
 } // namespace
 
@@ -56,9 +56,8 @@ TEST(LayerPlan, SparseKernelCarriesItsSpecChannelsAndLaunch) {
   EXPECT_EQ(kernel.spec[SpecChannelBlocks], 4);
   EXPECT_EQ(kernel.spec[SpecChannelsPerThread], 2);
   EXPECT_EQ(kernel.inputChannelsUsed, (std::vector<uint8_t>{1, 1, 1, 0, 1, 1, 1, 1}));
-  // 7 channels used x BK 2 x 3x3, each feeding BW 4 outputs.
-  EXPECT_EQ(kernel.templatePositions, 7 * 2 * 9);
-  EXPECT_EQ(kernel.templateMultiplyAdds, 7 * 2 * 9 * 4);
+  // 8 filters x 2 channels x 3x3, 18 of them zero, each feeding BW 4 outputs.
+  EXPECT_EQ(kernel.sparsePositions, 8 * 2 * 9 - 18);
   EXPECT_EQ(kernel.sparseMultiplyAdds, (8 * 2 * 9 - 18) * 4);
   EXPECT_EQ(plan.sharedFloats, 0);
   EXPECT_EQ(plan.tilesPerImageGroup, 6 * 3) << "6 rows x ceil(10 / 4) column tiles";
@@ -75,7 +74,7 @@ TEST(LayerPlan, SplitReductionPlansItsSharedMemory) {
 TEST(LayerPlan, KernelsPastTheBudgetAreNamedAndEachHasItsOwnSpec) {
   // Each block's code is 2 filters x 18 x BW 4 = 144 (block 1: 72): blocks
   // 0-1 (216) and 2-3 (288) fit 300 each.
-  const LayerPlan plan = planLayer(makeLayer(), tiling(), DType::F16, {300, 1 << 20, 4});
+  const LayerPlan plan = planLayer(makeLayer(), tiling(), DType::F16, {300, 4});
   ASSERT_EQ(plan.kernels.size(), 2u);
   EXPECT_EQ(plan.kernels[0].symbol, "convgen_net_conv1_k0");
   EXPECT_EQ(plan.kernels[1].symbol, "convgen_net_conv1_k1");
@@ -89,7 +88,7 @@ TEST(LayerPlan, KernelsPastTheBudgetAreNamedAndEachHasItsOwnSpec) {
 TEST(LayerPlan, DenseFallbackTakesTheDenseSettingsAndEveryChannel) {
   Tiling asked = tiling(2);
   asked.stageInput = false;
-  const LayerPlan plan = planLayer(makeLayer(), asked, DType::F32, {10, 1 << 20, 4});
+  const LayerPlan plan = planLayer(makeLayer(), asked, DType::F32, {10, 4});
   ASSERT_TRUE(plan.dense());
   EXPECT_THAT(plan.denseReason, HasSubstr("alone holds"));
   EXPECT_EQ(plan.tiling.reductionSplits, 1);
