@@ -11,6 +11,12 @@ Sets:
   resnet50  every distinct conv shape of torchvision's ResNet-50 (224x224 input)
   vgg16     every distinct conv shape of VGG-16 (224x224 input)
   mobilenetv2  MobileNetV2's depthwise shapes and two pointwise layers (224x224 input)
+  resnet50-model     every conv of torchvision's ResNet-50 in order, named as its
+                     state_dict names them (53 layers, repeated shapes included)
+  inceptionv3-model  every conv of torchvision's InceptionV3 without the auxiliary
+                     head (94 layers, 299x299 input, 1x7 / 7x1 / 1x3 / 3x1 kernels)
+The two -model sets are whole networks for timing generation at model scale;
+their geometry is the network's, weights are random as for every set.
 
 Weights are N(0, 1) scaled by 1/sqrt(fan-in) from a seeded generator, then the
 smallest |w| of each layer are set to exactly 0 until the requested fraction is
@@ -90,7 +96,93 @@ MOBILENETV2 = [
     ("pw_576to96_14", 576, 96, 14, 1, 1, 0, 1),
 ]
 
-SETS = {"paper": PAPER, "resnet50": RESNET50, "vgg16": VGG16, "mobilenetv2": MOBILENETV2}
+
+
+def resnet50_model():
+    """torchvision's ResNet-50 (v1.5: the stride on the 3x3), every conv."""
+    layers = [("conv1", 3, 64, 224, 7, 2, 3, 1)]
+    inplanes, size = 64, 56
+    for stage, (planes, blocks, stride) in enumerate(((64, 3, 1), (128, 4, 2), (256, 6, 2),
+                                                      (512, 3, 2)), start=1):
+        for b in range(blocks):
+            s = stride if b == 0 else 1
+            prefix = f"layer{stage}.{b}"
+            layers.append((f"{prefix}.conv1", inplanes, planes, size, 1, 1, 0, 1))
+            layers.append((f"{prefix}.conv2", planes, planes, size, 3, s, 1, 1))
+            out = (size + 2 - 3) // s + 1
+            layers.append((f"{prefix}.conv3", planes, planes * 4, out, 1, 1, 0, 1))
+            if b == 0:
+                layers.append((f"{prefix}.downsample.0", inplanes, planes * 4, size, 1, s, 0, 1))
+            inplanes, size = planes * 4, out
+    return layers
+
+
+def inceptionv3_model():
+    """torchvision's InceptionV3 (eval: no auxiliary head), every conv, in
+    module order. Kernels and paddings may be (height, width) pairs."""
+    layers = []
+
+    def conv(name, c, k, size, kernel, stride=1, padding=0):
+        layers.append((name, c, k, size, kernel, stride, padding, 1))
+
+    conv("Conv2d_1a_3x3", 3, 32, 299, 3, 2)
+    conv("Conv2d_2a_3x3", 32, 32, 149, 3)
+    conv("Conv2d_2b_3x3", 32, 64, 147, 3, 1, 1)
+    conv("Conv2d_3b_1x1", 64, 80, 73, 1)
+    conv("Conv2d_4a_3x3", 80, 192, 73, 3)
+    size, c = 35, 192
+    for name, pool in (("Mixed_5b", 32), ("Mixed_5c", 64), ("Mixed_5d", 64)):
+        conv(f"{name}.branch1x1", c, 64, size, 1)
+        conv(f"{name}.branch5x5_1", c, 48, size, 1)
+        conv(f"{name}.branch5x5_2", 48, 64, size, 5, 1, 2)
+        conv(f"{name}.branch3x3dbl_1", c, 64, size, 1)
+        conv(f"{name}.branch3x3dbl_2", 64, 96, size, 3, 1, 1)
+        conv(f"{name}.branch3x3dbl_3", 96, 96, size, 3, 1, 1)
+        conv(f"{name}.branch_pool", c, pool, size, 1)
+        c = 64 + 64 + 96 + pool
+    conv("Mixed_6a.branch3x3", c, 384, size, 3, 2)
+    conv("Mixed_6a.branch3x3dbl_1", c, 64, size, 1)
+    conv("Mixed_6a.branch3x3dbl_2", 64, 96, size, 3, 1, 1)
+    conv("Mixed_6a.branch3x3dbl_3", 96, 96, size, 3, 2)
+    size, c = 17, 384 + 96 + c
+    for name, c7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
+        conv(f"{name}.branch1x1", c, 192, size, 1)
+        conv(f"{name}.branch7x7_1", c, c7, size, 1)
+        conv(f"{name}.branch7x7_2", c7, c7, size, (1, 7), 1, (0, 3))
+        conv(f"{name}.branch7x7_3", c7, 192, size, (7, 1), 1, (3, 0))
+        conv(f"{name}.branch7x7dbl_1", c, c7, size, 1)
+        conv(f"{name}.branch7x7dbl_2", c7, c7, size, (7, 1), 1, (3, 0))
+        conv(f"{name}.branch7x7dbl_3", c7, c7, size, (1, 7), 1, (0, 3))
+        conv(f"{name}.branch7x7dbl_4", c7, c7, size, (7, 1), 1, (3, 0))
+        conv(f"{name}.branch7x7dbl_5", c7, 192, size, (1, 7), 1, (0, 3))
+        conv(f"{name}.branch_pool", c, 192, size, 1)
+    conv("Mixed_7a.branch3x3_1", c, 192, size, 1)
+    conv("Mixed_7a.branch3x3_2", 192, 320, size, 3, 2)
+    conv("Mixed_7a.branch7x7x3_1", c, 192, size, 1)
+    conv("Mixed_7a.branch7x7x3_2", 192, 192, size, (1, 7), 1, (0, 3))
+    conv("Mixed_7a.branch7x7x3_3", 192, 192, size, (7, 1), 1, (3, 0))
+    conv("Mixed_7a.branch7x7x3_4", 192, 192, size, 3, 2)
+    size, c = 8, 320 + 192 + c
+    for name in ("Mixed_7b", "Mixed_7c"):
+        conv(f"{name}.branch1x1", c, 320, size, 1)
+        conv(f"{name}.branch3x3_1", c, 384, size, 1)
+        conv(f"{name}.branch3x3_2a", 384, 384, size, (1, 3), 1, (0, 1))
+        conv(f"{name}.branch3x3_2b", 384, 384, size, (3, 1), 1, (1, 0))
+        conv(f"{name}.branch3x3dbl_1", c, 448, size, 1)
+        conv(f"{name}.branch3x3dbl_2", 448, 384, size, 3, 1, 1)
+        conv(f"{name}.branch3x3dbl_3a", 384, 384, size, (1, 3), 1, (0, 1))
+        conv(f"{name}.branch3x3dbl_3b", 384, 384, size, (3, 1), 1, (1, 0))
+        conv(f"{name}.branch_pool", c, 192, size, 1)
+        c = 320 + 768 + 768 + 192
+    return layers
+
+
+SETS = {"paper": PAPER, "resnet50": RESNET50, "vgg16": VGG16, "mobilenetv2": MOBILENETV2,
+        "resnet50-model": resnet50_model(), "inceptionv3-model": inceptionv3_model()}
+
+
+def pair(value):
+    return tuple(value) if isinstance(value, tuple) else (value, value)
 
 
 def prune_by_magnitude(weight, sparsity):
@@ -108,16 +200,18 @@ def make(sets, sparsity, batch, seed):
     for set_name in sets:
         for name, c, k, size, kernel, stride, padding, groups in SETS[set_name]:
             layer = f"{set_name}.{name}"
-            fan_in = (c // groups) * kernel * kernel
-            weight = rng.standard_normal((k, c // groups, kernel, kernel)).astype(np.float32)
+            (kh, kw), (ph, pw) = pair(kernel), pair(padding)
+            fan_in = (c // groups) * kh * kw
+            weight = rng.standard_normal((k, c // groups, kh, kw)).astype(np.float32)
             weight /= np.float32(np.sqrt(fan_in))
             arrays[f"{layer}.weight"] = prune_by_magnitude(weight, sparsity)
             arrays[f"{layer}.bias"] = (rng.standard_normal(k) * 0.1).astype(np.float32)
-            out = (size + 2 * padding - kernel) // stride + 1
+            out_h = (size + 2 * ph - kh) // stride + 1
+            out_w = (size + 2 * pw - kw) // stride + 1
             layers.append({"name": layer, "weight": f"{layer}.weight", "bias": f"{layer}.bias",
                            "input": [batch, c, size, size], "stride": [stride, stride],
-                           "padding": [padding, padding], "dilation": [1, 1], "groups": groups,
-                           "activation": "relu", "output": [batch, k, out, out]})
+                           "padding": [ph, pw], "dilation": [1, 1], "groups": groups,
+                           "activation": "relu", "output": [batch, k, out_h, out_w]})
     return arrays, {"model": "+".join(sets), "layers": layers}
 
 
