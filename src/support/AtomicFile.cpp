@@ -96,6 +96,24 @@ std::string readWholeFile(const fs::path &path) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw SystemError("open", path.string(), errno);
+  // One read into a string of the file's size: streaming it through a
+  // stringstream regrows and copies the buffer again and again, which made
+  // hashing convgen's own 48 MB executable for the cache key (every run,
+  // hits included) and reading back a model's cached PTX take seconds.
+  std::streamoff size = -1;
+  if (in.seekg(0, std::ios::end))
+    size = in.tellg();
+  if (size > 0 && in.seekg(0)) {
+    std::string bytes(size_t(size), '\0');
+    in.read(bytes.data(), size);
+    if (in.bad() || in.gcount() != size)
+      throw SystemError("read", path.string(), errno);
+    return bytes;
+  }
+  // No size to go by (a pipe; a /proc file reports 0): stream it.
+  in.clear();
+  in.seekg(0);
+  in.clear();
   std::stringstream text;
   text << in.rdbuf();
   if (in.bad())

@@ -61,3 +61,20 @@ TEST(AtomicFile, UnwritableDirectoryIsASystemError) {
     EXPECT_THAT(error.what(), ::testing::HasSubstr("create directory failed"));
   }
 }
+
+// readWholeFile reads a file of known size in one read, and streams what has
+// no size (a /proc file reports 0): both give the whole content, binary
+// bytes included; an empty file is empty.
+TEST(AtomicFile, ReadWholeFileReadsSizedAndUnsizedFiles) {
+  TempDir dir;
+  std::string bytes(3 * 1024 * 1024 + 7, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i)
+    bytes[i] = char(i * 131 % 251);
+  writeFileAtomically(dir / "big.bin", std::string_view(bytes));
+  EXPECT_EQ(readWholeFile(dir / "big.bin"), bytes);
+  writeFileAtomically(dir / "empty.bin", std::string_view(""));
+  EXPECT_EQ(readWholeFile(dir / "empty.bin"), "");
+  const std::string status = readWholeFile("/proc/self/status");
+  EXPECT_THAT(status, ::testing::HasSubstr("VmRSS:"));
+  EXPECT_THROW(readWholeFile(dir / "missing.bin"), SystemError);
+}
