@@ -3,13 +3,12 @@
 // later checks straight to the exit, and a check that does work of its own
 // is not skipped.
 #include "codegen/PassPipeline.h"
+#include "support/IrText.h"
 
 #include <gtest/gtest.h>
-#include <llvm/AsmParser/Parser.h>
 #include <llvm/IR/Instructions.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
-#include <llvm/Support/SourceMgr.h>
 
 using namespace convgen;
 
@@ -42,13 +41,6 @@ exit:
 }
 )IR";
 
-std::unique_ptr<llvm::Module> parse(llvm::LLVMContext &context, const std::string &ir) {
-  llvm::SMDiagnostic diagnostic;
-  auto module = llvm::parseAssemblyString(ir, diagnostic, context);
-  EXPECT_TRUE(module) << diagnostic.getMessage().str();
-  return module;
-}
-
 std::string successorOf(llvm::Function &f, const std::string &block) {
   for (llvm::BasicBlock &b : f)
     if (b.getName() == block)
@@ -60,7 +52,7 @@ std::string successorOf(llvm::Function &f, const std::string &block) {
 
 TEST(SectionExits, EachSectionEndsAtTheExit) {
   llvm::LLVMContext context;
-  auto module = parse(context, ThreeSections);
+  auto module = test::parseIr(context, ThreeSections);
   ASSERT_TRUE(module);
   llvm::Function &kernel = *module->getFunction("kernel");
   ASSERT_EQ(successorOf(kernel, "section0"), "check1");
@@ -77,7 +69,7 @@ TEST(SectionExits, ACheckThatDoesWorkIsNotSkipped) {
   ir.replace(ir.find(compare), compare.size(),
              "  store float 9.0, ptr %out, align 4\n" + compare);
   llvm::LLVMContext context;
-  auto module = parse(context, ir);
+  auto module = test::parseIr(context, ir);
   ASSERT_TRUE(module);
   llvm::Function &kernel = *module->getFunction("kernel");
   runPipeline(*module, "function(convgen-section-exits)");
@@ -92,7 +84,7 @@ TEST(SectionExits, AnUndecidedEndIsLeftAlone) {
              std::string("br i1 %is0, label %section0, label %check1").size(),
              "br label %section0");
   llvm::LLVMContext context;
-  auto module = parse(context, ir);
+  auto module = test::parseIr(context, ir);
   ASSERT_TRUE(module);
   llvm::Function &kernel = *module->getFunction("kernel");
   runPipeline(*module, "function(convgen-section-exits)");

@@ -4,11 +4,11 @@
 // and nothing of the zero ones, not even their input loads; without weights
 // it is a plain full unroll.
 #include "codegen/PassPipeline.h"
+#include "support/IrText.h"
 
 #include <gtest/gtest.h>
 #include <llvm/Analysis/LoopInfo.h>
 #include <llvm/Analysis/ValueTracking.h>
-#include <llvm/AsmParser/Parser.h>
 #include <llvm/IR/Dominators.h>
 #include <llvm/IR/InstIterator.h>
 #include <llvm/IR/Instructions.h>
@@ -16,7 +16,6 @@
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
 #include <llvm/IR/Verifier.h>
-#include <llvm/Support/SourceMgr.h>
 #include <llvm/Support/raw_ostream.h>
 
 using namespace convgen;
@@ -105,13 +104,6 @@ declare float @llvm.fma.f32(float, float, float)
 !3 = distinct !{!3, !2}
 )IR";
 
-std::unique_ptr<llvm::Module> parse(llvm::LLVMContext &context, const std::string &ir) {
-  llvm::SMDiagnostic diagnostic;
-  auto module = llvm::parseAssemblyString(ir, diagnostic, context);
-  EXPECT_TRUE(module) << diagnostic.getMessage().str();
-  return module;
-}
-
 struct Counts {
   int multiplyAdds = 0;
   int inputLoads = 0;  ///< loads from %x
@@ -122,7 +114,7 @@ struct Counts {
 /// Unrolls \p ir's kernel (with \p weights, or none) and counts what is left.
 Counts unroll(const std::string &ir, std::shared_ptr<const std::vector<float>> weights) {
   llvm::LLVMContext context;
-  auto module = parse(context, ir);
+  auto module = test::parseIr(context, ir);
   if (!module)
     return {};
   PipelineContext pipeline;
