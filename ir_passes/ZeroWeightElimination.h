@@ -12,8 +12,9 @@
 // become +0.0. Everything else is bit-identical to the dense chain.
 //
 // Run: constructed with the layer's OIHW weights (only zero vs nonzero
-// matters); `convgen-zero-weight-elimination` in TemplateSpecializer's
-// pipelines.
+// matters); `convgen-zero-weight-elimination`. The generator runs it after
+// SparseUnroll, which applies the same rule while unrolling, so there it
+// deletes only weights whose offset the unroll could not place.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
