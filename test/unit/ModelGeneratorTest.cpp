@@ -4,6 +4,7 @@
 // writes), a changed mask regenerates only its layer, a corrupt entry is
 // regenerated, and concurrent runs share one cache.
 #include "pipeline/ModelGenerator.h"
+#include "cache/OutputStamps.h"
 #include "support/AtomicFile.h"
 #include "support/ConvCases.h"
 #include "support/TestFiles.h"
@@ -195,3 +196,42 @@ TEST_F(ModelGeneratorTest, AHitDescribesTheTilingAsThisRunChoseIt) {
 }
 
 } // namespace
+
+// A hit proves the output holds the entry's PTX by its stamp (size and
+// modification time as written), without reading it back; an output
+// changed since (another time) is hashed, found different and rewritten.
+TEST_F(ModelGeneratorTest, UnchangedRoundTrustsTheStampsAndHashesWhatChanged) {
+  run(Layers, Dir / "out");
+  ASSERT_TRUE(fs::exists(Dir / "out" / OutputStamps::FileName));
+  const fs::path ptx = Dir / "out" / "conv1.ptx";
+  const std::string original = readWholeFile(ptx);
+  // Age the outputs so that none is in the stamps' clock tick, and stamp
+  // them again as they are now.
+  for (const ConvLayer &layer : Layers)
+    fs::last_write_time(Dir / "out" / (layer.name + ".ptx"),
+                        fs::last_write_time(Dir / "out" / (layer.name + ".ptx")) - std::chrono::seconds(10));
+  run(Layers, Dir / "out");
+
+  // Same size, same time: the stamp vouches for it, so it is not read (a
+  // tamper this careful goes unseen, as with git's index).
+  const auto time = fs::last_write_time(ptx);
+  std::string tampered = original;
+  tampered[tampered.size() / 2] ^= 1;
+  writeFileAtomically(ptx, tampered);
+  fs::last_write_time(ptx, time);
+  std::vector<LayerOutcome> trusted = run(Layers, Dir / "out");
+  EXPECT_FALSE(trusted[1].written.ptx);
+  EXPECT_EQ(readWholeFile(ptx), tampered);
+
+  // A new modification time: hashed, and the cached PTX written back.
+  writeFileAtomically(ptx, tampered);
+  std::vector<LayerOutcome> checked = run(Layers, Dir / "out");
+  EXPECT_EQ(cacheOutcomes(checked), (std::vector<C>{C::Hit, C::Hit, C::Hit}));
+  EXPECT_TRUE(checked[1].written.ptx);
+  EXPECT_EQ(readWholeFile(ptx), original);
+}
+
+TEST_F(ModelGeneratorTest, NoCacheWritesNoStamps) {
+  run(Layers, Dir / "out", /*cache=*/false);
+  EXPECT_FALSE(fs::exists(Dir / "out" / OutputStamps::FileName));
+}

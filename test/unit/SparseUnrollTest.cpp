@@ -195,3 +195,31 @@ TEST(SparseUnroll, WeightsOfAnotherShapeLeaveOutNothing) {
   EXPECT_EQ(counts.loops, 0);
   EXPECT_EQ(counts.multiplyAdds, 8);
 }
+
+// The template writes `row | c` for `row + c`. An `or` is an add to scalar
+// evolution only when marked disjoint, and only the loop's range proves
+// that here (c < 4), so the pass marks it: filter 1's offsets (c | 4) are
+// affine and its zeros are left out as an add's would be. Before, a 1x1
+// layer's channel loop was copied densely this way.
+TEST(SparseUnroll, DisjointOrOffsetsAreAffine) {
+  std::string ir = ChannelLoop;
+  const std::string add = "%i1 = add nuw nsw i64 %c, 4";
+  ir.replace(ir.find(add), add.size(), "%i1 = or i64 %c, 4");
+  Counts counts = unroll(ir, weights({1, 0, 0, 2, 0, 0, 3, 0}));
+  EXPECT_EQ(counts.loops, 0);
+  EXPECT_EQ(counts.multiplyAdds, 3);
+  EXPECT_EQ(counts.weightLoads, 3);
+}
+
+// An `or` whose operands may share a bit is not an add: c | 1 reads
+// positions 1, 1, 3, 3, not 1, 2, 3, 4. It stays opaque, and filter 1's four
+// multiply-adds are all copied, for ZeroWeightElimination to judge.
+TEST(SparseUnroll, OverlappingOrIsNotReadAsAnAdd) {
+  std::string ir = ChannelLoop;
+  const std::string add = "%i1 = add nuw nsw i64 %c, 4";
+  ir.replace(ir.find(add), add.size(), "%i1 = or i64 %c, 1");
+  // Read as c + 1, iteration 1 would read position 2 (nonzero) and keep one
+  // multiply-add; positions 1 and 3 are zero.
+  Counts counts = unroll(ir, weights({1, 0, 5, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(counts.multiplyAdds, 2 + 4) << "filter 0: positions 0 and 2; filter 1: all four";
+}
