@@ -22,6 +22,18 @@ convgen_require_package(LIBZIP_FOUND libzip-dev "libzip (>= 1.7)")
 find_package(CLI11 CONFIG QUIET)
 convgen_require_package(CLI11_FOUND libcli11-dev "CLI11")
 
+# ONNX input (src/model/OnnxModel): Debian's ONNX library, with protobuf,
+# its checker and shape inference. The generator needs it; a runtime-only
+# build (the GPU machine, the fuzzers) uses it where it is installed.
+find_package(Protobuf QUIET)
+if(Protobuf_FOUND)
+  find_package(ONNX CONFIG QUIET)
+endif()
+if(NOT CONVGEN_RUNTIME_ONLY)
+  convgen_require_package(Protobuf_FOUND libprotobuf-dev "protobuf")
+  convgen_require_package(ONNX_FOUND libonnx-dev "the ONNX library")
+endif()
+
 if(NOT CONVGEN_RUNTIME_ONLY)
   # LLVM 19 exactly: the IR templates, passes and NVPTX backend are written
   # against its API. LLVM's version file only accepts a request that names

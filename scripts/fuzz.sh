@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (clang-19, ASan + UBSan) over the .npy, .npz
-# and geometry-sidecar parsers, and runs each for a bounded time.
+# Builds the libFuzzer targets (clang-19, ASan + UBSan) over the .npy, .npz,
+# geometry-sidecar and ONNX parsers (ONNX where libonnx-dev is installed),
+# and runs each for a bounded time.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 20; CONVGEN_FUZZ_SECONDS too)
 #
@@ -24,7 +25,9 @@ cmake --build "$build" --parallel
 mkdir -p fuzz-artifacts
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-for kind in npy npz sidecar; do
+kinds=(npy npz sidecar)
+[[ -x "$build/test/fuzz/fuzz_onnx" ]] && kinds+=(onnx)
+for kind in "${kinds[@]}"; do
   corpus="$build/corpus/$kind"
   mkdir -p "$corpus"
   echo "fuzz.sh: fuzzing the $kind parser for ${seconds}s"
@@ -38,4 +41,4 @@ for kind in npy npz sidecar; do
   fi
   grep -E "^stat::number_of_executed_runs|^#[0-9]+.*DONE" "$build/fuzz-$kind.log" | tail -n 2 || true
 done
-echo "fuzz.sh: no crash in $((3 * seconds))s of fuzzing"
+echo "fuzz.sh: no crash in $((${#kinds[@]} * seconds))s of fuzzing (${kinds[*]})"

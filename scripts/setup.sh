@@ -20,10 +20,12 @@ packages=(
   llvm-19-dev clang-19 libclang-rt-19-dev llvm-19-tools
   # libraries
   nlohmann-json3-dev libcli11-dev libzip-dev zlib1g-dev
+  # ONNX input: the ONNX library (protobuf model, checker, shape inference)
+  libonnx-dev libprotobuf-dev
   # tests
   libgtest-dev libgmock-dev googletest
-  # the PyTorch exporter and its tests
-  python3 python3-numpy python3-torch
+  # the PyTorch exporter (with its ONNX export) and its tests
+  python3 python3-numpy python3-torch python3-onnx
 )
 
 missing=()

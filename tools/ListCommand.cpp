@@ -103,11 +103,17 @@ void printLayerList(const ModelFile &model, bool asJson, std::ostream &out) {
                         {"sparsity", row.stats.sparsity()},
                         {"dense_flops", row.stats.denseFlops()},
                         {"sparse_flops", row.stats.sparseFlops()}});
+      if (const LayerSpec *spec = model.sidecar().find(row.layer.name); spec && !spec->graphOutput.empty())
+        layers.back()["graph_output"] = spec->graphOutput;
     }
+    nlohmann::json skipped = nlohmann::json::array();
+    for (const SkippedLayer &layer : model.sidecar().skipped)
+      skipped.push_back({{"name", layer.name}, {"graph_output", layer.graphOutput}, {"reason", layer.reason}});
     nlohmann::json document = {{"model", model.sidecar().model},
-                               {"weights_file", model.archive().name()},
+                               {"weights_file", model.tensors().fileName()},
                                {"geometry_file", model.sidecar().path},
-                               {"layers", layers}};
+                               {"layers", layers},
+                               {"skipped", skipped}};
     // Paths come from the command line and need not be UTF-8.
     out << document.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return;
@@ -134,10 +140,25 @@ void printLayerList(const ModelFile &model, bool asJson, std::ostream &out) {
                    "", "", "", std::to_string(totalNonzeros) + "/" + std::to_string(totalWeights),
                    formatFixed(100.0 * overall, 2) + "%", formatFlops(totalDense),
                    formatFlops(totalSparse)});
-  std::string name = model.sidecar().model.empty() ? model.archive().name() : model.sidecar().model;
+  std::string name = model.sidecar().model.empty() ? model.tensors().fileName() : model.sidecar().model;
   out << name << ": " << rows.size() << " convolution layers (FLOPs: 2 per multiply-add; "
       << "sparse counts only nonzero weights)\n";
   printTable(cells, out);
+  // ONNX: where each layer's result is in the graph, and the Conv nodes
+  // convgen cannot take.
+  bool anyOutput = false;
+  for (const LayerSpec &spec : model.sidecar().layers)
+    anyOutput |= !spec.graphOutput.empty();
+  if (anyOutput) {
+    out << "graph outputs:\n";
+    for (const LayerSpec &spec : model.sidecar().layers)
+      out << "  " << spec.name << " -> " << spec.graphOutput << "\n";
+  }
+  if (!model.sidecar().skipped.empty()) {
+    out << model.sidecar().skipped.size() << " Conv node(s) skipped:\n";
+    for (const SkippedLayer &layer : model.sidecar().skipped)
+      out << "  " << layer.name << " (output " << layer.graphOutput << "): " << layer.reason << "\n";
+  }
 }
 
 } // namespace convgen

@@ -3,6 +3,7 @@
 //   convgen --weights pruned.npz --layer conv3     one layer -> generated/
 //   convgen --weights pruned.npz --all             every layer, and the model manifest
 //   convgen --weights pruned.npz --list            layers, geometry, sparsity, FLOPs
+//   convgen --weights pruned.onnx --all            the same from an ONNX model (no sidecar)
 //   convgen verify --weights pruned.npz --all      run on the host, check against
 //                                                  the reference convolution
 //
@@ -16,6 +17,7 @@
 #include "codegen/OperatorTemplate.h"
 #include "codegen/NvptxTarget.h"
 #include "model/ModelFile.h"
+#include "model/OnnxModel.h"
 #include "support/Error.h"
 
 #include <CLI/CLI.hpp>
@@ -60,13 +62,16 @@ struct Options {
 /// The options that pick the model and its layers, for the main command
 /// and for `verify`.
 void addModelOptions(CLI::App &app, Options &options, CLI::Option *&layer, CLI::Option *&all) {
-  app.add_option("--weights", options.weights, "Pruned weights: a PyTorch state_dict saved as .npz")
+  app.add_option("--weights", options.weights,
+                 "Pruned weights: a PyTorch state_dict saved as .npz (with its geometry sidecar), "
+                 "or an ONNX model (.onnx)")
       ->check(CLI::ExistingFile);
   app.add_option("--geometry", options.geometry,
-                 "Geometry sidecar JSON (default: the .npz's path with .json)")
+                 "Geometry sidecar JSON for an .npz (default: the .npz's path with .json)")
       ->check(CLI::ExistingFile);
   layer = app.add_option("--layer", options.layers,
-                         "This layer (a sidecar 'name'); may be repeated");
+                         "This layer (a sidecar 'name', or an ONNX Conv's node or output name); "
+                         "may be repeated");
   all = app.add_flag("--all", options.all, "Every layer of the model");
   layer->excludes(all);
 }
@@ -104,7 +109,8 @@ void addGenerationOptions(CLI::App &app, Options &options) {
                  "unnamed keys keep the heuristic's (or tuned) value");
   app.add_option("--for-batch", options.forBatch,
                  "The batch the tiling is chosen (or looked up as tuned) for (default: the "
-                 "sidecar's input batch)")
+                 "sidecar's input batch); for ONNX, also what a symbolic batch dimension becomes "
+                 "(default 1)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_flag("-v,--verbose", options.verbose, "Say what is read, validated and written");
 }
@@ -299,9 +305,13 @@ int recordTuning(const std::vector<ConvLayer> &layers, const Options &options,
 std::vector<ConvLayer> loadRequestedLayers(const ModelFile &model, const Options &options,
                                            const Log &log) {
   std::vector<const LayerSpec *> specs;
-  if (options.all)
+  if (options.all) {
     for (const LayerSpec &spec : model.sidecar().layers)
       specs.push_back(&spec);
+    // Said whatever the verbosity: these convolutions get no kernel.
+    for (const SkippedLayer &skipped : model.sidecar().skipped)
+      std::cerr << "convgen: note: skipping Conv '" << skipped.name << "': " << skipped.reason << "\n";
+  }
   else
     for (const std::string &name : options.layers)
       specs.push_back(&model.findLayer(name));
@@ -356,12 +366,18 @@ int run(const Options &options) {
   if (!options.list && !options.all && options.layers.empty())
     throw InputError({"", "", ""}, verify ? "nothing to verify: give --layer NAME or --all"
                                           : "nothing to do: give --layer NAME, --all or --list");
+  const bool onnx = isOnnxPath(options.weights);
+  if (onnx && !options.geometry.empty())
+    throw InputError({"", "", "--geometry"}, "an ONNX model holds its geometry; drop --geometry");
   std::string sidecarPath =
       options.geometry.empty() ? defaultSidecarPath(options.weights) : options.geometry;
-  log("weights " + options.weights + ", geometry " + sidecarPath);
-  ModelFile model = ModelFile::open(options.weights, sidecarPath);
-  log(std::to_string(model.sidecar().layers.size()) + " layers in the sidecar, " +
-      std::to_string(model.archive().keys().size()) + " arrays in the .npz");
+  log("weights " + options.weights + (onnx ? "" : ", geometry " + sidecarPath));
+  ModelFile model = onnx ? openOnnxModel(options.weights, {options.forBatch})
+                         : ModelFile::open(options.weights, sidecarPath);
+  log(std::to_string(model.sidecar().layers.size()) + " layers" +
+      (onnx ? " (" + std::to_string(model.sidecar().skipped.size()) + " Conv nodes skipped)"
+            : std::string(" in the sidecar")) +
+      ", " + model.tensors().describeContents());
 
   if (options.list) {
     printLayerList(model, options.json, std::cout);

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Export a PyTorch CNN's convolutions as convgen input: an .npz + a geometry sidecar.
+"""Export a PyTorch CNN's convolutions as convgen input: an .npz + a geometry sidecar
+(and, with --onnx, the whole network as ONNX carrying the same weights).
 
 From Python:
 
@@ -10,7 +11,7 @@ From the shell, with a module (a dotted name or a .py file) and a callable in it
 that returns the model:
 
     python3 tools/export_pytorch.py torchvision.models:resnet50 \
-        --input-shape 1,3,224,224 --prune 0.9 -o resnet50-s90.npz
+        --input-shape 1,3,224,224 --prune 0.9 -o resnet50-s90.npz [--onnx]
 
 What it does:
 - Runs the model once on the example input with forward hooks on every leaf
@@ -25,28 +26,50 @@ What it does:
   torch.nn.utils.prune.l1_unstructured.
 - Writes NAME.weight (OIHW float32) and NAME.bias per conv to the .npz, or with
   --keep-mask the NAME.weight_orig + NAME.weight_mask pair that
-  torch.nn.utils.prune leaves, and the sidecar (same stem, .json). Both files
-  are written atomically.
+  torch.nn.utils.prune leaves, and the sidecar (same stem, .json).
+- With --onnx (export(..., onnx=True)), also writes STEM.onnx next to the .npz
+  (same directory and stem) with torch.onnx.export: opset 13, eval mode, the
+  batch of the example input fixed (no dynamic axes), constant folding on. It
+  is the whole network, but its convolutions carry exactly the npz's weights:
+  what is exported is a copy of the model in which each nn.Conv2d is a plain
+  Conv2d holding the exported (folded, pruned) weight and bias, and each folded
+  BatchNorm2d is nn.Identity. torch's own Conv+BatchNorm fusion pass is not run
+  (the copy is exported in eval mode with TrainingMode.PRESERVE), so a
+  BatchNorm left unfolded (--no-fold-bn) stays a BatchNormalization node and
+  the conv before it keeps the npz's weight. With --keep-mask the ONNX holds
+  the effective weight, orig * mask. A BatchNorm2d folded after one call and
+  applied unfolded at another cannot be exported this way and is rejected.
+- All files (.npz, .json and .onnx) are written atomically: to temporaries
+  first, renamed only once all are complete, so a failure changes none.
 
 Not detected: a conv output consumed both by a BatchNorm/ReLU and by
 something else (the fused layer would then differ from what the other consumer
 sees), and activations applied through torch.nn.functional rather than modules.
-A conv called more than once with different input shapes is rejected.
+A conv called more than once with different input shapes is rejected. In the
+ONNX, a functional activation is still there after its Conv (a reader may fuse
+it where the sidecar says none), a conv called twice is two Conv nodes sharing
+one weight, and convolutions computed with torch.nn.functional keep their own
+weights (they are not in the .npz).
 
 Exit codes: 0 success, 2 bad input or usage.
 """
 import argparse
+import copy
 import importlib
 import importlib.util
+import io
 import json
 import os
 import sys
 import tempfile
+import warnings
 
 import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.utils import prune as torch_prune
+
+from file_mode import new_file_mode
 
 
 class ExportError(Exception):
@@ -177,20 +200,6 @@ def _prune_by_magnitude(weight, amount):
             holder.weight.detach().clone())
 
 
-def _umask():
-    """The process umask, read without changing it where Linux allows."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # elsewhere: the only way to read it is to set it
-    os.umask(mask)
-    return mask
-
-
 def _write_files_atomically(files):
     """Writes {path: write(f)} so that a failure leaves none of them changed:
     every file goes to a temporary next to its destination first, and the
@@ -206,7 +215,7 @@ def _write_files_atomically(files):
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(temp, 0o666 & ~_umask())
+            os.chmod(temp, new_file_mode())
         for temp, path in staged:
             os.replace(temp, path)
     except OSError as error:
@@ -218,8 +227,10 @@ def _write_files_atomically(files):
 
 
 def export(model, example_input, npz_path, *, prune=None, fold_bn=True, keep_mask=False,
-           compressed=False, model_name=None, sidecar_path=None):
-    """Exports every nn.Conv2d of `model` to `npz_path` and its geometry sidecar.
+           compressed=False, model_name=None, sidecar_path=None, onnx=False):
+    """Exports every nn.Conv2d of `model` to `npz_path` and its geometry sidecar,
+    and with `onnx` the network to STEM.onnx next to `npz_path`, carrying the
+    same weights.
 
     Returns the sidecar as a dict. Raises ExportError for models convgen cannot take.
     """
@@ -240,17 +251,20 @@ def export(model, example_input, npz_path, *, prune=None, fold_bn=True, keep_mas
         with torch.no_grad():
             return _export_traced(model, _trace(model, example_input), npz_path, prune=prune,
                                   fold_bn=fold_bn, keep_mask=keep_mask, compressed=compressed,
-                                  model_name=model_name, sidecar_path=sidecar_path)
+                                  model_name=model_name, sidecar_path=sidecar_path,
+                                  onnx_input=example_input if onnx else None)
     finally:
         model.train(was_training)
 
 
 def _export_traced(model, calls, npz_path, *, prune, fold_bn, keep_mask, compressed, model_name,
-                   sidecar_path):
+                   sidecar_path, onnx_input=None):
 
     arrays = {}
     layers = []
     seen = {}
+    exported = []  # (conv module, name, weight, bias, padding) as written, for the ONNX
+    folding_calls = set()  # the BatchNorm calls folded into a conv, by id
     for call in calls:
         conv = call.module
         if not isinstance(conv, nn.Conv2d):
@@ -261,6 +275,8 @@ def _export_traced(model, calls, npz_path, *, prune, fold_bn, keep_mask, compres
         act_call = _consumer(calls, bn_call or call, (nn.ReLU, nn.ReLU6, nn.Hardtanh))
         activation = _activation_name(act_call.module) if act_call is not None else None
         fusion = (input_shape, bn_call.module if bn_call else None, activation)
+        if bn_call is not None:
+            folding_calls.add(id(bn_call))
         if name in seen:
             # One kernel per layer: every call must have the same geometry and
             # the same fused BatchNorm and activation.
@@ -293,10 +309,12 @@ def _export_traced(model, calls, npz_path, *, prune, fold_bn, keep_mask, compres
         if bias is not None:
             arrays[f"{name}.bias"] = bias.float().numpy()
             layer["bias"] = f"{name}.bias"
+        padding = _symmetric_padding(conv, name)
+        exported.append((conv, name, weight, bias.float() if bias is not None else None, padding))
         layer.update({
             "input": input_shape,
             "stride": [int(s) for s in conv.stride],
-            "padding": _symmetric_padding(conv, name),
+            "padding": padding,
             "dilation": [int(d) for d in conv.dilation],
             "groups": int(conv.groups),
             "activation": activation,
@@ -310,11 +328,84 @@ def _export_traced(model, calls, npz_path, *, prune, fold_bn, keep_mask, compres
     sidecar = {"model": model_name or type(model).__name__, "layers": layers}
     sidecar_path = sidecar_path or os.path.splitext(npz_path)[0] + ".json"
     save = np.savez_compressed if compressed else np.savez
-    _write_files_atomically({
+    files = {
         npz_path: lambda f: save(f, **arrays),
         sidecar_path: lambda f: f.write((json.dumps(sidecar, indent=1) + "\n").encode()),
-    })
+    }
+    if onnx_input is not None:
+        onnx_file = onnx_path(npz_path)
+        if os.path.abspath(onnx_file) in (os.path.abspath(npz_path), os.path.abspath(sidecar_path)):
+            raise ExportError(f"the ONNX would overwrite {onnx_file}: name the .npz with another "
+                              "extension (the ONNX goes next to it with .onnx)")
+        # Exported before anything is written: a failure leaves no file behind.
+        onnx_bytes = _onnx_bytes(model, onnx_input, calls, exported, folding_calls)
+        files[onnx_file] = lambda f: f.write(onnx_bytes)
+    _write_files_atomically(files)
     return sidecar
+
+
+def onnx_path(npz_path):
+    """Where export(..., onnx=True) writes the ONNX: next to the .npz, same stem."""
+    return os.path.splitext(npz_path)[0] + ".onnx"
+
+
+ONNX_OPSET = 13
+
+
+def _plain_conv(conv, weight, bias, padding):
+    """An nn.Conv2d with conv's geometry holding exactly `weight` and `bias`:
+    no pruning hooks, parametrizations or subclass forward left to change them."""
+    # Built on the meta device: no initialisation, so the global RNG is untouched.
+    plain = nn.Conv2d(conv.in_channels, conv.out_channels, tuple(conv.kernel_size),
+                      stride=tuple(conv.stride), padding=tuple(padding),
+                      dilation=tuple(conv.dilation), groups=conv.groups,
+                      bias=bias is not None, device="meta")
+    device = conv.weight.device
+    plain.weight = nn.Parameter(weight.detach().float().clone().to(device), requires_grad=False)
+    if bias is not None:
+        plain.bias = nn.Parameter(bias.detach().float().clone().to(device), requires_grad=False)
+    return plain.eval()
+
+
+def _onnx_bytes(model, example_input, calls, exported, folding_calls):
+    """The model as ONNX (opset 13), its convs carrying the exported weights."""
+    try:
+        from torch import onnx as torch_onnx
+    except ImportError as error:
+        raise ExportError(f"--onnx needs torch.onnx: {_first_line(error)}") from error
+
+    folded = {id(call.module): call.module for call in calls if id(call) in folding_calls}
+    for call in calls:
+        if id(call.module) in folded and id(call) not in folding_calls:
+            raise ExportError(f"BatchNorm '{call.name}' is folded into a conv at one call and "
+                              "applied on its own at another; the ONNX cannot carry both "
+                              "(export without --onnx, or with --no-fold-bn)")
+    # deepcopy puts whatever the memo maps an object's id to in its place, so
+    # seeding it swaps the modules wherever the model refers to them.
+    memo = {id(conv): _plain_conv(conv, weight, bias, padding)
+            for conv, _, weight, bias, padding in exported}
+    memo.update({key: nn.Identity() for key in folded})
+    try:
+        carrier = copy.deepcopy(model, memo)
+    except Exception as error:  # whatever a module's __deepcopy__ raises
+        raise ExportError(f"cannot copy the model for the ONNX export: {_first_line(error)}") \
+            from error
+    carrier.eval()
+
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            # The exporter's tracer and constant-folding advice go to stderr otherwise.
+            warnings.simplefilter("ignore")
+            # PRESERVE (with the copy in eval mode) exports inference semantics
+            # like EVAL but skips torch's Conv+BatchNorm fusion, which would
+            # change an unfolded BatchNorm's conv weights.
+            torch_onnx.export(carrier, (example_input,), buffer, export_params=True,
+                              opset_version=ONNX_OPSET, training=torch_onnx.TrainingMode.PRESERVE,
+                              do_constant_folding=True, input_names=["input"])
+    except Exception as error:  # unsupported operators, tracing failures
+        raise ExportError(f"the ONNX export failed: {_first_line(error)}") from error
+    return buffer.getvalue()
 
 
 def _load_model(spec):
@@ -376,6 +467,9 @@ def main(argv=None):
     parser.add_argument("--no-fold-bn", action="store_true",
                         help="do not fold BatchNorm2d into the preceding conv")
     parser.add_argument("--compressed", action="store_true", help="use np.savez_compressed")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also write the network as ONNX (opset 13) next to the .npz, same "
+                             "stem, .onnx, its convs carrying the exported weights")
     parser.add_argument("--seed", type=int, default=0, help="seed for the example input and any "
                                                             "random initialisation (default 0)")
     parser.add_argument("--name", help="model name for the sidecar (default: the class name)")
@@ -387,11 +481,13 @@ def main(argv=None):
         example = torch.randn(*args.input_shape)
         sidecar = export(model, example, args.output, prune=args.prune,
                          fold_bn=not args.no_fold_bn, keep_mask=args.keep_mask,
-                         compressed=args.compressed, model_name=args.name)
+                         compressed=args.compressed, model_name=args.name, onnx=args.onnx)
     except ExportError as error:
         print(f"export_pytorch: error: {error}", file=sys.stderr)
         return 2
-    print(f"export_pytorch: wrote {args.output} and its sidecar: {len(sidecar['layers'])} conv layers")
+    wrote = (f"{args.output}, its sidecar and {onnx_path(args.output)}" if args.onnx
+             else f"{args.output} and its sidecar")
+    print(f"export_pytorch: wrote {wrote}: {len(sidecar['layers'])} conv layers")
     return 0
 
 

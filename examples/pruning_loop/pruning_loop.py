@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Iterative magnitude pruning with convgen in the loop (CPU only).
 
-    python3 examples/pruning_loop/pruning_loop.py [--work DIR] [--summary-json FILE]
+    python3 examples/pruning_loop/pruning_loop.py [--work DIR] [--summary-json FILE] [--onnx]
 
 A small CNN (conv-BN-ReLU x 3, then a linear head) learns a synthetic task:
 which quadrant of a noisy 32x32 image holds a bright square. Then, round
@@ -17,8 +17,12 @@ with `convgen verify --all`. The rounds show what the cache does:
   4. prune conv3 alone to 90 %     one mask changes: one miss, two hits
   5. export again, no change       every layer hits and nothing is written
 
+With --onnx each round also exports the model as ONNX (export_pytorch's onnx
+flag: the same folded, pruned weights) and convgen reads ROUND.onnx instead of
+the .npz, through the same cache; the rounds hit and miss the same way.
+
 Exit codes: 0 success, 1 convgen or a verify failed, or a round did not hit or miss as
-expected, 2 cannot run (no torch, no convgen).
+expected, 2 cannot run (no torch, no convgen, or the export failed).
 """
 import argparse
 import json
@@ -41,7 +45,7 @@ except ImportError as error:  # pragma: no cover - depends on the machine
     print(f"pruning_loop: needs torch ({error})", file=sys.stderr)
     sys.exit(2)
 
-from export_pytorch import export  # noqa: E402
+from export_pytorch import ExportError, export, onnx_path  # noqa: E402
 
 
 class SmallCnn(nn.Module):
@@ -117,9 +121,9 @@ def run(command):
     return result, time.monotonic() - start
 
 
-def regenerate(args, npz, generated):
+def regenerate(args, weights, generated):
     """convgen --all through the cache: (seconds, hits, misses, files written)."""
-    result, seconds = run([args.convgen, "--weights", npz, "--all", "-o", generated,
+    result, seconds = run([args.convgen, "--weights", weights, "--all", "-o", generated,
                            "--cache-dir", args.cache_dir])
     if result.returncode != 0:
         raise RuntimeError(f"convgen failed ({result.returncode}): {result.stderr.strip()}")
@@ -129,8 +133,8 @@ def regenerate(args, npz, generated):
     return seconds, hits, misses, (hits + misses) - untouched
 
 
-def verify(args, npz):
-    result, seconds = run([args.convgen, "verify", "--weights", npz, "--all", "--batch", "1"])
+def verify(args, weights):
+    result, seconds = run([args.convgen, "verify", "--weights", weights, "--all", "--batch", "1"])
     return result.returncode == 0, seconds, result.stdout + result.stderr
 
 
@@ -151,6 +155,9 @@ def main(argv=None):
     parser.add_argument("--work", help="directory for the rounds' files (default: a temporary one)")
     parser.add_argument("--cache-dir", help="kernel cache (default: WORK/cache)")
     parser.add_argument("--summary-json", help="also write the per-round summary here")
+    parser.add_argument("--onnx", action="store_true",
+                        help="export each round as ONNX too and feed convgen ROUND.onnx "
+                             "instead of the .npz")
     args = parser.parse_args(argv)
     if not os.path.exists(args.convgen):
         print(f"pruning_loop: no convgen at {args.convgen}: build it, or pass --convgen",
@@ -178,13 +185,18 @@ def main(argv=None):
             prune_to(model, amount, names)
         train(model, generator, steps)
         npz = os.path.join(work, f"round{number}.npz")
-        export(model, example, npz)
         try:
-            seconds, hits, misses, written = regenerate(args, npz, generated)
+            export(model, example, npz, onnx=args.onnx)
+        except ExportError as error:
+            print(f"pruning_loop: round {number}: export: {error}", file=sys.stderr)
+            return 2
+        weights = onnx_path(npz) if args.onnx else npz
+        try:
+            seconds, hits, misses, written = regenerate(args, weights, generated)
         except RuntimeError as error:
             print(f"pruning_loop: round {number}: {error}", file=sys.stderr)
             return 1
-        verified, _, verify_log = verify(args, npz)
+        verified, _, verify_log = verify(args, weights)
         row = {"round": number, "what": what, "sparsity": sparsity(model),
                "accuracy": accuracy(model, generator), "generate_seconds": seconds,
                "hits": hits, "misses": misses, "layers_written": written, "verified": verified,

@@ -8,10 +8,34 @@
 
 namespace convgen {
 
+namespace {
+
+/// An .npz's arrays, read on demand.
+class NpzTensorSource final : public LayerTensorSource {
+public:
+  explicit NpzTensorSource(NpzArchive archive) : Archive(std::move(archive)) {}
+  const std::string &fileName() const override { return Archive.name(); }
+  std::string describeContents() const override {
+    return std::to_string(Archive.keys().size()) + " arrays in the .npz";
+  }
+  ModelTensor weight(const LayerSpec &spec) const override {
+    return readFloatTensor(spec.weightKey, spec.name);
+  }
+  ModelTensor bias(const LayerSpec &spec) const override {
+    return readFloatTensor(*spec.biasKey, spec.name);
+  }
+
+private:
+  ModelTensor readFloatTensor(const std::string &key, const std::string &layer) const;
+  NpzArchive Archive;
+};
+
+} // namespace
+
 ModelFile ModelFile::open(const std::string &npzPath, const std::string &sidecarPath) {
   // The sidecar first: it is the cheaper file and names what to read.
   Sidecar sidecar = loadSidecar(sidecarPath.empty() ? defaultSidecarPath(npzPath) : sidecarPath);
-  return ModelFile(NpzArchive::open(npzPath), std::move(sidecar));
+  return ModelFile(std::make_shared<NpzTensorSource>(NpzArchive::open(npzPath)), std::move(sidecar));
 }
 
 static std::string joinNames(const std::vector<std::string> &names) {
@@ -24,6 +48,9 @@ static std::string joinNames(const std::vector<std::string> &names) {
 const LayerSpec &ModelFile::findLayer(const std::string &name) const {
   if (const LayerSpec *spec = Geometry.find(name))
     return *spec;
+  for (const SkippedLayer &skipped : Geometry.skipped)
+    if (skipped.name == name)
+      throw InputError({Geometry.path, name, ""}, "convgen cannot take this Conv: " + skipped.reason);
   std::vector<std::string> names = Geometry.layerNames();
   std::string message = "no layer named '" + name + "'";
   if (auto closest = closestMatch(name, names))
@@ -36,7 +63,7 @@ static bool isFloatDType(NpyDType dtype) {
   return dtype == NpyDType::Float32 || dtype == NpyDType::Float16;
 }
 
-ModelFile::Tensor ModelFile::readFloatTensor(const std::string &key,
+ModelTensor NpzTensorSource::readFloatTensor(const std::string &key,
                                              const std::string &layer) const {
   const std::string &file = Archive.name();
   if (Archive.contains(key)) {
@@ -180,16 +207,16 @@ ConvGeometry buildConvGeometry(const LayerSpec &spec, const std::vector<int64_t>
 ConvLayer ModelFile::loadLayer(const LayerSpec &spec) const {
   ConvLayer layer;
   layer.name = spec.name;
-  Tensor weight = readFloatTensor(spec.weightKey, spec.name);
-  ErrorContext weightContext{Archive.name(), spec.name, weight.source};
+  ModelTensor weight = Tensors->weight(spec);
+  ErrorContext weightContext{Tensors->fileName(), spec.name, weight.source};
   layer.geometry = buildConvGeometry(spec, weight.shape, weightContext, Geometry.path);
   checkFinite(weight.values, weight.shape, weightContext);
   layer.weightSource = weight.source;
   layer.weights = std::move(weight.values);
 
   if (spec.biasKey) {
-    Tensor bias = readFloatTensor(*spec.biasKey, spec.name);
-    ErrorContext biasContext{Archive.name(), spec.name, bias.source};
+    ModelTensor bias = Tensors->bias(spec);
+    ErrorContext biasContext{Tensors->fileName(), spec.name, bias.source};
     if (bias.shape != std::vector<int64_t>{layer.geometry.outChannels})
       throw InputError(biasContext, "has shape " + formatShape(bias.shape) + "; expected (" +
                                         std::to_string(layer.geometry.outChannels) +

@@ -1,5 +1,5 @@
 // A pruned model as the user brings it: an .npz of PyTorch state_dict arrays
-// plus its geometry sidecar. Layers are loaded on demand and fully validated:
+// plus its geometry sidecar, or an ONNX model (model/OnnxModel). Layers are loaded on demand and fully validated:
 // the weight shape against the geometry, the output shape, and every value
 // finite.
 #pragma once
@@ -9,6 +9,7 @@
 #include "model/Sidecar.h"
 #include "support/Error.h"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -32,32 +33,48 @@ struct ConvLayer {
 ConvGeometry buildConvGeometry(const LayerSpec &spec, const std::vector<int64_t> &weightShape,
                                const ErrorContext &weightContext, const std::string &sidecarPath);
 
+/// A float tensor as read from a model file: where it came from (an array
+/// key, or how it was derived), its shape and its values.
+struct ModelTensor {
+  std::string source;
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
+
+/// Where a model's layer tensors come from: an .npz (ModelFile::open) or an
+/// ONNX graph (model/OnnxModel). Reads are unvalidated; ModelFile checks
+/// shapes and values.
+class LayerTensorSource {
+public:
+  virtual ~LayerTensorSource() = default;
+  /// The weights file, as errors and manifests name it.
+  virtual const std::string &fileName() const = 0;
+  /// "12 arrays in the .npz", for the log.
+  virtual std::string describeContents() const = 0;
+  virtual ModelTensor weight(const LayerSpec &spec) const = 0;
+  /// Called only when spec.biasKey is set.
+  virtual ModelTensor bias(const LayerSpec &spec) const = 0;
+};
+
 class ModelFile {
 public:
   /// Opens \p npzPath and its sidecar (\p sidecarPath, or the .json with the
   /// same stem when empty). The sidecar is parsed eagerly; arrays lazily.
   static ModelFile open(const std::string &npzPath, const std::string &sidecarPath = "");
+  /// A model whose layers \p layers describes and \p tensors holds.
+  ModelFile(std::shared_ptr<const LayerTensorSource> tensors, Sidecar layers)
+      : Tensors(std::move(tensors)), Geometry(std::move(layers)) {}
 
-  const NpzArchive &archive() const { return Archive; }
+  const LayerTensorSource &tensors() const { return *Tensors; }
   const Sidecar &sidecar() const { return Geometry; }
   /// The layer called \p name; an InputError listing the layer names and the
-  /// closest match if there is none.
+  /// closest match if there is none, or saying why convgen cannot take it.
   const LayerSpec &findLayer(const std::string &name) const;
   /// Reads, combines (orig * mask) and validates one layer's arrays.
   ConvLayer loadLayer(const LayerSpec &spec) const;
 
 private:
-  ModelFile(NpzArchive archive, Sidecar sidecar)
-      : Archive(std::move(archive)), Geometry(std::move(sidecar)) {}
-
-  struct Tensor {
-    std::string source;
-    std::vector<int64_t> shape;
-    std::vector<float> values;
-  };
-  Tensor readFloatTensor(const std::string &key, const std::string &layer) const;
-
-  NpzArchive Archive;
+  std::shared_ptr<const LayerTensorSource> Tensors;
   Sidecar Geometry;
 };
 

@@ -35,12 +35,23 @@ struct LayerSpec {
   int64_t groups = 1;
   Activation activation = Activation::None;
   std::optional<Shape4> declaredOutput;
+  /// ONNX: the tensor the layer's result is (the Conv's output, or that of
+  /// the BatchNormalization or activation fused into it); empty for npz.
+  std::string graphOutput;
+};
+
+/// A convolution of the model that convgen cannot take (ONNX), and why.
+struct SkippedLayer {
+  std::string name;
+  std::string graphOutput;
+  std::string reason;
 };
 
 struct Sidecar {
   std::string path;
   std::string model; ///< may be empty
   std::vector<LayerSpec> layers;
+  std::vector<SkippedLayer> skipped; ///< in graph order; never for npz
 
   std::vector<std::string> layerNames() const;
   const LayerSpec *find(std::string_view name) const;

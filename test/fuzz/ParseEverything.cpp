@@ -7,7 +7,14 @@
 #include "support/Error.h"
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
 #include <vector>
+
+#ifdef CONVGEN_FUZZ_ONNX
+#include "model/OnnxModel.h"
+#endif
 
 namespace convgen::fuzz {
 
@@ -16,6 +23,7 @@ const char *inputKindName(InputKind kind) {
   case InputKind::Npy: return "npy";
   case InputKind::Npz: return "npz";
   case InputKind::Sidecar: return "sidecar";
+  case InputKind::Onnx: return "onnx";
   }
   return "?";
 }
@@ -58,12 +66,56 @@ static void parseSidecarAndGeometry(const uint8_t *data, size_t size) {
   }
 }
 
+bool onnxSupported() {
+#ifdef CONVGEN_FUZZ_ONNX
+  return true;
+#else
+  return false;
+#endif
+}
+
+#ifdef CONVGEN_FUZZ_ONNX
+static void parseOnnx(const uint8_t *data, size_t size) {
+  // openOnnxModel reads a file (external data is found beside it): the
+  // bytes go to one file per process, in a directory of its own.
+  namespace fs = std::filesystem;
+  static const fs::path path = [] {
+    fs::path dir = fs::temp_directory_path() / ("convgen-fuzz-onnx-" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    return dir / "fuzz.onnx";
+  }();
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char *>(data), std::streamsize(size));
+  }
+  ModelFile model = openOnnxModel(path.string());
+  for (const LayerSpec &spec : model.sidecar().layers) {
+    try {
+      ConvLayer layer = model.loadLayer(spec);
+      (void)layer.geometry.denseMultiplyAdds();
+    } catch (const InputError &) {
+      // One bad layer must not affect the others.
+    }
+  }
+  for (const SkippedLayer &skipped : model.sidecar().skipped)
+    if (skipped.reason.empty())
+      std::abort(); // every skipped Conv must say why
+}
+#endif
+
 bool parseEverything(InputKind kind, const uint8_t *data, size_t size) {
   try {
     switch (kind) {
     case InputKind::Npy: consumeArray(parseNpy({data, size}, "fuzz.npy")); break;
     case InputKind::Npz: parseNpz(data, size); break;
     case InputKind::Sidecar: parseSidecarAndGeometry(data, size); break;
+    case InputKind::Onnx:
+#ifdef CONVGEN_FUZZ_ONNX
+      parseOnnx(data, size);
+      break;
+#else
+      return false;
+#endif
     }
     return true;
   } catch (const Error &error) {

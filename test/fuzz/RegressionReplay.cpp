@@ -45,6 +45,14 @@ TEST_P(FuzzInputs, EveryInputIsParsedOrRejectedWithAnError) {
   EXPECT_GT(accepted, 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllParsers, FuzzInputs,
-                         ::testing::Values(InputKind::Npy, InputKind::Npz, InputKind::Sidecar),
+// ONNX where this build reads it (the ONNX library is optional in a
+// runtime-only build).
+std::vector<InputKind> parsers() {
+  std::vector<InputKind> kinds = {InputKind::Npy, InputKind::Npz, InputKind::Sidecar};
+  if (onnxSupported())
+    kinds.push_back(InputKind::Onnx);
+  return kinds;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllParsers, FuzzInputs, ::testing::ValuesIn(parsers()),
                          [](const auto &info) { return std::string(inputKindName(info.param)); });

@@ -1,15 +1,24 @@
 """tools/export_pytorch.py on a small network: geometry, BatchNorm folding,
-activation fusion, pruning, and the round trip through `convgen --list`."""
+activation fusion, pruning, the round trip through `convgen --list`, and the
+ONNX that --onnx writes beside the .npz."""
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import unittest
+from unittest import mock
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.utils import prune as torch_prune
+
+try:
+    import onnx
+    from onnx import numpy_helper
+except ImportError:  # python3-onnx is not among scripts/setup.sh's packages everywhere
+    onnx = None
 
 from convgen_tool import SOURCE_DIR, convgen_list
 import export_pytorch
@@ -174,6 +183,140 @@ class ExportFeatures(unittest.TestCase):
         open(blocker, "w").close()
         with self.assertRaisesRegex(export_pytorch.ExportError, "cannot write"):
             export_pytorch.export(self.model, self.x, os.path.join(blocker, "x.npz"))
+
+
+class ExportOnnx(unittest.TestCase):
+    """export(..., onnx=True): STEM.onnx next to the .npz, its convs carrying the npz's weights."""
+
+    def setUp(self):
+        if onnx is None:
+            self.skipTest("the onnx Python package is not installed (Debian: python3-onnx)")
+        self.dir = tempfile.TemporaryDirectory()
+        self.npz = os.path.join(self.dir.name, "small.npz")
+        self.onnx = os.path.join(self.dir.name, "small.onnx")
+        torch.manual_seed(0)
+        self.model = small_nets.SmallNet().eval()
+        self.x = torch.randn(2, 3, 17, 15)
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def load(self):
+        model = onnx.load(self.onnx)
+        onnx.checker.check_model(model)
+        initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        convs = [node for node in model.graph.node if node.op_type == "Conv"]
+        return model, initializers, convs
+
+    def assert_convs_carry_the_npz(self, layers, initializers, convs):
+        """The i-th Conv node holds the i-th layer's effective weight and its bias."""
+        arrays = np.load(self.npz)
+        self.assertEqual(len(convs), len(layers))
+        for layer, conv in zip(layers, convs):
+            with self.subTest(layer=layer["name"]):
+                key = layer["weight"]
+                weight = (arrays[key] if key in arrays.files
+                          else arrays[key + "_orig"] * arrays[key + "_mask"])
+                np.testing.assert_array_equal(initializers[conv.input[1]], weight)
+                self.assertEqual(len(conv.input) > 2 and conv.input[2] != "", "bias" in layer)
+                if "bias" in layer:
+                    np.testing.assert_array_equal(initializers[conv.input[2]],
+                                                  arrays[layer["bias"]])
+
+    def test_onnx_next_to_the_npz_carries_its_weights(self):
+        rng = torch.get_rng_state()
+        layers = export_pytorch.export(self.model, self.x, self.npz, prune=0.9, onnx=True)["layers"]
+        self.assertTrue(torch.equal(torch.get_rng_state(), rng), "the export used the global RNG")
+        # Only the three files: no temporaries left behind.
+        self.assertEqual(sorted(os.listdir(self.dir.name)),
+                         ["small.json", "small.npz", "small.onnx"])
+        model, initializers, convs = self.load()
+        self.assertEqual(model.opset_import[0].version, 13)
+        self.assertEqual([d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim],
+                         [2, 3, 17, 15])  # the example's batch, fixed
+        self.assert_convs_carry_the_npz(layers, initializers, convs)
+        ops = [node.op_type for node in model.graph.node]
+        self.assertNotIn("BatchNormalization", ops)  # folded into the convs, not again by torch
+        for conv in convs:
+            zeros = initializers[conv.input[1]].size - np.count_nonzero(initializers[conv.input[1]])
+            self.assertEqual(zeros, round(0.9 * initializers[conv.input[1]].size))
+
+    def test_keep_mask_onnx_holds_orig_times_mask(self):
+        layers = export_pytorch.export(self.model, self.x, self.npz, prune=0.75, keep_mask=True,
+                                       onnx=True)["layers"]
+        self.assert_convs_carry_the_npz(layers, *self.load()[1:])
+
+    def test_unfolded_batchnorm_stays_and_its_conv_keeps_the_npz_weight(self):
+        layers = export_pytorch.export(self.model, self.x, self.npz, fold_bn=False,
+                                       onnx=True)["layers"]
+        model, initializers, convs = self.load()
+        self.assert_convs_carry_the_npz(layers, initializers, convs)
+        self.assertEqual([n.op_type for n in model.graph.node].count("BatchNormalization"), 3)
+
+    def test_torch_pruned_and_parametrized_convs(self):
+        # A conv under torch.nn.utils.prune's hook (weight = orig * mask at each call),
+        # a parametrized one, and one called twice (two Conv nodes, one weight).
+        model = small_nets.FeatureNet().eval()
+        torch_prune.l1_unstructured(model.same, "weight", amount=0.5)
+        x = torch.randn(1, 3, 9, 11)
+        layers = {l["name"]: l for l in
+                  export_pytorch.export(model, x, self.npz, onnx=True)["layers"]}
+        self.assertTrue(hasattr(model.same, "weight_orig"), "the export changed the model")
+        _, initializers, convs = self.load()
+        arrays = np.load(self.npz)
+        calls = ["biased", "same", "shared", "shared", "spectral"]
+        self.assertEqual(len(convs), len(calls))
+        for name, conv in zip(calls, convs):
+            with self.subTest(layer=name):
+                np.testing.assert_array_equal(initializers[conv.input[1]],
+                                              arrays[layers[name]["weight"]])
+        self.assertEqual(np.count_nonzero(arrays["same.weight"]), arrays["same.weight"].size // 2)
+
+    def test_batchnorm_folded_at_one_call_only_is_rejected(self):
+        class FoldedOnce(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+                self.bn = torch.nn.BatchNorm2d(3)
+
+            def forward(self, x):
+                return self.bn(self.conv(x)) + self.bn(x)
+
+        with self.assertRaisesRegex(export_pytorch.ExportError, "folded into a conv at one call"):
+            export_pytorch.export(FoldedOnce().eval(), self.x, self.npz, onnx=True)
+        self.assertEqual(os.listdir(self.dir.name), [])
+
+    def test_no_onnx_without_the_flag(self):
+        export_pytorch.export(self.model, self.x, self.npz, prune=0.5)
+        self.assertEqual(sorted(os.listdir(self.dir.name)), ["small.json", "small.npz"])
+
+    def contents(self):
+        files = {}
+        for name in os.listdir(self.dir.name):
+            with open(os.path.join(self.dir.name, name), "rb") as f:
+                files[name] = f.read()
+        return files
+
+    def test_failed_onnx_export_changes_nothing(self):
+        export_pytorch.export(self.model, self.x, self.npz)
+        before = self.contents()
+        with mock.patch.object(torch.onnx, "export",
+                               side_effect=RuntimeError("unsupported op\nsecond line")):
+            with self.assertRaises(export_pytorch.ExportError) as raised:
+                export_pytorch.export(self.model, self.x, self.npz, prune=0.5, onnx=True)
+        self.assertEqual(str(raised.exception),
+                         "the ONNX export failed: RuntimeError: unsupported op")
+        self.assertEqual(self.contents(), before)
+
+    def test_command_line_flag(self):
+        result = subprocess.run([sys.executable, EXPORTER, f"{SMALL_NETS}:SmallNet",
+                                 "--input-shape", "1,3,16,16", "--prune", "0.5", "--onnx",
+                                 "-o", self.npz], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn(self.onnx, result.stdout)
+        self.assertEqual(sorted(os.listdir(self.dir.name)),
+                         ["small.json", "small.npz", "small.onnx"])
+        self.assertEqual(len(self.load()[2]), 5)
 
 
 class ExporterCommandLine(unittest.TestCase):
