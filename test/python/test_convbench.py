@@ -71,6 +71,23 @@ class ConvbenchTest(unittest.TestCase):
         self.assertEqual(result.returncode, 2)
         self.assertIn("leave out --generated", result.stderr)
 
+    def test_host_driver_without_the_host_driver_says_so(self):
+        env = {k: v for k, v in os.environ.items() if k != "CONVGEN_CUDA_DRIVER"}
+        result = subprocess.run([sys.executable, TOOL, "--weights", EXAMPLE, "--layer", "F_m1",
+                                 "--host-driver"], capture_output=True, text=True, env=env)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("CONVGEN_CUDA_DRIVER", result.stderr)
+        self.assertEqual(result.stderr.count("\n"), 1, result.stderr)
+
+    def test_rehearsal_report_is_flagged(self):
+        report = {"device": "host", "driver": "12.4", "cuda": "n/a", "cudnn": "n/a",
+                  "date": "d", "commit": "c", "runs": 20, "warmup": 5, "weights": "w.npz",
+                  "rehearsal": True, "baselines": convbench.SKIPPED_ON_HOST, "layers": [],
+                  "geomean_speedup_cudnn": {}}
+        text = convbench._markdown(report)
+        self.assertIn(convbench.REHEARSAL_FLAG, text)
+        self.assertIn("cuDNN and cuSPARSE skipped", text)
+
     def test_markdown_puts_tuned_beside_heuristic(self):
         row = {"layer": "conv", "batch": 32, "mode": "sparse", "kernels": 1,
                "tiling": "bk=4,bw=2", "tiling_source": "tuned", "convgen_ms": 0.5,
