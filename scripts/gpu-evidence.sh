@@ -58,18 +58,7 @@
 # prepared folder.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-# The first Python that has numpy and torch: Debian's here, maybe another there.
-python=
-for candidate in ${PYTHON:-} python3 /usr/bin/python3; do
-  if command -v "$candidate" >/dev/null && "$candidate" -c 'import numpy, torch' 2>/dev/null; then
-    python="$candidate"
-    break
-  fi
-done
-if [ -z "$python" ]; then
-  echo "$(basename "$0"): no python3 with numpy and torch (set PYTHON)" >&2
-  exit 2
-fi
+. scripts/find-python.sh # sets $python, or exits 2
 prepared=build-evidence/prepared
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
   prepared="$1"

@@ -29,11 +29,12 @@ static std::string describeReport(const VerifyReport &report, double generateSec
 int verifyLayers(const std::vector<ConvLayer> &layers, const GenerateOptions &generateOptions,
                  const VerifyOptions &verifyOptions, std::ostream &out) {
   int failed = 0;
+  const std::optional<Ptxas> ptxas = generateOptions.runPtxas ? findPtxas() : std::nullopt;
   for (const ConvLayer &layer : layers) {
     auto start = std::chrono::steady_clock::now();
     // One LLVMContext per layer, as generateModel does: a context keeps
     // every constant it ever made, which slows the layers after a big one.
-    KernelGenerator generator(generateOptions);
+    KernelGenerator generator(generateOptions, ptxas);
     BuiltKernel kernel = generator.build(layer);
     double generateSeconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

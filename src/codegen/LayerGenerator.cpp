@@ -96,11 +96,12 @@ void describeTilingChoice(GeneratedLayer &info, const ConvLayer &layer,
 }
 
 KernelGenerator::KernelGenerator(GenerateOptions options)
-    : Options(std::move(options)), Context(std::make_unique<llvm::LLVMContext>()),
-      Specializer(std::make_unique<TemplateSpecializer>(*Context, directConvTemplate())) {
-  if (Options.runPtxas)
-    PtxasTool = findPtxas();
-}
+    : KernelGenerator(options, options.runPtxas ? findPtxas() : std::nullopt) {}
+
+KernelGenerator::KernelGenerator(GenerateOptions options, std::optional<Ptxas> ptxas)
+    : Options(std::move(options)), PtxasTool(std::move(ptxas)),
+      Context(std::make_unique<llvm::LLVMContext>()),
+      Specializer(std::make_unique<TemplateSpecializer>(*Context, directConvTemplate())) {}
 
 KernelGenerator::~KernelGenerator() = default;
 

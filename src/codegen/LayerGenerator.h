@@ -144,6 +144,9 @@ struct CompiledLayer {
 class KernelGenerator {
 public:
   explicit KernelGenerator(GenerateOptions options);
+  /// With the ptxas already found (options.runPtxas): a caller that makes a
+  /// generator per layer asks for ptxas's version once, not per layer.
+  KernelGenerator(GenerateOptions options, std::optional<Ptxas> ptxas);
   ~KernelGenerator();
 
   /// Specialise, eliminate, pack and clean up: the kernel in memory. Writes

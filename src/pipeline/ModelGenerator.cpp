@@ -268,7 +268,7 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
         // constants, and a big layer leaves a million of them (its weights,
         // offsets and addresses): every layer after it in the same context
         // was measured up to 10x slower to specialise and eliminate.
-        CompiledLayer compiled = KernelGenerator(generateOptions).compile(layer);
+        CompiledLayer compiled = KernelGenerator(generateOptions, ptxas).compile(layer);
         if (cache) {
           ptxDigests[job.index] = KernelCache::digest(compiled.ptx);
           try {
