@@ -340,8 +340,12 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
     // Split reduction: the parts' sums meet in part 0 by a tree, through
     // shared memory (the staging array; a split kernel stages nothing). In
     // round k (stride 2^k), each part p with p % 2^(k+1) == 2^k leaves its
-    // sums in its row, and part p - 2^k adds them: a fixed order, so the
-    // result does not depend on timing. Each round costs a store, a load and
+    // sums in row p / 2, and part p - 2^k adds them: a fixed order, so the
+    // result does not depend on timing. Rows are reused: the writer of row
+    // p / 2 in round k >= 1 is the part that read it in round k - 1, so
+    // program order, not another barrier, keeps the read before the write;
+    // ceil(S / 2) rows, not S - 1, which halves the shared memory a split
+    // takes (so a block of 8 parts of 64 sums fits 48 KiB). Each round costs a store, a load and
     // an add per sum in the code, log2(S) rounds where adding the other
     // parts one by one took S - 1 (the example's LFF_1 at split=4: 1.79 ->
     // 1.71 SASS per fma). Each thread's sums are contiguous, four at a time
@@ -354,7 +358,7 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
 #pragma unroll
       for (int stride = 1; stride < g.reductionSplits; stride *= 2) {
         if (reductionPart % (2 * stride) == stride) {
-          float *row = &staged[((reductionPart - 1) * g.threadsX + lane) * rowFloats];
+          float *row = &staged[((reductionPart / 2) * g.threadsX + lane) * rowFloats];
 #pragma unroll
           for (int a = 0; a < accumulators; a += 4) {
             QuadFloat quad = {acc[a], a + 1 < accumulators ? acc[a + 1] : 0.0f,
@@ -366,7 +370,7 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
         __nvvm_bar_sync(0);
         if (reductionPart % (2 * stride) == 0 && reductionPart + stride < g.reductionSplits) {
           const float *row =
-              &staged[((reductionPart + stride - 1) * g.threadsX + lane) * rowFloats];
+              &staged[(((reductionPart + stride) / 2) * g.threadsX + lane) * rowFloats];
 #pragma unroll
           for (int a = 0; a < accumulators; a += 4) {
             const QuadFloat quad = *reinterpret_cast<const QuadFloat *>(row + a);
@@ -376,8 +380,8 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
                 acc[a + e] += quad[e];
           }
         }
-        // Each part writes its row once (in the round of its lowest set
-        // bit), so no row is written again after it is read.
+        // Each part writes once (in the round of its lowest set bit), into
+        // the row it last read itself, if any (see above).
       }
     }
 

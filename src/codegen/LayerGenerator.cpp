@@ -44,6 +44,7 @@ TilingInputs tilingInputs(const ConvLayer &layer, const GenerateOptions &options
   inputs.batch = options.batch.value_or(layer.geometry.batch);
   inputs.codeBudgetMultiplyAdds = options.maxMultiplyAdds * options.maxKernelsPerLayer;
   inputs.halfPrecision = options.dtype == DType::F16;
+  inputs.multiprocessors = referenceMultiprocessors(options.arch.computeVersion);
   // As weights=auto resolves (decideTiling, and the generator's constant
   // bank check); an explicit weights= in --tiling is not known yet here.
   inputs.weightsAreOperands = options.bakeValues || options.arch.computeVersion >= 90 ||

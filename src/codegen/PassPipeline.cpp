@@ -1,6 +1,7 @@
 #include "codegen/PassPipeline.h"
 
 #include "InputBaseHoisting.h"
+#include "LoadScheduling.h"
 #include "SectionExits.h"
 #include "SparseUnroll.h"
 #include "WeightMap.h"
@@ -42,6 +43,31 @@ WeightMapSummary summarizeWeightMap(llvm::Function &kernel) {
   summary.nonConstantLoads = static_cast<int64_t>(map.nonConstantLoads().size());
   summary.loadsWithOtherUses = static_cast<int64_t>(map.loadsWithOtherUses().size());
   return summary;
+}
+
+/// convgen-schedule-loads or convgen-schedule-loads<budget=N;distance=M>;
+/// nullopt for another name, an error for bad parameters.
+static std::optional<llvm::Expected<LoadSchedulingOptions>> parseLoadScheduling(llvm::StringRef name) {
+  const llvm::StringRef passName = "convgen-schedule-loads";
+  if (!name.consume_front(passName))
+    return std::nullopt;
+  LoadSchedulingOptions options;
+  if (name.empty())
+    return llvm::Expected<LoadSchedulingOptions>(options);
+  if (!name.consume_front("<") || !name.consume_back(">"))
+    return std::nullopt;
+  while (!name.empty()) {
+    auto [item, rest] = name.split(';');
+    name = rest;
+    auto [key, value] = item.split('=');
+    int number = 0;
+    if (value.getAsInteger(10, number) || number < 0 || (key != "budget" && key != "distance"))
+      return llvm::Expected<LoadSchedulingOptions>(llvm::createStringError(
+          llvm::inconvertibleErrorCode(),
+          "convgen-schedule-loads: '" + item.str() + "' is not budget=N or distance=N"));
+    (key == "budget" ? options.budget : options.distance) = number;
+  }
+  return llvm::Expected<LoadSchedulingOptions>(options);
 }
 
 /// convgen-pack-weights<constant|global|baked>
@@ -95,6 +121,14 @@ void runPipeline(llvm::Module &module, const std::string &pipelineText,
           if (!context.weights)
             missing = name.str() + " needs the layer's weights";
           passes.addPass(ZeroWeightEliminationPass(context.weights));
+          return true;
+        }
+        if (auto scheduling = parseLoadScheduling(name)) {
+          if (!*scheduling) {
+            missing = llvm::toString(scheduling->takeError());
+            return true;
+          }
+          passes.addPass(LoadSchedulingPass(**scheduling));
           return true;
         }
         if (auto path = parseWeightPath(name)) {

@@ -52,9 +52,10 @@ int64_t stagedFloats(const ConvGeometry &g, const Tiling &tiling) {
 }
 
 int64_t splitFloats(const Tiling &tiling) {
-  // The template's rows: the sums rounded up to four, plus four of padding.
+  // The template's rows: the sums rounded up to four, plus four of padding;
+  // ceil(S / 2) rows per lane, reused across the tree's rounds.
   const int64_t rowFloats = (tiling.accumulators() + 3) / 4 * 4 + 4;
-  return int64_t(tiling.reductionSplits - 1) * tiling.threadsX * rowFloats;
+  return int64_t(tiling.reductionSplits + 1) / 2 * tiling.threadsX * rowFloats;
 }
 
 int64_t stagingRounds(const ConvGeometry &geometry, const Tiling &tiling) {

@@ -62,8 +62,10 @@ const char *TemplateSpecializer::cleanupPipeline() {
   // it the PTX would still carry it as a .global array.
   // convgen-hoist-input-bases: every code section's copy of an input base
   // address moves to their common dominator, where early-cse keeps one.
+  // convgen-schedule-loads, last: each read-only load issued ahead of its
+  // first use, within a register budget (NVPTX keeps the order).
   return "function(instcombine<no-verify-fixpoint>,early-cse,convgen-hoist-input-bases,early-cse,"
-         "simplifycfg,adce),globaldce";
+         "simplifycfg,adce,convgen-schedule-loads),globaldce";
 }
 
 TemplateSpecializer::TemplateSpecializer(llvm::LLVMContext &context, const OperatorTemplate &source)

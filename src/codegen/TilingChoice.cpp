@@ -58,6 +58,35 @@ static std::string formatCost(double instructionsPerMultiplyAdd) {
   return text;
 }
 
+int referenceMultiprocessors(int computeVersion) {
+  if (computeVersion >= 90)
+    return 132;
+  if (computeVersion >= 89)
+    return 58;
+  if (computeVersion >= 86)
+    return 72;
+  if (computeVersion >= 80)
+    return 108;
+  if (computeVersion >= 75)
+    return 40;
+  return 80;
+}
+
+static std::string targetText(const TilingInputs &in) {
+  return std::to_string(in.warpsPerScheduler) + " warp(s) on each of 4 schedulers of " +
+         std::to_string(in.multiprocessors) + " SMs";
+}
+
+/// Threads per block row of a split: about four warps per block with its
+/// parts (a small grid spreads evenly over the SMs in small blocks), at
+/// least one warp.
+static int splitThreadsX(int parts) {
+  int threads = 32;
+  while (threads * 2 * parts <= 128)
+    threads *= 2;
+  return threads;
+}
+
 TilingDecision chooseTiling(const ConvGeometry &g, const TilingInputs &in) {
   TilingDecision d;
   Tiling &t = d.tiling;
@@ -143,12 +172,12 @@ TilingDecision chooseTiling(const ConvGeometry &g, const TilingInputs &in) {
   // costs little (estimated at most MaxSplitCostPerMultiplyAdd per fma).
   const int64_t threads = gridThreads(g, t, batch);
   const int64_t sparseWork = in.nonzeros * out.h * out.w * batch;
-  if (threads < in.targetThreads && sparseWork < MinSplitMultiplyAdds) {
+  if (threads < in.targetThreads() && sparseWork < MinSplitMultiplyAdds) {
     say("split=1: at batch " + std::to_string(batch) + " the outputs give " +
         std::to_string(threads) + " threads, but the layer's whole sparse work (" +
         std::to_string(sparseWork) + " multiply-adds) is too small for a split to pay: a "
         "launch costs more");
-  } else if (threads < in.targetThreads) {
+  } else if (threads < in.targetThreads()) {
     // A split fits the block (1024 threads, 48 KiB to hand the sums over,
     // threads shrunk to whole warps for it) and is cheap enough.
     auto acceptable = [&](const Tiling &candidate) {
@@ -156,7 +185,7 @@ TilingDecision chooseTiling(const ConvGeometry &g, const TilingInputs &in) {
              splitCostPerMultiplyAdd(g, candidate, density) <= MaxSplitCostPerMultiplyAdd;
     };
     Tiling split = t;
-    const int64_t wanted = (in.targetThreads + threads - 1) / threads;
+    const int64_t wanted = (in.targetThreads() + threads - 1) / threads;
     // Only part counts that divide the channels: equal parts (simulated,
     // F_0 took 51,350 cycles at split=5 with parts of 13 and 12 channels,
     // 32,940 at split=4).
@@ -164,7 +193,7 @@ TilingDecision chooseTiling(const ConvGeometry &g, const TilingInputs &in) {
       if (g.inChannelsPerGroup() % parts != 0)
         continue;
       split.reductionSplits = int(parts);
-      split.threadsX = 128;
+      split.threadsX = splitThreadsX(int(parts));
       while (split.threadsX > 32 &&
              (split.threadsPerBlock() > 1024 || splitFloats(split) > MaxStagedFloats))
         split.threadsX /= 2;
@@ -176,13 +205,13 @@ TilingDecision chooseTiling(const ConvGeometry &g, const TilingInputs &in) {
       const std::string cost = formatCost(splitCostPerMultiplyAdd(g, t, density));
       say("split=" + std::to_string(t.reductionSplits) + " threads=" + std::to_string(t.threadsX) +
           ": at batch " + std::to_string(batch) + " the outputs gave " + std::to_string(threads) +
-          " threads, under the " + std::to_string(in.targetThreads) +
-          " (4 warps on each of 132 SMs); each output's reduction is split over input "
+          " threads, under the " + std::to_string(in.targetThreads()) +
+          " (" + targetText(in) + "); each output's reduction is split over input "
           "channels across threads, combined in shared memory (about " + cost +
           " instructions per fma)");
     } else {
       say("split=1: at batch " + std::to_string(batch) + " the outputs give " +
-          std::to_string(threads) + " threads, under the " + std::to_string(in.targetThreads) +
+          std::to_string(threads) + " threads, under the " + std::to_string(in.targetThreads()) +
           ", but a split of this layer's short reduction would cost more than an estimated " +
           formatCost(MaxSplitCostPerMultiplyAdd) + " instructions per fma (MaxSplitCostPerMultiplyAdd)");
     }

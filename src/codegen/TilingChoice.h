@@ -11,6 +11,14 @@
 
 namespace convgen {
 
+/// The heuristic's default for TilingInputs::warpsPerScheduler.
+inline constexpr int TargetWarpsPerScheduler = 1;
+
+/// The SM count of the reference GPU of an arch, which the heuristic fills:
+/// V100 (sm_70, 80), T4 (sm_75, 40), A100 (sm_80, 108), A10 (sm_86, 72),
+/// L4 (sm_89, 58), H100 SXM (sm_90, 132); the nearest lower one otherwise.
+int referenceMultiprocessors(int computeVersion);
+
 /// What the heuristic knows about the layer beyond its geometry.
 struct TilingInputs {
   int64_t nonzeros = 0;  ///< nonzero weights (all of them for a dense layer)
@@ -18,9 +26,14 @@ struct TilingInputs {
   /// Sparse code the layer may hold before it goes dense: the per-kernel
   /// budget x kernels per layer (GenerateOptions).
   int64_t codeBudgetMultiplyAdds = int64_t{65536} * 4;
-  /// Threads below which the GPU starves: 4 warps on each of 132 SMs. A
-  /// grid under it splits the reduction (where that is cheap).
-  int64_t targetThreads = 132 * 4 * 32;
+  /// Streaming multiprocessors of the GPU the code is for
+  /// (referenceMultiprocessors of the arch).
+  int multiprocessors = 132;
+  /// Resident warps per warp scheduler (4 per SM) the grid should give at
+  /// least: a warp waiting on a load is covered only by another warp of its
+  /// scheduler. A grid under it splits the reduction (where that is cheap).
+  int warpsPerScheduler = TargetWarpsPerScheduler;
+  int64_t targetThreads() const { return int64_t(multiprocessors) * 4 * warpsPerScheduler * 32; }
   /// fp16 activations: ptxas takes far longer on fp16 code of the same
   /// size, so the tile is kept smaller (see FP16TileMultiplyAdds).
   bool halfPrecision = false;

@@ -171,6 +171,37 @@ TEST_P(TilingSweep, KernelMatchesReference) {
   EXPECT_GT(report.outputsChecked, 0);
 }
 
+// Six and eight parts (the geometries above have at most 7 input
+// channels): three rounds over three and four rows, each row reused by the
+// part that read it in the round before. (The host runs a block's threads in
+// order between barriers: this checks the rows, not timing.)
+TEST(TilingSweepSplit, ManyPartsReuseTheirRowsAndMatchTheReference) {
+  for (const char *text : {"bk=4,bw=2,split=8,threads=32", "bk=2,split=6,threads=64,weights=baked"}) {
+    const uint64_t seed = sweepSeed() * 7919 + 100003;
+    std::mt19937_64 random(seed);
+    ConvGeometry g = makeGeometry({24, 8, 7, 6, {3, 3}, {1, 1}, {1, 1}, {1, 1}, 1}, 2,
+                                  Activation::Relu, true);
+    ConvLayer layer = makeLayer("split", g, prunedWeights(g, SparsityPattern::Uniform, 0.7, random),
+                                random);
+    SCOPED_TRACE(std::string(text) + ", seed " + std::to_string(seed));
+    GenerateOptions options;
+    options.runPtxas = false;
+    options.tilingOverride = text;
+    KernelGenerator generator(options);
+    BuiltKernel kernel = generator.build(layer);
+    ASSERT_EQ(kernel.info.mode, "sparse");
+    ASSERT_GE(kernel.info.tiling.reductionSplits, 6);
+    VerifyOptions verify;
+    verify.batch = 2;
+    verify.seed = seed;
+    verify.allBlocks = true;
+    verify.hostThreads = 1;
+    VerifyReport report = verifyKernel(layer, kernel, verify);
+    EXPECT_TRUE(report.passed()) << report.failures << " bad outputs; first: " << report.firstFailure;
+    EXPECT_GT(report.outputsChecked, 0);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Cases, TilingSweep, ::testing::ValuesIn(tilingCases()),
                          [](const ::testing::TestParamInfo<TilingCase> &info) {
                            return tilingCaseName(info.param);
