@@ -17,7 +17,7 @@
 #define DEBUG_TYPE "convgen-schedule-loads"
 
 STATISTIC(NumLoadsScheduled, "Number of read-only loads issued ahead of their first use");
-STATISTIC(NumLoadsForced, "Number of read-only loads the budget held until their use");
+STATISTIC(NumLoadsForced, "Number of read-only loads held back until a use needed them");
 
 using namespace llvm;
 
@@ -75,6 +75,9 @@ private:
   bool collectTree(Instruction *inst, SmallVectorImpl<Instruction *> &tree,
                    SmallPtrSetImpl<Instruction *> &visiting) const;
   bool emitWithTree(Instruction *load, SmallVectorImpl<Instruction *> &order);
+  /// Emits \p inst after those of its operands in the region not yet out
+  /// (loads the budget held back): the original order, as late as it was.
+  void emitInOrder(Instruction *inst, SmallVectorImpl<Instruction *> &order);
 
   ArrayRef<Instruction *> Region;
   const LoadSchedulingOptions &Options;
@@ -127,6 +130,18 @@ bool RegionScheduler::emitWithTree(Instruction *load, SmallVectorImpl<Instructio
   return true;
 }
 
+void RegionScheduler::emitInOrder(Instruction *inst, SmallVectorImpl<Instruction *> &order) {
+  if (!inRegion(inst) || Emitted.count(inst))
+    return;
+  for (Value *operand : inst->operands())
+    if (auto *operandInst = dyn_cast<Instruction>(operand))
+      emitInOrder(operandInst, order);
+  if (Loads.count(inst))
+    ++NumLoadsForced;
+  order.push_back(inst);
+  Emitted.insert(inst);
+}
+
 bool RegionScheduler::schedule(SmallVectorImpl<Instruction *> &order) {
   SmallVector<Instruction *, 64> pending;
   for (Instruction *inst : Region)
@@ -165,26 +180,15 @@ bool RegionScheduler::schedule(SmallVectorImpl<Instruction *> &order) {
     }
     if (Emitted.count(inst) || Loads.count(inst))
       continue; // moved up already, or a load waiting for its turn
-    // A use reached before its load was issued (the budget held it).
-    for (Value *operand : inst->operands())
-      if (auto *load = dyn_cast<Instruction>(operand); load && Loads.count(load) && !Emitted.count(load)) {
-        if (!emitWithTree(load, order)) {
-          order.push_back(load); // cannot happen for operands already in place; keep it safe
-          Emitted.insert(load);
-        }
-        ++NumLoadsForced;
-      }
-    order.push_back(inst);
-    Emitted.insert(inst);
+    // A use reached before its load was issued (the budget held it): the
+    // load goes out now, after whatever of its own operands is not out yet.
+    emitInOrder(inst, order);
     while (!inFlight.empty() && inFlight.front() <= position)
       inFlight.pop_front();
   }
   // Loads whose users all lie past the region.
   for (Instruction *load : pending)
-    if (!Emitted.count(load)) {
-      order.push_back(load);
-      Emitted.insert(load);
-    }
+    emitInOrder(load, order);
   return !equal(order, Region);
 }
 
