@@ -97,8 +97,8 @@ int RegionScheduler::firstUse(Instruction *load) const {
 }
 
 /// Collects, operands first, the instructions of the region not yet
-/// emitted that \p inst needs, \p inst included; false if one of them may
-/// not move up (it touches memory, may trap, or is another load).
+/// emitted that \p inst needs, \p inst included (emitWithTree decides
+/// whether they may move up).
 bool RegionScheduler::collectTree(Instruction *inst, SmallVectorImpl<Instruction *> &tree,
                                   SmallPtrSetImpl<Instruction *> &visiting) const {
   if (!inRegion(inst) || Emitted.count(inst) || is_contained(tree, inst))
