@@ -345,10 +345,10 @@ extern "C" CONVGEN_GLOBAL void convgen_conv2d(const void *__restrict__ input,
     // p / 2 in round k >= 1 is the part that read it in round k - 1, so
     // program order, not another barrier, keeps the read before the write;
     // ceil(S / 2) rows, not S - 1, which halves the shared memory a split
-    // takes (so a block of 8 parts of 64 sums fits 48 KiB). Each round costs a store, a load and
-    // an add per sum in the code, log2(S) rounds where adding the other
-    // parts one by one took S - 1 (the example's LFF_1 at split=4: 1.79 ->
-    // 1.71 SASS per fma). Each thread's sums are contiguous, four at a time
+    // takes (so a block of 8 parts of 64 sums fits 48 KiB). Each round
+    // costs a store, a load and an add per sum in the code, log2(S) rounds
+    // where adding the other parts one by one took S - 1 (the example's
+    // LFF_1 at split=4: 1.79 -> 1.71 SASS per fma). Each thread's sums are contiguous, four at a time
     // (one 128-bit access), and rows are padded by four floats so the eight
     // threads of a quarter warp hit distinct banks.
     if (g.reductionSplits > 1) {
