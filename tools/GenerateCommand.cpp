@@ -3,6 +3,7 @@
 #include "model/LayerStats.h"
 #include "support/Error.h"
 
+#include <map>
 #include <cstdio>
 #include <iostream>
 #include <unistd.h>
@@ -149,6 +150,26 @@ void printSummaryTable(const std::vector<LayerOutcome> &outcomes, std::ostream &
                 denseTotal ? 100.0 * double(sparseTotal) / double(denseTotal) : 0.0,
                 static_cast<long long>(codeTotal), seconds);
   out << line;
+  // Say which binaries the layers got, so a table of '-' cannot hide that
+  // ptxas did not run.
+  std::map<std::string, size_t> cubinsByArch;
+  size_t withoutCubins = 0;
+  for (const LayerOutcome &o : outcomes) {
+    if (!o.error.empty())
+      continue;
+    withoutCubins += o.info.cubins.empty();
+    for (const CubinInfo &cubin : o.info.cubins)
+      ++cubinsByArch[cubin.arch];
+  }
+  std::string binaries;
+  for (const auto &[arch, count] : cubinsByArch)
+    binaries += (binaries.empty() ? "" : ", ") + arch + " (" + std::to_string(count) + ")";
+  if (!binaries.empty())
+    out << "cubins: " << binaries << ", in each layer's NAME.fatbin with its PTX\n";
+  if (withoutCubins)
+    out << "ptxas not run on " << withoutCubins
+        << " layer(s) (--ptx-only, or no CUDA toolkit): PTX only, '-' for SASS and registers; "
+           "the driver JIT-compiles them at load\n";
 }
 
 int generateLayers(const std::vector<ConvLayer> &layers, const ModelGenerateOptions &options,

@@ -44,6 +44,12 @@ CHANNELS, SIZE = 64, 28
 FIXED = "bk=4,bw=1,bh=1,bn=1,stage=0,skip=0,weights=global,dense=0"
 
 
+
+def ptxas_figures(manifest):
+    """The manifest's ptxas figures; {} where ptxas did not run ("not run")."""
+    ptxas = manifest.get("ptxas")
+    return ptxas if isinstance(ptxas, dict) else {}
+
 def fixed_nonzero_weights(rng, k, c, nonzeros):
     """OIHW 3x3 weights with exactly `nonzeros` nonzero values, at random
     positions, N(0, 1/fan-in) like make_layers."""
@@ -126,7 +132,7 @@ def run(args):
         seconds = result["convgen_ms"] / 1000.0
         row = {"sweep": sweep, "layer": name, "out_channels": k, "nonzeros": nonzeros,
                "tiling": tiling, "ptx_bytes": manifest["ptx_bytes"],
-               "registers": (manifest.get("ptxas") or {}).get("registers"),
+               "registers": ptxas_figures(manifest).get("registers"),
                "code_sections_per_block": manifest["tiling"]["channel_blocks_per_block"],
                "ms": result["convgen_ms"], "correct": result["correct"],
                "useful_gflops": 2.0 * nonzeros * args.batch * SIZE * SIZE / seconds / 1e9}

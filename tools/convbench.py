@@ -308,6 +308,30 @@ class HostDriver:
         # (the code) with other weights; a module keeps the code it loaded with.
         self._keep.append((callbacks, module, globals_, problems))
         self.cuda.convgen_hostcuda_register(ptx, ctypes.byref(module))
+        if manifest.get("fatbin"):
+            # The double finds a fatbinary's host code by the PTX inside it,
+            # which the fatbinary tool stripped of comments and indentation.
+            inner = fatbinary_ptx(os.path.join(os.path.dirname(manifest_path), manifest["fatbin"]))
+            if inner is not None:
+                self.cuda.convgen_hostcuda_register(inner, ctypes.byref(module))
+
+
+def fatbinary_ptx(path):
+    """The PTX inside a fatbinary (runtime/FatbinaryImage.h has the layout),
+    as bytes without its NUL padding; None if it holds none."""
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    magic, _, header, body = struct.unpack_from("<IHHQ", data, 0)
+    if magic != 0xBA55ED50:
+        raise ValueError(f"{path}: not a fatbinary")
+    at, end = header, header + body
+    while at < end:
+        kind, _, entry_header, size = struct.unpack_from("<HHIQ", data, at)
+        if kind == 1:
+            return data[at + entry_header:at + entry_header + size].split(b"\0")[0]
+        at += entry_header + size
+    return None
 
 
 _HOST = []

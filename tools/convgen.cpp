@@ -37,7 +37,8 @@ struct Options {
   bool list = false;
   bool json = false;
   std::string outputDir = "generated";
-  std::string arch = DefaultArch;
+  std::vector<std::string> arch = {DefaultArch};
+  bool ptxOnly = false;
   std::vector<std::string> emit;
   bool bakeValues = false;
   int64_t maxMultiplyAdds = 65536;
@@ -78,9 +79,16 @@ void addModelOptions(CLI::App &app, Options &options, CLI::Option *&layer, CLI::
 
 void addGenerationOptions(CLI::App &app, Options &options) {
   app.add_option("--arch", options.arch,
-                 "Target GPU (sm_70 .. sm_90). sm_80 PTX also runs on H100/H200 through "
-                 "the driver's JIT")
+                 "Target GPUs (sm_70 .. sm_90), comma-separated: each gets a cubin in the "
+                 "layer's fatbinary, which the driver loads without compiling. The lowest "
+                 "decides the PTX and the tiling; its PTX also goes in, for newer GPUs to "
+                 "JIT-compile")
+      ->delimiter(',')
       ->capture_default_str();
+  app.add_flag("--ptx-only", options.ptxOnly,
+               "Skip ptxas (nvcc's --ptx): PTX only, no cubins, no SASS or register figures. "
+               "Quicker, for the draft rounds of a pruning loop; the driver JIT-compiles "
+               "every kernel at load");
   app.add_flag("--bake-values", options.bakeValues,
                "Put the weight values in the code as FMA immediates instead of a packed "
                "read-only array (a values-only change then needs new code)");
@@ -196,7 +204,10 @@ private:
 
 GenerateOptions generateOptionsFrom(const Options &options) {
   GenerateOptions generateOptions;
-  generateOptions.arch = parseArch(options.arch);
+  const ArchList archs = parseArchList(options.arch);
+  generateOptions.arch = archs.ptxArch;
+  generateOptions.binaryArchs = archs.cubinArchs;
+  generateOptions.runPtxas = !options.ptxOnly;
   generateOptions.outputDir = options.outputDir;
   generateOptions.emit = {options.emit.begin(), options.emit.end()};
   generateOptions.bakeValues = options.bakeValues;
@@ -341,7 +352,12 @@ int generate(const ModelFile &model, const Options &options, const Log &log) {
     return listTilings(layers, modelOptions.generate, options.measure);
   if (!options.recordTuning.empty())
     return recordTuning(layers, options, modelOptions.generate);
-  log("target " + modelOptions.generate.arch.name + ", output directory " + options.outputDir +
+  std::string targets;
+  for (const std::string &arch : cubinArchs(modelOptions.generate))
+    targets += " " + arch;
+  log("PTX for " + modelOptions.generate.arch.name + ", cubins for" +
+      (targets.empty() ? std::string(" none (--ptx-only)") : targets) + ", output directory " +
+      options.outputDir +
       ", cache " + (modelOptions.cacheDir ? modelOptions.cacheDir->string() : "off"));
   return generateLayers(layers, modelOptions, options.verbose, std::cout);
 }

@@ -237,7 +237,7 @@ def _remove_layer(case_path, name):
     stem = "_" + stem if stem.startswith(".") else stem
     for directory, _, files in os.walk(case_path):
         for f in files:
-            if f in (stem + ".ptx", stem + ".json", stem + ".weights.bin"):
+            if f in (stem + ".ptx", stem + ".fatbin", stem + ".json", stem + ".weights.bin"):
                 os.unlink(os.path.join(directory, f))
 
 
@@ -312,8 +312,11 @@ def prepare(args):
         return time.monotonic() - t0
 
     def ptx_bytes(path):
+        """The PTX the driver has to JIT-compile: that of layers without a
+        fatbinary (a layer with one carries its --arch cubin, loaded as it is)."""
         return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path)
-                   for f in fs if f.endswith(".ptx"))
+                   for f in fs if f.endswith(".ptx")
+                   and f[:-4] + ".fatbin" not in fs)
 
     def leave_out(entry, why):
         entry["why"] = why
@@ -369,9 +372,7 @@ def prepare(args):
                         entry["why"] = f"the folder would exceed {args.max_mib} MiB"
                         manifest["left_out"].append(entry)
                         continue
-                    entry["ptx_bytes"] = sum(os.path.getsize(os.path.join(out, relative, f))
-                                             for f in os.listdir(os.path.join(out, relative))
-                                             if f.endswith(".ptx"))
+                    entry["ptx_bytes"] = ptx_bytes(os.path.join(out, relative))
                     manifest["tune"].append(entry)
 
     # First, so that room is kept for it: the fallback library.
@@ -475,7 +476,8 @@ def prepare(args):
         note = (f" ({len(entry['layers_left_out'])} layers left out: {entry['layers_why']})"
                 if entry.get("layers_left_out") else "")
         print(f"gpu-prepare: {relative}: {entry['layers']} layers x {len(args.batches)} batches, "
-              f"{entry['ptx_bytes'] / 2**20:.1f} MiB of PTX, {seconds:.1f} s{note}", flush=True)
+              f"{entry['ptx_bytes'] / 2**20:.1f} MiB of PTX to JIT-compile, {seconds:.1f} s{note}",
+              flush=True)
 
     if not tuned:
         prepare_tuning()

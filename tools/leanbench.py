@@ -53,7 +53,8 @@ def run_model(convgen, ptxas_path, model, arch, batch, scratch, layers=()):
             continue
         with open(os.path.join(out, name)) as f:
             m = json.load(f)
-        ptxas = m.get("ptxas") or {}
+        ptxas = m.get("ptxas")
+        ptxas = ptxas if isinstance(ptxas, dict) else {}  # "not run": --ptx-only
         phases = {}
         rows.append({
             "model": os.path.basename(model), "layer": m["layer"], "arch": arch, "batch": batch,

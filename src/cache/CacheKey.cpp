@@ -104,6 +104,10 @@ std::string layerCacheKey(const ConvLayer &layer, const GenerateOptions &options
       .add("max_multiply_adds", options.maxMultiplyAdds)
       .add("max_kernels", options.maxKernelsPerLayer)
       .add("ptxas", options.runPtxas ? ptxasVersion : std::string("off"));
+  std::string cubins; // the fatbinary's archs: another list is another entry
+  for (const std::string &arch : cubinArchs(options))
+    cubins += arch + " ";
+  key.add("cubins", cubins);
   key.add("weights", layer.weights.size());
   key.addBytes("mask", maskBits(layer.weights));
   if (tiling.weightPath == WeightPathChoice::Baked)

@@ -21,8 +21,9 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char *EntryFormat = "convgen-cache-entry/4";
+constexpr const char *EntryFormat = "convgen-cache-entry/5";
 constexpr const char *PtxFile = "layer.ptx";
+constexpr const char *FatbinFile = "layer.fatbin"; ///< only where ptxas ran
 constexpr const char *IndicesFile = "indices.bin";
 constexpr const char *EntryFile = "entry.json";
 
@@ -76,6 +77,17 @@ PtxasReport ptxasFrom(const json &j) {
   return report;
 }
 
+json cubinsJson(const std::vector<CubinInfo> &cubins) {
+  json list = json::array();
+  for (const CubinInfo &c : cubins)
+    list.push_back({{"arch", c.arch},
+                    {"bytes", c.bytes},
+                    {"instructions", c.instructions},
+                    {"registers", c.registers},
+                    {"spill_bytes", c.spillBytes}});
+  return list;
+}
+
 json infoJson(const GeneratedLayer &info) {
   json kernels = json::array();
   for (const LayerKernel &k : info.kernels)
@@ -102,6 +114,8 @@ json infoJson(const GeneratedLayer &info) {
           {"dense_multiply_adds", info.denseMultiplyAdds},
           {"ptx_bytes", info.ptxBytes},
           {"ptxas", info.ptxas ? ptxasJson(*info.ptxas) : json(nullptr)},
+          {"cubins", cubinsJson(info.cubins)},
+          {"fatbin_bytes", info.fatbinBytes},
           {"generation_seconds", info.seconds}};
 }
 
@@ -133,6 +147,10 @@ GeneratedLayer infoFrom(const json &j) {
   info.ptxBytes = j.at("ptx_bytes");
   if (!j.at("ptxas").is_null())
     info.ptxas = ptxasFrom(j.at("ptxas"));
+  for (const json &c : j.at("cubins"))
+    info.cubins.push_back({c.at("arch").get<std::string>(), c.at("bytes"), c.at("instructions"),
+                           c.at("registers"), c.at("spill_bytes")});
+  info.fatbinBytes = j.at("fatbin_bytes");
   return info;
 }
 
@@ -221,6 +239,8 @@ std::optional<KernelCache::Entry> KernelCache::find(const std::string &key,
     try {
       found.layer.info = infoFrom(entry.at("info"));
       found.ptxDigest = files.at(PtxFile).get<std::string>();
+      if (found.layer.info.fatbinBytes > 0)
+        found.fatbinDigest = files.at(FatbinFile).get<std::string>();
     } catch (const json::exception &e) {
       throw CorruptEntry{std::string(EntryFile) + ": " + e.what()};
     } catch (const Error &e) { // a tiling that does not parse
@@ -229,6 +249,9 @@ std::optional<KernelCache::Entry> KernelCache::find(const std::string &key,
     std::error_code sizeError;
     if (fs::file_size(directory / PtxFile, sizeError) != found.layer.info.ptxBytes || sizeError)
       throw CorruptEntry{std::string(PtxFile) + " is missing or not the size the entry records"};
+    if (found.layer.info.fatbinBytes > 0 &&
+        (fs::file_size(directory / FatbinFile, sizeError) != found.layer.info.fatbinBytes || sizeError))
+      throw CorruptEntry{std::string(FatbinFile) + " is missing or not the size the entry records"};
     return found;
   } catch (const CorruptEntry &corrupt) {
     problem = corruptProblem(key, corrupt.why);
@@ -241,6 +264,19 @@ bool KernelCache::loadPtx(Entry &entry, std::string &problem) const {
   problem.clear();
   try {
     entry.layer.ptx = readChecked(entryPath(entry.key), PtxFile, {{PtxFile, entry.ptxDigest}});
+    return true;
+  } catch (const CorruptEntry &corrupt) {
+    problem = corruptProblem(entry.key, corrupt.why);
+    discard(entry.key);
+    return false;
+  }
+}
+
+bool KernelCache::loadFatbin(Entry &entry, std::string &problem) const {
+  problem.clear();
+  try {
+    entry.layer.fatbin =
+        readChecked(entryPath(entry.key), FatbinFile, {{FatbinFile, entry.fatbinDigest}});
     return true;
   } catch (const CorruptEntry &corrupt) {
     problem = corruptProblem(entry.key, corrupt.why);
@@ -267,10 +303,12 @@ void KernelCache::store(const std::string &key, const CompiledLayer &compiled) c
     std::string indices = indicesBytes(compiled.arrayIndices);
     writeFileAtomically(scratch / PtxFile, compiled.ptx);
     writeFileAtomically(scratch / IndicesFile, indices);
-    json entry = {{"format", EntryFormat},
-                  {"key", key},
-                  {"files", {{PtxFile, digest(compiled.ptx)}, {IndicesFile, digest(indices)}}},
-                  {"info", infoJson(compiled.info)}};
+    json files = {{PtxFile, digest(compiled.ptx)}, {IndicesFile, digest(indices)}};
+    if (compiled.info.fatbinBytes > 0) {
+      writeFileAtomically(scratch / FatbinFile, compiled.fatbin);
+      files[FatbinFile] = digest(compiled.fatbin);
+    }
+    json entry = {{"format", EntryFormat}, {"key", key}, {"files", files}, {"info", infoJson(compiled.info)}};
     writeFileAtomically(scratch / EntryFile, entry.dump(1) + "\n");
     fs::create_directories(directory.parent_path(), ec);
     if (ec)

@@ -1,9 +1,9 @@
-// The generator's content-addressed cache: a layer's PTX, kernels, ptxas
-// figures and packing order (the OIHW index of each packed slot), stored
+// The generator's content-addressed cache: a layer's PTX, its fatbinary
+// (the cubins ptxas made, where it ran), kernels, ptxas figures and packing order (the OIHW index of each packed slot), stored
 // under its CacheKey. A hit stands in for generation: this round's packed
 // values are gathered from its weights at the cached indices.
 //
-// Layout: ROOT/v1/<2 hex>/<key>/ holds layer.ptx, indices.bin and
+// Layout: ROOT/v1/<2 hex>/<key>/ holds layer.ptx, layer.fatbin, indices.bin and
 // entry.json (tuning records live in ROOT/v1/tuning/), which records every other file's BLAKE3 digest. An entry is
 // written into ROOT/v1/tmp/ and renamed into place whole, so readers see all
 // of it or nothing, and two processes storing one key at once both succeed
@@ -39,6 +39,7 @@ public:
     std::string key;
     CompiledLayer layer;
     std::string ptxDigest;
+    std::string fatbinDigest; ///< empty where the entry has no fatbinary
   };
 
   /// The entry of \p key. nullopt on a miss; when the entry was there but
@@ -47,6 +48,8 @@ public:
   /// Reads \p entry's PTX into entry.layer.ptx, checking its digest. False
   /// if it is corrupt (\p problem says why; the entry is gone).
   bool loadPtx(Entry &entry, std::string &problem) const;
+  /// The same for its fatbinary (only where fatbinDigest is set).
+  bool loadFatbin(Entry &entry, std::string &problem) const;
 
   /// The BLAKE3 digest (64 hex digits) of \p bytes, as entries record them.
   static std::string digest(std::string_view bytes);

@@ -68,6 +68,22 @@ static nlohmann::json ptxasKernelJson(const std::optional<PtxasReport> &ptxas,
           {"sass_per_fma", sassPerMultiplyAdd(kernel.instructions, layerKernel.multiplyAdds)}};
 }
 
+/// The fatbinary's images: a cubin per arch, with ptxas's figures, then the
+/// PTX, which a device with no cubin of its major version JIT-compiles.
+/// Without a fatbinary, the PTX file alone.
+static nlohmann::json imagesJson(const GeneratedLayer &result, const GenerateOptions &options) {
+  nlohmann::json images = nlohmann::json::array();
+  for (const CubinInfo &cubin : result.cubins)
+    images.push_back({{"kind", "cubin"},
+                      {"arch", cubin.arch},
+                      {"bytes", cubin.bytes},
+                      {"sass_instructions", cubin.instructions},
+                      {"registers", cubin.registers},
+                      {"spill_bytes", cubin.spillBytes}});
+  images.push_back({{"kind", "ptx"}, {"arch", options.arch.name}, {"bytes", result.ptxBytes}});
+  return images;
+}
+
 /// The NAME.json manifest: everything a runtime needs to load and launch
 /// the layer's kernels, and what the generation produced.
 static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer &result,
@@ -93,6 +109,8 @@ static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer
       {"format", "convgen-kernel-manifest/3"},
       {"layer", layer.name},
       {"ptx", stem + ".ptx"},
+      {"fatbin", result.fatbinBytes ? nlohmann::json(stem + ".fatbin") : nlohmann::json(nullptr)},
+      {"images", imagesJson(result, options)},
       {"template", templateId},
       {"arch", options.arch.name},
       {"dtype", dtypeName(result.dtype)},
@@ -156,7 +174,7 @@ static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer
                          {"sass_per_fma", sassPerMultiplyAdd(result.ptxas->instructions,
                                                              result.multiplyAdds)}};
   else
-    manifest["ptxas"] = nullptr;
+    manifest["ptxas"] = "not run"; // --ptx-only, or no CUDA toolkit: the driver compiles at load
   return manifest;
 }
 
@@ -182,11 +200,17 @@ fs::path layerFilePath(const GenerateOptions &options, const std::string &layer,
 
 LayerFilesWritten writeLayerFiles(const ConvLayer &layer, CompiledLayer &compiled,
                                   const GenerateOptions &options, const std::string &templateId,
-                                  bool ptxUpToDate) {
+                                  CodeFilesUpToDate upToDate) {
   GeneratedLayer &info = compiled.info;
   auto path = [&](const std::string &suffix) { return layerFilePath(options, layer.name, suffix); };
   LayerFilesWritten written;
-  written.ptx = !ptxUpToDate && writeFileIfChanged(path(".ptx"), compiled.ptx);
+  written.ptx = !upToDate.ptx && writeFileIfChanged(path(".ptx"), compiled.ptx);
+  if (info.fatbinBytes > 0) {
+    written.fatbin = !upToDate.fatbin && writeFileIfChanged(path(".fatbin"), compiled.fatbin);
+  } else {
+    std::error_code ec;
+    written.fatbin = std::filesystem::remove(path(".fatbin"), ec);
+  }
   written.weights = writeFileIfChanged(path(".weights.bin"), weightsFile(compiled.arrayValues, layer.bias));
   if (options.emit.count("ll")) {
     // A split layer's kernels were specialised as separate modules: one file each.

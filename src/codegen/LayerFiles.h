@@ -1,5 +1,6 @@
-// A generated layer's files: NAME.ptx, NAME.weights.bin (the packed array,
-// then the bias) and the NAME.json manifest, plus the --emit extras. Made
+// A generated layer's files: NAME.ptx, NAME.fatbin (its cubins and PTX, what
+// the runtime loads; not with --ptx-only), NAME.weights.bin (the packed
+// array, then the bias) and the NAME.json manifest, plus the --emit extras. Made
 // from a CompiledLayer, whether it was just compiled or came from the cache,
 // and written atomically, each only if its content changed: a round that
 // changes nothing leaves every file (and its time stamp) alone.
@@ -15,16 +16,24 @@ namespace convgen {
 
 /// Which of a layer's files a write changed.
 struct LayerFilesWritten {
-  bool ptx = false, weights = false, manifest = false;
-  bool any() const { return ptx || weights || manifest; }
+  bool ptx = false, fatbin = false, weights = false, manifest = false;
+  bool any() const { return ptx || fatbin || weights || manifest; }
+};
+
+/// Which code files the caller has checked the output already holds: their
+/// bytes in CompiledLayer may then be left empty (a cache hit reads
+/// neither from the cache).
+struct CodeFilesUpToDate {
+  bool ptx = false, fatbin = false;
 };
 
 /// Writes \p compiled's files for \p layer into options.outputDir and sets
-/// compiled.info.manifestPath. With \p ptxUpToDate the caller has checked
-/// that NAME.ptx already holds the PTX, and compiled.ptx may be empty.
+/// compiled.info.manifestPath. A layer without a fatbinary (ptxas did not
+/// run) removes an earlier round's NAME.fatbin, so none is left that the
+/// manifest does not name.
 LayerFilesWritten writeLayerFiles(const ConvLayer &layer, CompiledLayer &compiled,
                                   const GenerateOptions &options, const std::string &templateId,
-                                  bool ptxUpToDate = false);
+                                  CodeFilesUpToDate upToDate = {});
 
 /// Where writeLayerFiles puts \p layer's file with \p suffix (".ptx").
 std::filesystem::path layerFilePath(const GenerateOptions &options, const std::string &layer,

@@ -8,6 +8,7 @@
 #include "codegen/TemplateSpecializer.h"
 #include "support/Error.h"
 
+#include <algorithm>
 #include <chrono>
 #include <numeric>
 #include <llvm/IR/InstIterator.h>
@@ -99,8 +100,19 @@ void describeTilingChoice(GeneratedLayer &info, const ConvLayer &layer,
 KernelGenerator::KernelGenerator(GenerateOptions options)
     : KernelGenerator(options, options.runPtxas ? findPtxas() : std::nullopt) {}
 
+std::vector<std::string> cubinArchs(const GenerateOptions &options) {
+  if (!options.runPtxas)
+    return {};
+  std::vector<std::string> archs = {options.arch.name};
+  for (const std::string &arch : options.binaryArchs)
+    if (std::find(archs.begin(), archs.end(), arch) == archs.end())
+      archs.push_back(arch);
+  return archs;
+}
+
 KernelGenerator::KernelGenerator(GenerateOptions options, std::optional<Ptxas> ptxas)
     : Options(std::move(options)), PtxasTool(std::move(ptxas)),
+      FatbinaryPacker(PtxasTool ? findFatbinaryTool(*PtxasTool) : std::nullopt),
       Context(std::make_unique<llvm::LLVMContext>()),
       Specializer(std::make_unique<TemplateSpecializer>(*Context, directConvTemplate())) {}
 
@@ -344,9 +356,34 @@ CompiledLayer KernelGenerator::compile(const ConvLayer &layer, BuiltKernel *kept
   compiled.ptx = emitPtx(*built.module, Options.arch, what);
   result.ptxBytes = compiled.ptx.size();
   clock.mark("ptx");
-  if (PtxasTool) {
-    result.ptxas = runPtxas(*PtxasTool, compiled.ptx, Options.arch.name, what);
+  if (PtxasTool && Options.runPtxas) {
+    // ptxas's cubins are the product: kept in the fatbinary the runtime
+    // loads, so the driver has nothing left to compile.
+    std::vector<ArchCubin> cubins;
+    for (const std::string &arch : cubinArchs(Options)) {
+      ArchCubin cubin{arch, {}};
+      PtxasReport report = runPtxas(*PtxasTool, compiled.ptx, arch, what, &cubin.bytes);
+      CubinInfo image;
+      image.arch = arch;
+      image.bytes = int64_t(cubin.bytes.size());
+      image.instructions = report.instructions;
+      image.registers = report.registers;
+      image.spillBytes = report.spillStoreBytes + report.spillLoadBytes;
+      result.cubins.push_back(image);
+      if (!result.ptxas)
+        result.ptxas = std::move(report);
+      else
+        result.ptxas->seconds += report.seconds;
+      cubins.push_back(std::move(cubin));
+    }
     clock.mark("ptxas");
+    if (!FatbinaryPacker)
+      throw UnsupportedError(what + ": the CUDA toolkit's fatbinary tool is not beside " +
+                             PtxasTool->path + ", so the cubins cannot be packed; install it, "
+                             "or use --ptx-only");
+    compiled.fatbin = makeFatbinary(*FatbinaryPacker, cubins, compiled.ptx, Options.arch.name, what);
+    result.fatbinBytes = compiled.fatbin.size();
+    clock.mark("fatbinary");
   }
   compiled.arrayValues = std::move(built.arrayValues);
   compiled.arrayIndices = std::move(built.arrayIndices);

@@ -7,6 +7,7 @@
 
 #include "codegen/NvptxTarget.h"
 #include "codegen/LayerPlan.h"
+#include "codegen/FatbinaryTool.h"
 #include "codegen/Ptxas.h"
 #include "codegen/TemplateSpec.h"
 #include "codegen/TilingChoice.h"
@@ -35,10 +36,18 @@ inline const std::set<std::string> EmittableArtefacts = {"ll", "weightmap"};
 
 struct GenerateOptions {
   std::filesystem::path outputDir = "generated";
+  /// The arch the PTX and its tiling are made for: the lowest of --arch.
   NvptxArch arch;
+  /// The archs that get a cubin in the layer's fatbinary (`--arch
+  /// sm_80,sm_90`), in increasing order, arch among them. Empty: arch
+  /// alone. See cubinArchs().
+  std::vector<std::string> binaryArchs;
   std::set<std::string> emit; ///< subset of EmittableArtefacts
   bool bakeValues = false;    ///< weights as FMA immediates instead of a packed array
-  bool runPtxas = true;       ///< validate with ptxas when one is installed
+  /// Run ptxas (when installed): it checks the PTX, measures the code and
+  /// makes the cubins of the fatbinary the runtime loads. Off (--ptx-only):
+  /// the PTX alone, which the driver JIT-compiles at load.
+  bool runPtxas = true;
   /// Packed weights up to this size go to the constant bank, larger ones
   /// are read with ld.global.nc. The bank holds 64 KiB per module.
   size_t constantBankLimitBytes = 64 * 1024;
@@ -78,6 +87,19 @@ struct LayerKernel {
   int64_t weightsCount = 0;
 };
 
+/// The cubins ptxas made for \p options: binaryArchs, or arch alone;
+/// none without runPtxas. The first is arch, whose report the manifest shows.
+std::vector<std::string> cubinArchs(const GenerateOptions &options);
+
+/// One cubin of a layer's fatbinary: ptxas's figures for that arch.
+struct CubinInfo {
+  std::string arch; ///< "sm_80"
+  int64_t bytes = 0;
+  int64_t instructions = 0; ///< SASS, every kernel together
+  int registers = 0;        ///< the most of any kernel
+  int spillBytes = 0;       ///< stores and loads, the most of any kernel
+};
+
 /// What generating one layer produced.
 struct GeneratedLayer {
   std::string name;
@@ -97,7 +119,11 @@ struct GeneratedLayer {
   int64_t multiplyAdds = 0;  ///< fma instructions in the generated code
   int64_t denseMultiplyAdds = 0; ///< the unrolled dense template's: positions x BW
   size_t ptxBytes = 0;
+  /// ptxas's report for arch (the first cubin); nullopt when ptxas did not run.
   std::optional<PtxasReport> ptxas;
+  /// The fatbinary's cubins, one per cubinArchs(); empty when ptxas did not run.
+  std::vector<CubinInfo> cubins;
+  size_t fatbinBytes = 0; ///< 0: no fatbinary (ptxas did not run)
   double seconds = 0;
   /// Wall time per phase: specialise, eliminate, cleanup, ptx, ptxas, write.
   std::vector<std::pair<std::string, double>> phaseSeconds;
@@ -133,6 +159,8 @@ struct BuiltKernel {
 struct CompiledLayer {
   GeneratedLayer info;
   std::string ptx;
+  /// NAME.fatbin: a cubin per info.cubins, then the PTX; empty without ptxas.
+  std::string fatbin;
   std::vector<float> arrayValues;   ///< as BuiltKernel's
   std::vector<int64_t> arrayIndices;
   /// --emit extras: the IR per kernel before elimination, the final IR, the weight map.
@@ -175,6 +203,7 @@ private:
 
   GenerateOptions Options;
   std::optional<Ptxas> PtxasTool; ///< found (and its version asked) once
+  std::optional<FatbinaryTool> FatbinaryPacker; ///< beside ptxas
   std::unique_ptr<llvm::LLVMContext> Context;
   std::unique_ptr<TemplateSpecializer> Specializer;
 };

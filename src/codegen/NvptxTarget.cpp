@@ -7,6 +7,7 @@
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/TargetParser/Triple.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 
@@ -69,6 +70,26 @@ NvptxArch parseArch(const std::string &name) {
   for (const std::string &arch : supportedArchs())
     list += (list.empty() ? "" : ", ") + arch;
   throw InputError({"", "", "--arch"}, "unsupported target '" + name + "'; supported: " + list);
+}
+
+ArchList parseArchList(const std::vector<std::string> &names) {
+  std::vector<NvptxArch> archs;
+  for (const std::string &name : names) {
+    NvptxArch arch = parseArch(name);
+    if (std::none_of(archs.begin(), archs.end(),
+                     [&](const NvptxArch &known) { return known.name == arch.name; }))
+      archs.push_back(arch);
+  }
+  if (archs.empty())
+    throw InputError({"", "", "--arch"}, "names no target");
+  std::sort(archs.begin(), archs.end(), [](const NvptxArch &a, const NvptxArch &b) {
+    return a.computeVersion < b.computeVersion;
+  });
+  ArchList list;
+  list.ptxArch = archs.front();
+  for (const NvptxArch &arch : archs)
+    list.cubinArchs.push_back(arch.name);
+  return list;
 }
 
 } // namespace convgen

@@ -33,4 +33,14 @@ const llvm::Target &nvptxTarget();
 /// and listing the supported values otherwise.
 NvptxArch parseArch(const std::string &name);
 
+/// `--arch sm_80,sm_90`: the archs a layer gets a cubin for, in increasing
+/// order and without repeats, and the lowest, for which the PTX and its
+/// tiling are made (PTX for sm_80 loads on sm_90, not the reverse). Throws
+/// as parseArch does, or for an empty list.
+struct ArchList {
+  NvptxArch ptxArch;
+  std::vector<std::string> cubinArchs;
+};
+ArchList parseArchList(const std::vector<std::string> &names);
+
 } // namespace convgen

@@ -2,6 +2,7 @@
 
 #include "codegen/CubinText.h"
 #include "support/Error.h"
+#include "support/Subprocess.h"
 
 #include <algorithm>
 #include <chrono>
@@ -10,43 +11,11 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
-#include <sys/wait.h>
 #include <unistd.h>
 
 namespace convgen {
 
 namespace fs = std::filesystem;
-
-/// Runs a command with stdout+stderr captured; returns the exit status.
-static int runCapturing(const std::vector<std::string> &argv, std::string &output) {
-  int pipeFds[2];
-  if (::pipe(pipeFds) != 0)
-    throw SystemError("pipe", argv[0], errno);
-  pid_t pid = ::fork();
-  if (pid < 0)
-    throw SystemError("fork", argv[0], errno);
-  if (pid == 0) {
-    ::dup2(pipeFds[1], 1);
-    ::dup2(pipeFds[1], 2);
-    ::close(pipeFds[0]);
-    ::close(pipeFds[1]);
-    std::vector<char *> args;
-    for (const std::string &arg : argv)
-      args.push_back(const_cast<char *>(arg.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(pipeFds[1]);
-  char buffer[4096];
-  for (ssize_t n; (n = ::read(pipeFds[0], buffer, sizeof(buffer))) > 0;)
-    output.append(buffer, static_cast<size_t>(n));
-  ::close(pipeFds[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
 
 std::optional<Ptxas> findPtxas() {
   std::vector<fs::path> candidates;
@@ -81,19 +50,10 @@ static int firstNumber(const std::string &text, const std::string &pattern) {
 }
 
 PtxasReport runPtxas(const Ptxas &ptxas, const std::string &ptx, const std::string &arch,
-                     const std::string &what) {
+                     const std::string &what, std::string *cubinOut) {
   // ptxas reads files; a private temporary directory keeps parallel runs apart.
-  std::string directoryTemplate = (fs::temp_directory_path() / "convgen-ptxas-XXXXXX").string();
-  if (!::mkdtemp(directoryTemplate.data()))
-    throw SystemError("create temporary directory", directoryTemplate, errno);
-  fs::path directory = directoryTemplate;
-  struct Cleanup {
-    fs::path path;
-    ~Cleanup() {
-      std::error_code ignored;
-      fs::remove_all(path, ignored);
-    }
-  } cleanup{directory};
+  const ScratchDirectory scratch("convgen-ptxas");
+  const fs::path &directory = scratch.path();
   fs::path ptxFile = directory / "kernel.ptx";
   std::ofstream(ptxFile, std::ios::binary) << ptx;
 
@@ -149,6 +109,8 @@ PtxasReport runPtxas(const Ptxas &ptxas, const std::string &ptx, const std::stri
       kernel->second.instructions = bytes / SassInstructionBytes;
       report.instructions += kernel->second.instructions;
     }
+  if (cubinOut)
+    *cubinOut = cubin;
   return report;
 }
 

@@ -43,9 +43,10 @@ struct Ptxas {
 /// The ptxas to use, or nullopt if there is none.
 std::optional<Ptxas> findPtxas();
 
-/// Assembles \p ptx for \p arch with `ptxas -v` and parses its report.
-/// Throws CheckFailure with ptxas's messages if it rejects the PTX.
+/// Assembles \p ptx for \p arch with `ptxas -v` and parses its report;
+/// with \p cubin, also hands back the machine code (the layer's binary for
+/// that arch). Throws CheckFailure with ptxas's messages if it rejects the PTX.
 PtxasReport runPtxas(const Ptxas &ptxas, const std::string &ptx, const std::string &arch,
-                     const std::string &what);
+                     const std::string &what, std::string *cubin = nullptr);
 
 } // namespace convgen

@@ -108,6 +108,7 @@ void writeModelManifest(const std::vector<LayerOutcome> &outcomes,
   nlohmann::json model = {{"format", "convgen-model-manifest/1"},
                           {"weights", options.weightsFile},
                           {"arch", options.generate.arch.name},
+                          {"cubins", cubinArchs(options.generate)},
                           {"layers", layers}};
   writeFileIfChanged(options.modelManifest, model.dump(2) + "\n");
 }
@@ -143,7 +144,7 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
   std::vector<std::string> keys(layers.size());
   // The digest of the PTX each layer's output holds once written, for the
   // stamps; empty where unknown (no cache, or the layer failed).
-  std::vector<std::string> ptxDigests(layers.size());
+  std::vector<std::string> ptxDigests(layers.size()), fatbinDigests(layers.size());
   std::optional<OutputStamps> stamps;
   if (cache)
     stamps.emplace(generateOptions.outputDir);
@@ -169,15 +170,22 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
     if (readCache && !keys[i].empty()) {
       std::string problem;
       std::optional<KernelCache::Entry> entry = cache->find(keys[i], problem);
-      // The entry's PTX is read only if the output does not hold it already.
-      bool ptxUpToDate = false;
+      // The entry's PTX and fatbinary are read only if the output does not
+      // hold them already.
+      CodeFilesUpToDate upToDate;
       if (entry) {
-        const fs::path ptxPath = layerFilePath(generateOptions, layer.name, ".ptx");
-        std::error_code ec;
-        ptxUpToDate = stamps->vouchesFor(ptxPath, entry->ptxDigest) ||
-                      (fs::file_size(ptxPath, ec) == entry->layer.info.ptxBytes && !ec &&
-                       KernelCache::digest(readWholeFile(ptxPath)) == entry->ptxDigest);
-        if (!ptxUpToDate && !cache->loadPtx(*entry, problem))
+        auto outputHolds = [&](const char *suffix, const std::string &digest, size_t bytes) {
+          const fs::path path = layerFilePath(generateOptions, layer.name, suffix);
+          std::error_code ec;
+          return stamps->vouchesFor(path, digest) ||
+                 (fs::file_size(path, ec) == bytes && !ec &&
+                  KernelCache::digest(readWholeFile(path)) == digest);
+        };
+        upToDate.ptx = outputHolds(".ptx", entry->ptxDigest, entry->layer.info.ptxBytes);
+        upToDate.fatbin = entry->fatbinDigest.empty() ||
+                          outputHolds(".fatbin", entry->fatbinDigest, entry->layer.info.fatbinBytes);
+        if ((!upToDate.ptx && !cache->loadPtx(*entry, problem)) ||
+            (!upToDate.fatbin && !cache->loadFatbin(*entry, problem)))
           entry.reset();
       }
       if (!problem.empty()) {
@@ -192,8 +200,9 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
           describeTilingChoice(cached.info, layer, generateOptions);
           if (progress.started)
             progress.started(layer);
-          outcome.written = writeLayerFiles(layer, cached, generateOptions, templateId, ptxUpToDate);
+          outcome.written = writeLayerFiles(layer, cached, generateOptions, templateId, upToDate);
           ptxDigests[i] = entry->ptxDigest;
+          fatbinDigests[i] = entry->fatbinDigest;
           outcome.info = std::move(cached.info);
           outcome.cache = CacheOutcome::Hit;
           outcome.seconds = secondsSince(start);
@@ -271,6 +280,8 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
         CompiledLayer compiled = KernelGenerator(generateOptions, ptxas).compile(layer);
         if (cache) {
           ptxDigests[job.index] = KernelCache::digest(compiled.ptx);
+          if (!compiled.fatbin.empty())
+            fatbinDigests[job.index] = KernelCache::digest(compiled.fatbin);
           try {
             if (!job.key.empty())
               cache->store(job.key, compiled);
@@ -338,6 +349,8 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
   for (size_t i = 0; stamps && i < layers.size(); ++i)
     if (outcomes[i].error.empty() && !ptxDigests[i].empty()) {
       stamps->stamp(layerFilePath(generateOptions, layers[i].name, ".ptx"), ptxDigests[i]);
+      if (!fatbinDigests[i].empty())
+        stamps->stamp(layerFilePath(generateOptions, layers[i].name, ".fatbin"), fatbinDigests[i]);
       stamped = true;
     }
   if (stamped) {

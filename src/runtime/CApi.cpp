@@ -6,6 +6,7 @@
 #include "runtime/ModelRuntime.h"
 #include "support/Error.h"
 
+#include <cstdio>
 #include <memory>
 #include <new>
 #include <string>
@@ -136,7 +137,22 @@ int convgen_model_load(const char *model_manifest_path, int device, convgen_mode
     auto loaded = std::make_unique<convgen_model>();
     loaded->context = std::make_unique<convgen::CudaContext>(device);
     loaded->runtime = std::make_unique<convgen::ModelRuntime>(*loaded->context, model_manifest_path);
+    // Said once per model, never per layer: a fall back to the JIT is slow,
+    // not wrong, and the user should know which regeneration avoids it.
+    if (std::string notice = loaded->runtime->loadReport().notice(); !notice.empty())
+      std::fprintf(stderr, "convgen: %s: %s\n", model_manifest_path, notice.c_str());
     *model = loaded.release();
+  });
+}
+
+int convgen_model_load_info(const convgen_model *model, double *seconds, int *jit_compiled_layers) {
+  return guarded([&] {
+    requireModel(model);
+    const convgen::ModelLoadReport &report = model->runtime->loadReport();
+    if (seconds)
+      *seconds = report.seconds;
+    if (jit_compiled_layers)
+      *jit_compiled_layers = int(report.jitCompiled.size());
   });
 }
 

@@ -1,5 +1,7 @@
 #include "runtime/CudaContext.h"
 
+#include "runtime/FatbinaryImage.h"
+
 #include <utility>
 #include <vector>
 
@@ -97,7 +99,7 @@ void DeviceBuffer::download(void *data, size_t bytes, size_t offset,
                   "downloading " + what);
 }
 
-CudaModule::CudaModule(const CudaContext &context, const std::string &ptx, const std::string &what)
+CudaModule::CudaModule(const CudaContext &context, const std::string &image, const std::string &what)
     : Driver(context.driver()), What(what) {
   std::vector<char> errorLog(16384, '\0'), infoLog(16384, '\0');
   int options[] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
@@ -106,13 +108,15 @@ CudaModule::CudaModule(const CudaContext &context, const std::string &ptx, const
                     reinterpret_cast<void *>(static_cast<uintptr_t>(errorLog.size() - 1)),
                     infoLog.data(),
                     reinterpret_cast<void *>(static_cast<uintptr_t>(infoLog.size() - 1))};
-  // The PTX string's terminating NUL is what cuModuleLoadDataEx expects.
-  CUresult result = Driver.cuModuleLoadDataEx(&Module, ptx.c_str(), 4, options, values);
+  // A PTX string's terminating NUL is what cuModuleLoadDataEx expects; a
+  // fatbinary's header gives its size.
+  CUresult result = Driver.cuModuleLoadDataEx(&Module, image.c_str(), 4, options, values);
   InfoLog = infoLog.data();
   if (result != CUDA_SUCCESS) {
     std::string log = errorLog.data();
     Driver.check(result, "cuModuleLoadDataEx",
-                 "loading the PTX of " + what + (log.empty() ? "" : ": " + log));
+                 std::string(isFatbinary(image) ? "loading the fatbinary of " : "loading the PTX of ") +
+                     what + (log.empty() ? "" : ": " + log));
   }
 }
 

@@ -60,11 +60,14 @@ private:
   size_t Bytes = 0;
 };
 
-/// A loaded module. The PTX is JIT-compiled by the driver; its error and
-/// info logs go into the error message when it fails.
+/// A loaded module, from PTX (which the driver JIT-compiles) or a
+/// fatbinary (whose cubin for the device it loads as it is, else its PTX
+/// compiled). The driver's error and info logs go into the error message
+/// when it fails.
 class CudaModule {
 public:
-  CudaModule(const CudaContext &context, const std::string &ptx, const std::string &what);
+  /// \p image is PTX text or a fatbinary's bytes.
+  CudaModule(const CudaContext &context, const std::string &image, const std::string &what);
   ~CudaModule();
   CudaModule(const CudaModule &) = delete;
   CudaModule &operator=(const CudaModule &) = delete;

@@ -75,6 +75,27 @@ LayerManifest readLayerManifest(const std::filesystem::path &path) {
   m.layer = r.text(document, "layer", "layer");
   m.mode = r.text(document, "mode", "mode");
   m.ptxFile = besideManifest(r, path, r.text(document, "ptx", "ptx"), "ptx");
+  if (document.contains("arch"))
+    m.ptxArch = r.text(document, "arch", "arch");
+  // Manifests from before fatbinaries have neither field: their PTX is loaded.
+  if (document.contains("fatbin") && !document.at("fatbin").is_null())
+    m.fatbinFile = besideManifest(r, path, r.text(document, "fatbin", "fatbin"), "fatbin");
+  if (document.contains("images")) {
+    const Json &images = document.at("images");
+    if (!images.is_array())
+      r.fail("images", "must be a list");
+    for (size_t i = 0; i < images.size(); ++i) {
+      const std::string field = "images[" + std::to_string(i) + "]";
+      const std::string kind = r.text(images[i], "kind", field + ".kind");
+      if (kind != "cubin" && kind != "ptx")
+        r.fail(field + ".kind", "must be cubin or ptx");
+      if (kind == "cubin")
+        m.cubinArchs.push_back(r.text(images[i], "arch", field + ".arch"));
+    }
+  }
+  if (m.fatbinFile.empty() != m.cubinArchs.empty())
+    r.fail("images", m.fatbinFile.empty() ? "lists cubins, but there is no fatbin"
+                                          : "lists no cubin for the fatbin");
   const Json &weights = r.at(document, "weights", "weights");
   m.weightsFile = besideManifest(r, path, r.text(weights, "file", "weights.file"), "weights.file");
   m.weightPath = r.text(weights, "path", "weights.path");

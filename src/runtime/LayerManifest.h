@@ -24,6 +24,11 @@ struct LayerManifest {
   std::string mode;        ///< "sparse" or "dense"
   std::string weightPath;  ///< "constant", "global" or "baked"
   std::filesystem::path ptxFile, weightsFile; ///< beside the manifest
+  /// The fatbinary (cubins and PTX) the runtime loads; empty when the layer
+  /// was generated without ptxas (--ptx-only): then the PTX is loaded.
+  std::filesystem::path fatbinFile;
+  std::string ptxArch;                 ///< the arch the PTX was made for
+  std::vector<std::string> cubinArchs; ///< the fatbinary's cubins, as the manifest lists them
   int64_t weightsCount = 0;       ///< floats before the bias in the weights file
   int64_t biasCount = 0;
   std::string dtype;              ///< "f32" or "f16": the input and output elements

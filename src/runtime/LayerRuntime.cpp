@@ -1,9 +1,11 @@
 #include "runtime/LayerRuntime.h"
 
+#include "runtime/FatbinaryImage.h"
 #include "support/AtomicFile.h"
 #include "support/Error.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <limits>
 
@@ -26,13 +28,50 @@ std::vector<float> readWeights(const LayerManifest &manifest) {
   return values;
 }
 
+/// The bytes the module is loaded from: the fatbinary, else the PTX.
+std::string readImage(const LayerManifest &manifest) {
+  return readWholeFile(manifest.fatbinFile.empty() ? manifest.ptxFile : manifest.fatbinFile);
+}
+
+std::string smName(int sm) { return "sm_" + std::to_string(sm); }
+
+/// Loads \p image, timing the load (the JIT, where there is one).
+std::unique_ptr<CudaModule> loadModule(const CudaContext &context, const std::string &image,
+                                       const std::string &layer, double &seconds) {
+  auto start = std::chrono::steady_clock::now();
+  auto module = std::make_unique<CudaModule>(context, image, "layer '" + layer + "'");
+  seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return module;
+}
+
 } // namespace
+
+LoadedCode chooseCode(const std::string &image, int deviceSm, const std::string &what) {
+  if (!isFatbinary(image))
+    return {true, "PTX, JIT-compiled for " + smName(deviceSm) + " (generated with --ptx-only)"};
+  const std::vector<FatbinaryImage> images = readFatbinary(image, what);
+  if (const FatbinaryImage *cubin = cubinForDevice(images, deviceSm))
+    return {false, "cubin " + smName(cubin->sm)};
+  const FatbinaryImage *ptx = ptxImage(images);
+  std::string cubins;
+  for (const FatbinaryImage &entry : images)
+    if (entry.kind == FatbinaryImage::Kind::Cubin)
+      cubins += (cubins.empty() ? "" : ", ") + smName(entry.sm);
+  if (!ptx)
+    throw InputError({what, "", ""}, "holds cubins for " + cubins + " and no PTX: nothing runs on " +
+                                         smName(deviceSm) + "; regenerate with --arch " +
+                                         smName(deviceSm));
+  return {true, "PTX for " + smName(ptx->sm) + ", JIT-compiled: no cubin for " + smName(deviceSm) +
+                    (cubins.empty() ? "" : " (it has " + cubins + ")")};
+}
 
 LayerRuntime::LayerRuntime(const CudaContext &context, const std::filesystem::path &manifestPath)
     : Context(context), Manifest(readLayerManifest(manifestPath)) {
-  Ptx = readWholeFile(Manifest.ptxFile);
+  Image = readImage(Manifest);
+  Code = chooseCode(Image, Context.computeCapability(),
+                    (Manifest.fatbinFile.empty() ? Manifest.ptxFile : Manifest.fatbinFile).string());
   std::vector<float> values = readWeights(Manifest);
-  Module = std::make_unique<CudaModule>(Context, Ptx, "layer '" + Manifest.layer + "'");
+  Module = loadModule(Context, Image, Manifest.layer, LoadSeconds);
   for (const ManifestKernel &kernel : Manifest.kernels)
     Functions.push_back(Module->function(kernel.symbol));
   Weights = DeviceBuffer(Context, values.size() * 4, "the weights of layer '" + Manifest.layer + "'");
@@ -84,15 +123,19 @@ void LayerRuntime::launch(CUdeviceptr input, CUdeviceptr output, int batch, CUst
 
 LayerRuntime::Reload LayerRuntime::reload() {
   LayerManifest manifest = readLayerManifest(Manifest.path);
-  std::string ptx = readWholeFile(manifest.ptxFile);
+  std::string image = readImage(manifest);
   std::vector<float> values = readWeights(manifest);
-  if (ptx == Ptx && manifest.weightPath == Manifest.weightPath) {
+  if (image == Image && manifest.weightPath == Manifest.weightPath) {
     Manifest = std::move(manifest);
     uploadValues(values);
     return Reload::ValuesOnly;
   }
   // New code: load it completely before anything of the old is released.
-  auto module = std::make_unique<CudaModule>(Context, ptx, "layer '" + manifest.layer + "'");
+  LoadedCode code =
+      chooseCode(image, Context.computeCapability(),
+                 (manifest.fatbinFile.empty() ? manifest.ptxFile : manifest.fatbinFile).string());
+  double seconds = 0;
+  auto module = loadModule(Context, image, manifest.layer, seconds);
   std::vector<CUfunction> functions;
   for (const ManifestKernel &kernel : manifest.kernels)
     functions.push_back(module->function(kernel.symbol));
@@ -101,7 +144,9 @@ LayerRuntime::Reload LayerRuntime::reload() {
   Functions = std::move(functions);
   Weights = std::move(weights);
   Manifest = std::move(manifest);
-  Ptx = std::move(ptx);
+  Image = std::move(image);
+  Code = std::move(code);
+  LoadSeconds = seconds;
   uploadValues(values);
   return Reload::Module;
 }

@@ -1,8 +1,10 @@
-// A generated layer on the GPU: its PTX module loaded, its kernels found,
-// its packed weights uploaded once, and a launch on device tensors. After
-// the generator has rewritten the layer's files (a new pruning round),
-// reload() updates it in place: only the values when the code is the same
-// (same mask), else the whole module.
+// A generated layer on the GPU: its module loaded (the fatbinary, whose
+// cubin for the device needs no compiling, or the PTX of a --ptx-only
+// round, which the driver JIT-compiles), its kernels found, its packed
+// weights uploaded once, and a launch on device tensors. After the
+// generator has rewritten the layer's files (a new pruning round), reload()
+// updates it in place: only the values when the code is the same (same
+// mask), else the whole module.
 #pragma once
 
 #include "runtime/CudaContext.h"
@@ -22,6 +24,18 @@ struct KernelResources {
   int blocksPerMultiprocessor = 0;
   double occupancy = 0; ///< resident threads / the SM's maximum
 };
+
+/// How a layer's code reaches the device.
+struct LoadedCode {
+  bool jitCompiled = false; ///< the driver compiles PTX at load
+  std::string description;  ///< "cubin sm_90", or the PTX and why no cubin fits
+};
+
+/// What the driver runs from \p image (a fatbinary, or PTX text) on a device
+/// of SM version \p deviceSm (90): the fatbinary's cubin by CUDA's
+/// compatibility rule, else its PTX, JIT-compiled. Throws InputError naming
+/// \p what if the fatbinary is malformed or holds neither.
+LoadedCode chooseCode(const std::string &image, int deviceSm, const std::string &what);
 
 class LayerRuntime {
 public:
@@ -43,13 +57,18 @@ public:
 
   std::vector<KernelResources> resources() const;
   const LayerManifest &manifest() const { return Manifest; }
+  /// What the module was loaded from, and whether the driver compiled it.
+  const LoadedCode &loadedCode() const { return Code; }
+  double loadSeconds() const { return LoadSeconds; } ///< the module's load, JIT included
 
 private:
   void uploadValues(const std::vector<float> &values);
 
   const CudaContext &Context;
   LayerManifest Manifest;
-  std::string Ptx;
+  std::string Image; ///< the fatbinary's bytes, or the PTX: what the module was loaded from
+  LoadedCode Code;
+  double LoadSeconds = 0;
   std::unique_ptr<CudaModule> Module;
   std::vector<cuda::CUfunction> Functions;
   DeviceBuffer Weights; ///< the weights file: packed values (or the dense tensor), then the bias

@@ -2,6 +2,12 @@
 
 #include "support/Error.h"
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <thread>
+
 namespace convgen {
 
 namespace {
@@ -18,11 +24,64 @@ std::unique_ptr<LayerRuntime> loadLayer(const CudaContext &context, const ModelM
 
 } // namespace
 
-ModelRuntime::ModelRuntime(const CudaContext &context, const std::filesystem::path &path)
+std::string ModelLoadReport::notice() const {
+  if (jitCompiled.empty())
+    return "";
+  std::string names;
+  for (size_t i = 0; i < jitCompiled.size() && i < 3; ++i)
+    names += (i ? ", " : "") + jitCompiled[i].first;
+  if (jitCompiled.size() > 3)
+    names += ", ...";
+  return std::to_string(jitCompiled.size()) + " of " + std::to_string(layers) +
+         " layers were JIT-compiled by the driver (" + names + "): " + jitCompiled.front().second +
+         "; regenerate with --arch listing " + deviceArch + " to load without compiling";
+}
+
+ModelRuntime::ModelRuntime(const CudaContext &context, const std::filesystem::path &path,
+                           unsigned threads)
     : Context(context), Path(path) {
-  ModelManifest model = readModelManifest(Path);
-  for (const ModelManifest::Layer &layer : model.layers)
-    Layers[layer.name] = {loadLayer(Context, model, layer), layer.manifestSha256};
+  const auto start = std::chrono::steady_clock::now();
+  const ModelManifest model = readModelManifest(Path);
+  const size_t count = model.layers.size();
+  if (threads == 0)
+    threads = std::min(8u, std::max(1u, std::thread::hardware_concurrency()));
+  threads = unsigned(std::max<size_t>(1, std::min<size_t>(threads, count)));
+  std::vector<std::unique_ptr<LayerRuntime>> loaded(count);
+  std::vector<std::exception_ptr> errors(count);
+  std::atomic<size_t> next{0};
+  auto loadSome = [&] {
+    Context.makeCurrent(); // a new thread has no current context
+    for (size_t i; (i = next.fetch_add(1)) < count;) {
+      try {
+        loaded[i] = loadLayer(Context, model, model.layers[i]);
+      } catch (...) {
+        errors[i] = std::current_exception();
+      }
+    }
+  };
+  if (threads == 1) {
+    loadSome();
+  } else {
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < threads; ++t)
+      pool.emplace_back(loadSome);
+    for (std::thread &thread : pool)
+      thread.join();
+  }
+  for (const std::exception_ptr &error : errors)
+    if (error)
+      std::rethrow_exception(error);
+  LoadReport.threads = threads;
+  LoadReport.layers = count;
+  LoadReport.deviceArch = "sm_" + std::to_string(Context.computeCapability());
+  for (size_t i = 0; i < count; ++i) {
+    const LoadedCode &code = loaded[i]->loadedCode();
+    if (code.jitCompiled)
+      LoadReport.jitCompiled.emplace_back(model.layers[i].name, code.description);
+    Layers[model.layers[i].name] = {std::move(loaded[i]), model.layers[i].manifestSha256};
+  }
+  LoadReport.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 const LayerRuntime &ModelRuntime::layer(const std::string &name) const {

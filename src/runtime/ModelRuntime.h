@@ -1,7 +1,9 @@
 // A generated model on the GPU: every layer of a model manifest loaded
-// (LayerRuntime), and reload() after a new pruning round, which touches
-// only the layers whose kernel manifest changed: by values alone where the
-// code is the same, else with a new module.
+// (LayerRuntime) on parallel threads, as the Driver API allows: a model
+// whose layers lack a cubin for the device is JIT-compiled a layer per
+// thread. reload() after a new pruning round touches only the layers whose
+// kernel manifest changed: by values alone where the code is the same, else
+// with a new module.
 #pragma once
 
 #include "runtime/LayerRuntime.h"
@@ -14,10 +16,28 @@
 
 namespace convgen {
 
+/// What loading a model took.
+struct ModelLoadReport {
+  double seconds = 0;   ///< wall time, manifest to the last layer loaded
+  unsigned threads = 1; ///< layers loaded at once
+  size_t layers = 0;
+  std::string deviceArch; ///< "sm_90"
+  /// The layers whose PTX the driver JIT-compiled (no cubin for the device),
+  /// with why, in the manifest's order.
+  std::vector<std::pair<std::string, std::string>> jitCompiled;
+  /// One line saying which layers were JIT-compiled and how to avoid it;
+  /// empty when none was.
+  std::string notice() const;
+};
+
 class ModelRuntime {
 public:
-  /// Loads every layer of the model manifest at \p path.
-  ModelRuntime(const CudaContext &context, const std::filesystem::path &path);
+  /// Loads every layer of the model manifest at \p path, up to \p threads
+  /// at once (0: one per core, at most 8). The first failing layer's error
+  /// propagates.
+  ModelRuntime(const CudaContext &context, const std::filesystem::path &path, unsigned threads = 0);
+
+  const ModelLoadReport &loadReport() const { return LoadReport; }
 
   /// The loaded layer \p name; InputError if the model has none.
   const LayerRuntime &layer(const std::string &name) const;
@@ -41,6 +61,7 @@ private:
   };
   const CudaContext &Context;
   std::filesystem::path Path;
+  ModelLoadReport LoadReport;
   std::map<std::string, Loaded> Layers;
 };
 

@@ -53,7 +53,16 @@ CONVGEN_API void convgen_layer_free(convgen_layer *layer);
  * (convgen-model.json), run by layer name. */
 typedef struct convgen_model convgen_model;
 
+/* Loads every layer, several at once. Each layer's fatbinary cubin for the
+ * device loads as it is; a layer with none (or generated with --ptx-only)
+ * is JIT-compiled from its PTX, and one line on stderr says so per model. */
 CONVGEN_API int convgen_model_load(const char *model_manifest_path, int device, convgen_model **model);
+
+/* How the load went: its wall time in seconds, and how many of the
+ * model's layers the driver JIT-compiled (0 for a model generated for the
+ * device's arch). Either pointer may be NULL. */
+CONVGEN_API int convgen_model_load_info(const convgen_model *model, double *seconds,
+                                        int *jit_compiled_layers);
 
 /* Runs layer `name` of the model, as convgen_layer_launch runs a layer. */
 CONVGEN_API int convgen_model_launch(convgen_model *model, const char *name, uint64_t input,

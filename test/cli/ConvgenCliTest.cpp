@@ -212,6 +212,8 @@ TEST_F(ConvgenCli, UsageErrors) {
   expectBadInput(run({"--weights", ExampleNpz, "--all", "--emit", "sass"}), {"--emit"});
   expectBadInput(run({"--weights", ExampleNpz, "--all", "--arch", "sm_61"}),
                  {"--arch: unsupported target 'sm_61'; supported: sm_70"});
+  expectBadInput(run({"--weights", ExampleNpz, "--all", "--arch", "sm_80,sm_61"}),
+                 {"--arch: unsupported target 'sm_61'"});
   expectBadInput(run({"--weights", (Dir / "absent.npz").string(), "--list"}),
                  {"absent.npz", "does not exist"});
   expectBadInput(run({"--weights", ExampleNpz, "--list", "--frobnicate"}), {"--frobnicate"});
@@ -256,6 +258,35 @@ TEST_F(ConvgenCli, GeneratesALayerWithItsManifest) {
               HasSubstr("WeightMap for 'convgen_F_m1': weights [64, 3, 3, 3], 173 positions, "
                         "346 multiply-adds, 0 non-constant loads, 0 loads with other uses"))
       << "the unrolled code's map: the 173 nonzeros, each with its BW = 2 multiply-adds";
+}
+
+// The default keeps ptxas's cubin in a fatbinary per layer; --ptx-only
+// skips ptxas, and the table and manifest say so rather than hide it.
+TEST_F(ConvgenCli, PtxOnlySaysPtxasDidNotRunAndWritesNoFatbinary) {
+  const bool haveToolkit = fs::exists("/usr/local/cuda/bin/ptxas") &&
+                           fs::exists("/usr/local/cuda/bin/fatbinary");
+  Result result = run({"--weights", ExampleNpz, "--layer", "F_m1", "-o", out(), "--no-cache",
+                       "--arch", "sm_90,sm_80"});
+  ASSERT_EQ(result.exitCode, 0) << result.err;
+  auto manifest = nlohmann::json::parse(slurp(Dir / "out" / "F_m1.json"));
+  EXPECT_EQ(manifest["arch"], "sm_80") << "the lowest listed makes the PTX";
+  if (haveToolkit) {
+    EXPECT_TRUE(fs::exists(Dir / "out" / "F_m1.fatbin"));
+    EXPECT_EQ(manifest["fatbin"], "F_m1.fatbin");
+    EXPECT_THAT(result.out, HasSubstr("cubins: sm_80 (1), sm_90 (1)"));
+  }
+
+  result = run({"--weights", ExampleNpz, "--layer", "F_m1", "-o", out(), "--no-cache",
+                "--ptx-only"});
+  ASSERT_EQ(result.exitCode, 0) << result.err;
+  EXPECT_FALSE(fs::exists(Dir / "out" / "F_m1.fatbin")) << "the earlier round's is removed";
+  manifest = nlohmann::json::parse(slurp(Dir / "out" / "F_m1.json"));
+  EXPECT_EQ(manifest["ptxas"], "not run");
+  EXPECT_TRUE(manifest["fatbin"].is_null());
+  // SASS/fma, registers and spills are '-' in the row, and a line says why.
+  EXPECT_THAT(result.out, ContainsRegex("F_m1 .* - +- +- +1 off "));
+  EXPECT_THAT(result.out, HasSubstr("ptxas not run on 1 layer(s)"));
+  EXPECT_THAT(result.out, HasSubstr("JIT-compiles them at load"));
 }
 
 TEST_F(ConvgenCli, SecondRunHitsTheCacheAndWritesNothing) {

@@ -3,8 +3,11 @@
 // launches, reloads, failures) is exercised where there is no GPU. Tests
 // point the runtime at it with CONVGEN_CUDA_DRIVER=<libconvgen_hostcuda.so>.
 //
-// Device memory is host memory. A PTX module cannot run on the host, so a
-// test registers, per PTX text, the code to run in its place: the layer's
+// Device memory is host memory. A module is PTX, or a fatbinary, of which
+// the double takes the cubin for its device (sm_90, an H100) as the real
+// driver would, else the PTX (counted as a JIT compile). A module cannot
+// run on the host, so a test registers, per PTX text (a fatbinary's own
+// PTX for a fatbinary), the code to run in its place: the layer's
 // final IR compiled by the host executor (test/support/DeviceLayers.h).
 // Loading an unregistered PTX fails as an invalid PTX would, with a JIT log.
 //
@@ -40,6 +43,8 @@ int convgen_hostcuda_is_device_memory(unsigned long long address, size_t bytes);
 
 struct ConvgenHostCudaCounters {
   long modulesLoaded;   ///< successful cuModuleLoadDataEx calls, ever
+  long jitCompiles;     ///< of which from PTX: plain, or a fatbinary's without a cubin that fits
+  long cubinLoads;      ///< of which a fatbinary's cubin, loaded without compiling
   long modulesLive;
   long allocationsLive;
   long launches;

@@ -5,7 +5,9 @@
 #include "HostCuda.h"
 
 #include "runtime/CudaDriverApi.h"
+#include "runtime/FatbinaryImage.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -14,6 +16,8 @@
 #include <regex>
 #include <set>
 #include <string>
+#include <string_view>
+#include <vector>
 
 using namespace convgen::cuda;
 
@@ -21,8 +25,11 @@ namespace {
 
 // The CUresult values the double returns (cuda.h's).
 constexpr CUresult InvalidValue = 1, OutOfMemory = 2, NotInitialized = 3, InvalidDevice = 101,
-                   InvalidContext = 201, InvalidPtx = 218, InvalidHandle = 400, NotFound = 500,
+                   InvalidContext = 201, NoBinaryForGpu = 209, InvalidPtx = 218, InvalidHandle = 400, NotFound = 500,
                    LaunchFailed = 719;
+
+/// The device the double stands for: an H100, sm_90 (as cuDeviceGetAttribute says).
+constexpr int DeviceSm = 90;
 
 struct Module;
 
@@ -211,8 +218,8 @@ HOSTCUDA_API cuDeviceGetAttribute(int *value, int attribute, CUdevice device) {
   switch (attribute) {
   case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: *value = 132; break;
   case CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR: *value = 2048; break;
-  case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR: *value = 9; break;
-  case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR: *value = 0; break;
+  case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR: *value = DeviceSm / 10; break;
+  case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR: *value = DeviceSm % 10; break;
   default: return InvalidValue;
   }
   return CUDA_SUCCESS;
@@ -253,11 +260,51 @@ HOSTCUDA_API cuStreamSynchronize(CUstream) {
   return CUDA_SUCCESS;
 }
 
+/// What the double runs from a module image: the PTX that finds its host
+/// code, and whether a real driver would have JIT-compiled it. False, with
+/// \p problem, for a fatbinary the driver would refuse.
+bool moduleCode(const void *image, std::string &ptx, bool &jit, std::string &problem) {
+  const char *bytes = static_cast<const char *>(image);
+  if (!convgen::isFatbinary(std::string_view(bytes, 16))) {
+    ptx = bytes; // NUL-terminated text
+    jit = true;
+    return true;
+  }
+  uint64_t bodyBytes = 0;
+  std::memcpy(&bodyBytes, bytes + 8, sizeof(bodyBytes));
+  std::string_view fatbinary(bytes, 16 + bodyBytes);
+  try {
+    std::vector<convgen::FatbinaryImage> images = convgen::readFatbinary(fatbinary, "module image");
+    const convgen::FatbinaryImage *cubin = convgen::cubinForDevice(images, DeviceSm);
+    const convgen::FatbinaryImage *ptxEntry = convgen::ptxImage(images);
+    if (!cubin && !ptxEntry) {
+      problem = "host CUDA driver: no cubin for sm_" + std::to_string(DeviceSm) + " and no PTX";
+      return false;
+    }
+    if (!ptxEntry) {
+      problem = "host CUDA driver: the fatbinary has no PTX to find its host code by";
+      return false;
+    }
+    ptx = std::string(ptxEntry->payload);
+    jit = cubin == nullptr;
+    return true;
+  } catch (const std::exception &e) {
+    problem = std::string("host CUDA driver: ") + e.what();
+    return false;
+  }
+}
+
 HOSTCUDA_API cuModuleLoadDataEx(CUmodule *module, const void *image, unsigned count, int *options,
                                 void **values) {
   HOSTCUDA_ENTRY("cuModuleLoadDataEx")
   HOSTCUDA_INITIALISED
-  std::string ptx = static_cast<const char *>(image);
+  std::string ptx, problem;
+  bool jit = true;
+  if (!moduleCode(image, ptx, jit, problem)) {
+    writeLog(count, options, values, CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
+             problem);
+    return NoBinaryForGpu;
+  }
   auto it = d.registered.find(ptx);
   if (it == d.registered.end()) {
     writeLog(count, options, values, CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
@@ -270,6 +317,7 @@ HOSTCUDA_API cuModuleLoadDataEx(CUmodule *module, const void *image, unsigned co
   auto *loaded = new Module{ptx, it->second, {}, {}};
   d.modules.insert(loaded);
   ++d.counters.modulesLoaded;
+  ++(jit ? d.counters.jitCompiles : d.counters.cubinLoads);
   *module = reinterpret_cast<CUmodule>(loaded);
   return CUDA_SUCCESS;
 }

@@ -34,7 +34,7 @@ class GenbenchTest(unittest.TestCase):
     def test_phase_table_totals(self):
         lines = genbench._phase_table(genbench.layer_phases(STDERR, TABLE))
         self.assertEqual(len(lines), 2 + 2 + 1)
-        self.assertIn("| net.a | 116 | 0.20 | 0.80 | 0.02 | 0.30 | 1.00 | 2.00 | 4.32 | 37.241 |",
+        self.assertIn("| net.a | 116 | 0.20 | 0.80 | 0.02 | 0.30 | 1.00 | 2.00 | 0.00 | 4.32 | 37.241 |",
                       lines)
         self.assertTrue(lines[-1].startswith("| **all 2 layers** | 128 |"))
 

@@ -4,6 +4,7 @@
 // leaks, and that destructors survive a driver that has shut down. The last
 // test is the double's own negative control: a launch that disagrees with
 // the generator must be caught. These skip outside ctest's hostcuda.* run.
+#include "codegen/Ptxas.h"
 #include "pipeline/ModelGenerator.h"
 #include "runtime/LayerRuntime.h"
 #include "runtime/ModelRuntime.h"
@@ -248,6 +249,79 @@ TEST_F(HostDriverTest, ModelReloadTouchesOnlyTheLayersThatChanged) {
   EXPECT_EQ(convgen_model_launch(loaded, "nope", 0, 0, 1, 0), 2);
   EXPECT_THAT(convgen_last_error(), HasSubstr("the model has no such layer"));
   convgen_model_free(loaded);
+}
+
+// Compile once: a model generated for the device's arch (the double is an
+// sm_90) loads every layer from its cubin, with no JIT compile; one for
+// another major arch, or a --ptx-only draft, is JIT-compiled from its PTX,
+// and the load says so once for the whole model.
+TEST_F(HostDriverTest, ModelForTheDeviceArchLoadsWithZeroJitCompiles) {
+  if (!findPtxas())
+    GTEST_SKIP() << "needs ptxas (the CUDA toolkit) to make cubins";
+  const std::vector<ConvLayer> layers = {layer("p", 0.8, 30), layer("q", 0.9, 31, 16),
+                                         layer("r", 0.7, 32)};
+  struct Case {
+    std::string name;
+    std::vector<std::string> arch;
+    bool ptxOnly;
+    long jitCompiles;
+    std::string notice;
+  };
+  const std::vector<Case> cases = {
+      {"sm90", {"sm_90"}, false, 0, ""},
+      {"sm80and90", {"sm_80", "sm_90"}, false, 0, ""},
+      {"sm80", {"sm_80"}, false, 3, "no cubin for sm_90 (it has sm_80)"},
+      {"draft", {"sm_90"}, true, 3, "--ptx-only"},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.name);
+    ModelGenerateOptions options;
+    options.generate.outputDir = Dir / c.name;
+    const ArchList archs = parseArchList(c.arch);
+    options.generate.arch = archs.ptxArch;
+    options.generate.binaryArchs = archs.cubinArchs;
+    options.generate.runPtxas = !c.ptxOnly;
+    options.modelManifest = Dir / c.name / "convgen-model.json";
+    KernelGenerator generator(options.generate);
+    for (const ConvLayer &convLayer : layers)
+      Layers.generate(generator, convLayer); // registers the host code of each
+    for (const LayerOutcome &outcome : generateModel(layers, options))
+      ASSERT_EQ(outcome.error, "");
+
+    const ConvgenHostCudaCounters before = hostDriverCounters();
+    ModelRuntime model(*Context, options.modelManifest);
+    const ConvgenHostCudaCounters after = hostDriverCounters();
+    EXPECT_EQ(after.jitCompiles - before.jitCompiles, c.jitCompiles);
+    EXPECT_EQ(after.cubinLoads - before.cubinLoads, 3 - c.jitCompiles);
+    const ModelLoadReport &report = model.loadReport();
+    EXPECT_EQ(long(report.jitCompiled.size()), c.jitCompiles);
+    EXPECT_EQ(report.layers, 3u);
+    EXPECT_GT(report.threads, 0u);
+    if (c.notice.empty()) {
+      EXPECT_EQ(report.notice(), "");
+    } else {
+      EXPECT_THAT(report.notice(), HasSubstr("3 of 3 layers were JIT-compiled"));
+      EXPECT_THAT(report.notice(), HasSubstr(c.notice));
+    }
+    for (const ConvLayer &convLayer : layers)
+      runAndCompare(model.layer(convLayer.name), convLayer);
+
+    // Through the C API: the figures, and the notice once per model.
+    ::testing::internal::CaptureStderr();
+    convgen_model *loaded = nullptr;
+    ASSERT_EQ(convgen_model_load(options.modelManifest.c_str(), 0, &loaded), 0) << convgen_last_error();
+    const std::string said = ::testing::internal::GetCapturedStderr();
+    double seconds = -1;
+    int jitLayers = -1;
+    ASSERT_EQ(convgen_model_load_info(loaded, &seconds, &jitLayers), 0);
+    EXPECT_EQ(jitLayers, c.jitCompiles);
+    EXPECT_GE(seconds, 0);
+    size_t lines = 0;
+    for (char ch : said)
+      lines += ch == '\n';
+    EXPECT_EQ(lines, c.notice.empty() ? 0u : 1u) << said;
+    convgen_model_free(loaded);
+  }
 }
 
 TEST_F(HostDriverTest, LaunchThatDisagreesWithTheGeneratorIsCaught) {

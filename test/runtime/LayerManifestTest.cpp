@@ -96,6 +96,32 @@ TEST_F(LayerManifestTest, EveryProblemNamesItsField) {
   expectRefused(with([](auto &m) { m["weights"]["bias_count"] = 3; }), "output channels");
 }
 
+TEST_F(LayerManifestTest, ReadsTheFatbinaryAndItsCubins) {
+  nlohmann::json manifest = validManifest();
+  LayerManifest m = read(manifest);
+  EXPECT_TRUE(m.fatbinFile.empty()); // a --ptx-only layer, or one from before fatbinaries
+  manifest["fatbin"] = "conv.fatbin";
+  manifest["arch"] = "sm_80";
+  manifest["images"] = nlohmann::json::parse(
+      R"([{"kind": "cubin", "arch": "sm_80"}, {"kind": "cubin", "arch": "sm_90"},
+          {"kind": "ptx", "arch": "sm_80"}])");
+  m = read(manifest);
+  EXPECT_EQ(m.fatbinFile, Dir / "conv.fatbin");
+  EXPECT_EQ(m.ptxArch, "sm_80");
+  EXPECT_EQ(m.cubinArchs, (std::vector<std::string>{"sm_80", "sm_90"}));
+
+  auto with = [&](auto change) {
+    nlohmann::json changed = manifest;
+    change(changed);
+    return changed;
+  };
+  expectRefused(with([](auto &j) { j["fatbin"] = "/tmp/conv.fatbin"; }), "beside the manifest");
+  expectRefused(with([](auto &j) { j["images"] = nlohmann::json::parse(R"([{"kind": "ptx", "arch": "sm_80"}])"); }),
+                "lists no cubin for the fatbin");
+  expectRefused(with([](auto &j) { j["fatbin"] = nullptr; }), "there is no fatbin");
+  expectRefused(with([](auto &j) { j["images"][0]["kind"] = "sass"; }), "cubin or ptx");
+}
+
 TEST_F(LayerManifestTest, NotJsonOrMissing) {
   writeText(Dir / "conv.json", "{ not json");
   EXPECT_THROW(readLayerManifest(Dir / "conv.json"), InputError);

@@ -1,5 +1,7 @@
 #include "support/DeviceLayers.h"
 
+#include "runtime/FatbinaryImage.h"
+
 #include "exec/GridRunner.h"
 #include "hostcuda/HostCuda.h"
 #include "runtime/CudaDriver.h"
@@ -49,6 +51,10 @@ const HostDriverApi &hostDriver() {
 
 struct DeviceLayers::Registration {
   std::string ptx;
+  /// The PTX inside NAME.fatbin, where there is one: the fatbinary tool
+  /// strips comments and indentation, and the double finds a fatbinary's
+  /// host code by that text.
+  std::string fatbinPtx;
   ConvGeometry geometry;
   bool hasBias = false;
   GeneratedLayer info;
@@ -121,8 +127,11 @@ struct DeviceLayers::Registration {
 DeviceLayers::DeviceLayers() = default;
 
 DeviceLayers::~DeviceLayers() {
-  for (const auto &registration : Registered)
+  for (const auto &registration : Registered) {
     hostDriver().unregisterModule(registration->ptx.c_str());
+    if (!registration->fatbinPtx.empty())
+      hostDriver().unregisterModule(registration->fatbinPtx.c_str());
+  }
 }
 
 bool DeviceLayers::onHostDriver() { return bool(hostDriver()); }
@@ -143,6 +152,13 @@ GeneratedLayer DeviceLayers::generate(KernelGenerator &generator, const ConvLaye
   auto registration = std::make_unique<Registration>();
   registration->ptx = readWholeFile(generated.manifestPath.parent_path() /
                                (outputStemFor(layer.name) + ".ptx"));
+  if (generated.fatbinBytes > 0) {
+    const std::string fatbin = readWholeFile(generated.manifestPath.parent_path() /
+                                             (outputStemFor(layer.name) + ".fatbin"));
+    const std::vector<FatbinaryImage> images = readFatbinary(fatbin, layer.name + ".fatbin");
+    if (const FatbinaryImage *ptx = ptxImage(images))
+      registration->fatbinPtx = std::string(ptx->payload);
+  }
   registration->geometry = layer.geometry;
   registration->hasBias = !layer.bias.empty();
   registration->info = generated;
@@ -166,6 +182,8 @@ GeneratedLayer DeviceLayers::generate(KernelGenerator &generator, const ConvLaye
     }
   };
   hostDriver().registerModule(registration->ptx.c_str(), &registration->module);
+  if (!registration->fatbinPtx.empty())
+    hostDriver().registerModule(registration->fatbinPtx.c_str(), &registration->module);
   Registered.push_back(std::move(registration));
   return generated;
 }

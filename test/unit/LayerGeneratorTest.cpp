@@ -7,6 +7,7 @@
 #include "codegen/OperatorTemplate.h"
 #include "codegen/PassPipeline.h"
 #include "codegen/TemplateSpecializer.h"
+#include "runtime/FatbinaryImage.h"
 #include "support/TestFiles.h"
 
 #include <gmock/gmock.h>
@@ -354,6 +355,54 @@ TEST_F(LayerGeneratorTest, PtxasAcceptsEveryPathAndArch) {
       EXPECT_EQ(nlohmann::json::parse(read("dw.json"))["ptxas"]["registers"],
                 generated.ptxas->registers);
     }
+}
+
+// ptxas's cubins are kept, not thrown away: NAME.fatbin holds one per
+// --arch, built from the PTX of the lowest, and the PTX itself.
+TEST_F(LayerGeneratorTest, TheFatbinaryKeepsACubinPerArchAndThePtx) {
+  if (!findPtxas())
+    GTEST_SKIP() << "ptxas not found (CUDA toolkit not at /usr/local/cuda or $CUDA_HOME)";
+  GenerateOptions o = options();
+  const ArchList archs = parseArchList({"sm_90", "sm_80", "sm_90"});
+  o.arch = archs.ptxArch;
+  o.binaryArchs = archs.cubinArchs;
+  o.runPtxas = true;
+  KernelGenerator generator(o);
+  GeneratedLayer generated = generator.generate(makeLayer("fat", geometry(8, 8, 8, 8, {3, 3}), 0.7, 5));
+  ASSERT_EQ(generated.cubins.size(), 2u);
+  EXPECT_EQ(generated.cubins[0].arch, "sm_80"); // the PTX's own arch first: the manifest's ptxas figures
+  EXPECT_EQ(generated.cubins[1].arch, "sm_90");
+  EXPECT_EQ(generated.ptxas->instructions, generated.cubins[0].instructions);
+
+  const std::string fatbin = read("fat.fatbin");
+  EXPECT_EQ(fatbin.size(), generated.fatbinBytes);
+  std::vector<FatbinaryImage> images = readFatbinary(fatbin, "fat.fatbin");
+  ASSERT_EQ(images.size(), 3u);
+  EXPECT_EQ(cubinForDevice(images, 80)->sm, 80);
+  EXPECT_EQ(cubinForDevice(images, 90)->sm, 90);
+  ASSERT_NE(ptxImage(images), nullptr);
+  EXPECT_EQ(ptxImage(images)->sm, 80);
+  EXPECT_THAT(std::string(ptxImage(images)->payload), HasSubstr(".entry convgen_fat"));
+
+  auto manifest = nlohmann::json::parse(read("fat.json"));
+  EXPECT_EQ(manifest["fatbin"], "fat.fatbin");
+  ASSERT_EQ(manifest["images"].size(), 3u);
+  EXPECT_EQ(manifest["images"][1]["arch"], "sm_90");
+  EXPECT_EQ(manifest["images"][1]["sass_instructions"], generated.cubins[1].instructions);
+  EXPECT_EQ(manifest["images"][2]["kind"], "ptx");
+
+  // --ptx-only: no ptxas, no fatbinary (the earlier one is removed), and
+  // the manifest says so.
+  o.runPtxas = false;
+  KernelGenerator draft(o);
+  generated = draft.generate(makeLayer("fat", geometry(8, 8, 8, 8, {3, 3}), 0.7, 5));
+  EXPECT_TRUE(generated.cubins.empty());
+  EXPECT_FALSE(std::filesystem::exists(Dir / "fat.fatbin"));
+  manifest = nlohmann::json::parse(read("fat.json"));
+  EXPECT_EQ(manifest["ptxas"], "not run");
+  EXPECT_TRUE(manifest["fatbin"].is_null());
+  ASSERT_EQ(manifest["images"].size(), 1u);
+  EXPECT_EQ(manifest["images"][0]["kind"], "ptx");
 }
 
 TEST_F(LayerGeneratorTest, PastTheKernelLimitTheLayerFallsBackToDense) {

@@ -5,6 +5,7 @@
 // regenerated, and concurrent runs share one cache.
 #include "pipeline/ModelGenerator.h"
 #include "cache/OutputStamps.h"
+#include "codegen/Ptxas.h"
 #include "support/AtomicFile.h"
 #include "support/ConvCases.h"
 #include "support/TestFiles.h"
@@ -229,6 +230,36 @@ TEST_F(ModelGeneratorTest, UnchangedRoundTrustsTheStampsAndHashesWhatChanged) {
   EXPECT_EQ(cacheOutcomes(checked), (std::vector<C>{C::Hit, C::Hit, C::Hit}));
   EXPECT_TRUE(checked[1].written.ptx);
   EXPECT_EQ(readWholeFile(ptx), original);
+}
+
+// The cache keeps the fatbinary with the PTX: a hit writes back the cubins
+// ptxas made in the cold round, byte for byte, without running it again.
+TEST_F(ModelGeneratorTest, AHitReturnsTheFatbinary) {
+  if (!findPtxas())
+    GTEST_SKIP() << "ptxas not found (CUDA toolkit not at /usr/local/cuda or $CUDA_HOME)";
+  ModelGenerateOptions o = options(Dir / "out");
+  o.generate.runPtxas = true;
+  std::vector<LayerOutcome> cold = generateModel(Layers, o);
+  ASSERT_EQ(cold[0].error, "");
+  EXPECT_EQ(cold[0].cache, CacheOutcome::Miss);
+  const fs::path fatbin = Dir / "out" / "conv0.fatbin";
+  const std::string bytes = readWholeFile(fatbin);
+  ASSERT_GT(bytes.size(), 0u);
+  fs::remove(fatbin);
+  std::vector<LayerOutcome> warm = generateModel(Layers, o);
+  ASSERT_EQ(warm[0].error, "");
+  EXPECT_EQ(warm[0].cache, CacheOutcome::Hit);
+  EXPECT_TRUE(warm[0].written.fatbin);
+  EXPECT_FALSE(warm[0].written.ptx);
+  EXPECT_EQ(readWholeFile(fatbin), bytes);
+  EXPECT_EQ(warm[0].info.cubins.size(), 1u);
+
+  // --ptx-only is another entry, and leaves no fatbinary behind.
+  o.generate.runPtxas = false;
+  std::vector<LayerOutcome> draft = generateModel(Layers, o);
+  ASSERT_EQ(draft[0].error, "");
+  EXPECT_EQ(draft[0].cache, CacheOutcome::Miss);
+  EXPECT_FALSE(fs::exists(fatbin));
 }
 
 TEST_F(ModelGeneratorTest, NoCacheWritesNoStamps) {
