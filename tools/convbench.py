@@ -238,10 +238,15 @@ class HostDriver:
         manifest, and the first kernel's launch runs compute(input, output,
         batch) on host addresses (the layer's whole output)."""
         import numpy as np
-        ptx_path = os.path.join(os.path.dirname(manifest_path), manifest["ptx"])
-        with open(ptx_path, "rb") as f:
-            ptx = f.read()
-        text = ptx.decode("utf-8", errors="replace")
+        directory = os.path.dirname(manifest_path)
+        # One module, or one per kernel (a constant bank each); a manifest
+        # from before modules names its one PTX at the top.
+        modules = manifest.get("modules") or [{"ptx": manifest["ptx"], "fatbin": manifest.get("fatbin")}]
+        ptx_texts = []
+        for module in modules:
+            with open(os.path.join(directory, module["ptx"]), "rb") as f:
+                ptx_texts.append(f.read())
+        text = b"\n".join(ptx_texts).decode("utf-8", errors="replace")
         globals_ = {}
         problems = []
         kernels = {k["symbol"]: k for k in manifest["kernels"]}
@@ -307,13 +312,14 @@ class HostDriver:
         # Registered again for each load: another layer may have the same PTX
         # (the code) with other weights; a module keeps the code it loaded with.
         self._keep.append((callbacks, module, globals_, problems))
-        self.cuda.convgen_hostcuda_register(ptx, ctypes.byref(module))
-        if manifest.get("fatbin"):
-            # The double finds a fatbinary's host code by the PTX inside it,
-            # which the fatbinary tool stripped of comments and indentation.
-            inner = fatbinary_ptx(os.path.join(os.path.dirname(manifest_path), manifest["fatbin"]))
-            if inner is not None:
-                self.cuda.convgen_hostcuda_register(inner, ctypes.byref(module))
+        for files, ptx in zip(modules, ptx_texts):
+            self.cuda.convgen_hostcuda_register(ptx, ctypes.byref(module))
+            if files.get("fatbin"):
+                # The double finds a fatbinary's host code by the PTX inside
+                # it, which the fatbinary tool stripped of comments and indentation.
+                inner = fatbinary_ptx(os.path.join(directory, files["fatbin"]))
+                if inner is not None:
+                    self.cuda.convgen_hostcuda_register(inner, ctypes.byref(module))
 
 
 def fatbinary_ptx(path):

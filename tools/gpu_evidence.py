@@ -51,6 +51,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -237,7 +238,8 @@ def _remove_layer(case_path, name):
     stem = "_" + stem if stem.startswith(".") else stem
     for directory, _, files in os.walk(case_path):
         for f in files:
-            if f in (stem + ".ptx", stem + ".fatbin", stem + ".json", stem + ".weights.bin"):
+            if f in (stem + ".ptx", stem + ".fatbin", stem + ".json", stem + ".weights.bin") or \
+                    re.fullmatch(re.escape(stem) + r"\.m\d+\.(ptx|fatbin)", f):
                 os.unlink(os.path.join(directory, f))
 
 

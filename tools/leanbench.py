@@ -31,14 +31,18 @@ def shape_class(geometry):
     return "1x1" if (kernel_h, kernel_w) == (1, 1) else "kxk"
 
 
-def ptxas_seconds(ptxas, ptx, arch):
-    """ptxas's wall time on the layer's PTX, run again here (convgen does not
-    record its own ptxas time: the manifest stays reproducible)."""
-    if not ptxas or not os.path.exists(ptx):
+def ptxas_seconds(ptxas, ptx_files, arch):
+    """ptxas's wall time on the layer's PTX (every module's), run again here
+    (convgen does not record its own ptxas time: the manifest stays
+    reproducible)."""
+    if not ptxas or not all(os.path.exists(ptx) for ptx in ptx_files):
         return None
     start = time.monotonic()
-    done = subprocess.run([ptxas, f"-arch={arch}", "-o", os.devnull, ptx], capture_output=True)
-    return round(time.monotonic() - start, 2) if done.returncode == 0 else None
+    for ptx in ptx_files:
+        done = subprocess.run([ptxas, f"-arch={arch}", "-o", os.devnull, ptx], capture_output=True)
+        if done.returncode != 0:
+            return None
+    return round(time.monotonic() - start, 2)
 
 
 def run_model(convgen, ptxas_path, model, arch, batch, scratch, layers=()):
@@ -65,7 +69,9 @@ def run_model(convgen, ptxas_path, model, arch, batch, scratch, layers=()):
             "sass": ptxas.get("sass_instructions"), "sass_per_fma": ptxas.get("sass_per_fma"),
             "registers": ptxas.get("registers"),
             "spill_bytes": (ptxas.get("spill_store_bytes") or 0) + (ptxas.get("spill_load_bytes") or 0),
-            "ptxas_seconds": ptxas_seconds(ptxas_path, os.path.join(out, m["ptx"]), arch),
+            "ptxas_seconds": ptxas_seconds(ptxas_path, [os.path.join(out, module["ptx"]) for module in
+                                                        m.get("modules") or [{"ptx": m["ptx"]}]],
+                                           arch),
         })
     return rows, done.returncode, done.stderr
 

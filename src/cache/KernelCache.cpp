@@ -22,8 +22,13 @@ using nlohmann::json;
 namespace {
 
 constexpr const char *EntryFormat = "convgen-cache-entry/5";
-constexpr const char *PtxFile = "layer.ptx";
-constexpr const char *FatbinFile = "layer.fatbin"; ///< only where ptxas ran
+/// Module \p m of \p modules: "layer.ptx" for a layer of one module,
+/// "layer.m<m>.ptx" otherwise (the output's names); the fatbinary, where
+/// ptxas ran, likewise.
+std::string ptxFile(size_t m, size_t modules) { return "layer" + moduleFileSuffix(m, modules, ".ptx"); }
+std::string fatbinFile(size_t m, size_t modules) {
+  return "layer" + moduleFileSuffix(m, modules, ".fatbin");
+}
 constexpr const char *IndicesFile = "indices.bin";
 constexpr const char *EntryFile = "entry.json";
 
@@ -98,7 +103,11 @@ json infoJson(const GeneratedLayer &info) {
                        {"multiply_adds", k.multiplyAdds},
                        {"weights_symbol", k.weightsSymbol},
                        {"weights_offset", k.weightsOffset},
-                       {"weights_count", k.weightsCount}});
+                       {"weights_count", k.weightsCount},
+                       {"module", k.module}});
+  json modules = json::array();
+  for (const LayerModule &m : info.modules)
+    modules.push_back({{"ptx_bytes", m.ptxBytes}, {"fatbin_bytes", m.fatbinBytes}});
   return {{"name", info.name},
           {"kernels", kernels},
           {"tiling", info.tiling.describe()},
@@ -113,6 +122,7 @@ json infoJson(const GeneratedLayer &info) {
           {"multiply_adds", info.multiplyAdds},
           {"dense_multiply_adds", info.denseMultiplyAdds},
           {"ptx_bytes", info.ptxBytes},
+          {"modules", modules},
           {"ptxas", info.ptxas ? ptxasJson(*info.ptxas) : json(nullptr)},
           {"cubins", cubinsJson(info.cubins)},
           {"fatbin_bytes", info.fatbinBytes},
@@ -131,8 +141,16 @@ GeneratedLayer infoFrom(const json &j) {
     kernel.weightsSymbol = k.at("weights_symbol").get<std::string>();
     kernel.weightsOffset = k.at("weights_offset");
     kernel.weightsCount = k.at("weights_count");
+    kernel.module = k.at("module");
     info.kernels.push_back(kernel);
   }
+  for (const json &m : j.at("modules"))
+    info.modules.push_back({m.at("ptx_bytes"), m.at("fatbin_bytes")});
+  if (info.modules.empty())
+    throw CorruptEntry{std::string(EntryFile) + ": an entry without modules"};
+  for (const LayerKernel &kernel : info.kernels)
+    if (kernel.module >= info.modules.size())
+      throw CorruptEntry{std::string(EntryFile) + ": a kernel's module is out of range"};
   info.tiling = parseTiling(j.at("tiling").get<std::string>());
   info.tilesPerImageGroup = j.at("tiles_per_image_group");
   info.tilingSource = j.at("tiling_source").get<std::string>();
@@ -238,20 +256,29 @@ std::optional<KernelCache::Entry> KernelCache::find(const std::string &key,
     std::memcpy(found.layer.arrayIndices.data(), indices.data(), indices.size());
     try {
       found.layer.info = infoFrom(entry.at("info"));
-      found.ptxDigest = files.at(PtxFile).get<std::string>();
-      if (found.layer.info.fatbinBytes > 0)
-        found.fatbinDigest = files.at(FatbinFile).get<std::string>();
+      const size_t modules = found.layer.info.modules.size();
+      for (size_t m = 0; m < modules; ++m) {
+        found.ptxDigests.push_back(files.at(ptxFile(m, modules)).get<std::string>());
+        found.fatbinDigests.push_back(found.layer.info.modules[m].fatbinBytes > 0
+                                          ? files.at(fatbinFile(m, modules)).get<std::string>()
+                                          : std::string());
+      }
     } catch (const json::exception &e) {
       throw CorruptEntry{std::string(EntryFile) + ": " + e.what()};
     } catch (const Error &e) { // a tiling that does not parse
       throw CorruptEntry{std::string(EntryFile) + ": " + e.what()};
     }
-    std::error_code sizeError;
-    if (fs::file_size(directory / PtxFile, sizeError) != found.layer.info.ptxBytes || sizeError)
-      throw CorruptEntry{std::string(PtxFile) + " is missing or not the size the entry records"};
-    if (found.layer.info.fatbinBytes > 0 &&
-        (fs::file_size(directory / FatbinFile, sizeError) != found.layer.info.fatbinBytes || sizeError))
-      throw CorruptEntry{std::string(FatbinFile) + " is missing or not the size the entry records"};
+    const size_t modules = found.layer.info.modules.size();
+    for (size_t m = 0; m < modules; ++m) {
+      const LayerModule &module = found.layer.info.modules[m];
+      std::error_code sizeError;
+      if (fs::file_size(directory / ptxFile(m, modules), sizeError) != module.ptxBytes || sizeError)
+        throw CorruptEntry{ptxFile(m, modules) + " is missing or not the size the entry records"};
+      if (module.fatbinBytes > 0 &&
+          (fs::file_size(directory / fatbinFile(m, modules), sizeError) != module.fatbinBytes ||
+           sizeError))
+        throw CorruptEntry{fatbinFile(m, modules) + " is missing or not the size the entry records"};
+    }
     return found;
   } catch (const CorruptEntry &corrupt) {
     problem = corruptProblem(key, corrupt.why);
@@ -263,7 +290,13 @@ std::optional<KernelCache::Entry> KernelCache::find(const std::string &key,
 bool KernelCache::loadPtx(Entry &entry, std::string &problem) const {
   problem.clear();
   try {
-    entry.layer.ptx = readChecked(entryPath(entry.key), PtxFile, {{PtxFile, entry.ptxDigest}});
+    const size_t modules = entry.ptxDigests.size();
+    entry.layer.modules.resize(modules);
+    for (size_t m = 0; m < modules; ++m) {
+      const std::string name = ptxFile(m, modules);
+      entry.layer.modules[m].ptx =
+          readChecked(entryPath(entry.key), name.c_str(), {{name, entry.ptxDigests[m]}});
+    }
     return true;
   } catch (const CorruptEntry &corrupt) {
     problem = corruptProblem(entry.key, corrupt.why);
@@ -275,8 +308,15 @@ bool KernelCache::loadPtx(Entry &entry, std::string &problem) const {
 bool KernelCache::loadFatbin(Entry &entry, std::string &problem) const {
   problem.clear();
   try {
-    entry.layer.fatbin =
-        readChecked(entryPath(entry.key), FatbinFile, {{FatbinFile, entry.fatbinDigest}});
+    const size_t modules = entry.fatbinDigests.size();
+    entry.layer.modules.resize(modules);
+    for (size_t m = 0; m < modules; ++m) {
+      if (entry.fatbinDigests[m].empty())
+        continue;
+      const std::string name = fatbinFile(m, modules);
+      entry.layer.modules[m].fatbin =
+          readChecked(entryPath(entry.key), name.c_str(), {{name, entry.fatbinDigests[m]}});
+    }
     return true;
   } catch (const CorruptEntry &corrupt) {
     problem = corruptProblem(entry.key, corrupt.why);
@@ -301,12 +341,17 @@ void KernelCache::store(const std::string &key, const CompiledLayer &compiled) c
   std::error_code ec;
   try {
     std::string indices = indicesBytes(compiled.arrayIndices);
-    writeFileAtomically(scratch / PtxFile, compiled.ptx);
     writeFileAtomically(scratch / IndicesFile, indices);
-    json files = {{PtxFile, digest(compiled.ptx)}, {IndicesFile, digest(indices)}};
-    if (compiled.info.fatbinBytes > 0) {
-      writeFileAtomically(scratch / FatbinFile, compiled.fatbin);
-      files[FatbinFile] = digest(compiled.fatbin);
+    json files = {{IndicesFile, digest(indices)}};
+    const size_t modules = compiled.modules.size();
+    for (size_t m = 0; m < modules; ++m) {
+      const ModuleCode &code = compiled.modules[m];
+      writeFileAtomically(scratch / ptxFile(m, modules), code.ptx);
+      files[ptxFile(m, modules)] = digest(code.ptx);
+      if (!code.fatbin.empty()) {
+        writeFileAtomically(scratch / fatbinFile(m, modules), code.fatbin);
+        files[fatbinFile(m, modules)] = digest(code.fatbin);
+      }
     }
     json entry = {{"format", EntryFormat}, {"key", key}, {"files", files}, {"info", infoJson(compiled.info)}};
     writeFileAtomically(scratch / EntryFile, entry.dump(1) + "\n");

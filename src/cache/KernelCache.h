@@ -3,7 +3,8 @@
 // under its CacheKey. A hit stands in for generation: this round's packed
 // values are gathered from its weights at the cached indices.
 //
-// Layout: ROOT/v1/<2 hex>/<key>/ holds layer.ptx, layer.fatbin, indices.bin and
+// Layout: ROOT/v1/<2 hex>/<key>/ holds layer.ptx, layer.fatbin (or
+// layer.m<k>.ptx and .fatbin per module), indices.bin and
 // entry.json (tuning records live in ROOT/v1/tuning/), which records every other file's BLAKE3 digest. An entry is
 // written into ROOT/v1/tmp/ and renamed into place whole, so readers see all
 // of it or nothing, and two processes storing one key at once both succeed
@@ -21,6 +22,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace convgen {
 
@@ -38,17 +40,17 @@ public:
   struct Entry {
     std::string key;
     CompiledLayer layer;
-    std::string ptxDigest;
-    std::string fatbinDigest; ///< empty where the entry has no fatbinary
+    /// Per module: its PTX's digest, and its fatbinary's (empty where ptxas did not run).
+    std::vector<std::string> ptxDigests, fatbinDigests;
   };
 
   /// The entry of \p key. nullopt on a miss; when the entry was there but
   /// corrupt, \p problem says why (and the entry is gone).
   std::optional<Entry> find(const std::string &key, std::string &problem) const;
-  /// Reads \p entry's PTX into entry.layer.ptx, checking its digest. False
+  /// Reads \p entry's PTX into entry.layer.modules, checking the digests. False
   /// if it is corrupt (\p problem says why; the entry is gone).
   bool loadPtx(Entry &entry, std::string &problem) const;
-  /// The same for its fatbinary (only where fatbinDigest is set).
+  /// The same for its fatbinaries (only where fatbinDigests are set).
   bool loadFatbin(Entry &entry, std::string &problem) const;
 
   /// The BLAKE3 digest (64 hex digits) of \p bytes, as entries record them.

@@ -1,7 +1,8 @@
 // How a layer's sparse code is divided into kernels. The code for a channel
 // block holds nnz(block) x BN x BH x BW multiply-adds. One kernel takes
 // consecutive channel blocks while its code stays within the per-kernel
-// budget; a layer needing more kernels than allowed, or with one channel
+// budget (and, where each kernel gets a constant bank of its own, its
+// nonzeros within the bank); a layer needing more kernels than allowed, or with one channel
 // block over the budget, goes dense. (Specialisation costs follow the
 // nonzeros, ir_passes/SparseUnroll, so the dense template's size sets no
 // limit.)
@@ -18,6 +19,9 @@ namespace convgen {
 struct SplitBudget {
   int64_t maxMultiplyAdds; ///< sparse code per kernel
   int64_t maxKernels;      ///< kernels per layer
+  /// Nonzero weights per kernel, 0 for no limit: a kernel in a module of
+  /// its own reads its weights from that module's 64 KiB constant bank.
+  int64_t maxNonzeros = 0;
 };
 
 struct KernelPartition {

@@ -84,6 +84,27 @@ static nlohmann::json imagesJson(const GeneratedLayer &result, const GenerateOpt
   return images;
 }
 
+/// The layer's modules, each with its files and kernels: one, or one per
+/// kernel where each kernel has a constant bank of its own.
+static nlohmann::json modulesJson(const GeneratedLayer &result, const std::string &stem) {
+  nlohmann::json modules = nlohmann::json::array();
+  const size_t count = result.modules.size();
+  for (size_t m = 0; m < count; ++m) {
+    nlohmann::json kernels = nlohmann::json::array();
+    for (const LayerKernel &kernel : result.kernels)
+      if (kernel.module == m)
+        kernels.push_back(kernel.symbol);
+    modules.push_back({{"ptx", stem + moduleFileSuffix(m, count, ".ptx")},
+                       {"fatbin", result.modules[m].fatbinBytes
+                                      ? nlohmann::json(stem + moduleFileSuffix(m, count, ".fatbin"))
+                                      : nlohmann::json(nullptr)},
+                       {"ptx_bytes", result.modules[m].ptxBytes},
+                       {"fatbin_bytes", result.modules[m].fatbinBytes},
+                       {"kernels", kernels}});
+  }
+  return modules;
+}
+
 /// The NAME.json manifest: everything a runtime needs to load and launch
 /// the layer's kernels, and what the generation produced.
 static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer &result,
@@ -104,12 +125,17 @@ static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer
           {{"symbol", kernel.weightsSymbol},
            {"offset_bytes", kernel.weightsOffset * 4},
            {"count", kernel.weightsCount}}},
+         {"module", kernel.module},
          {"ptxas", ptxasKernelJson(result.ptxas, kernel)}});
   nlohmann::json manifest = {
       {"format", "convgen-kernel-manifest/3"},
       {"layer", layer.name},
-      {"ptx", stem + ".ptx"},
-      {"fatbin", result.fatbinBytes ? nlohmann::json(stem + ".fatbin") : nlohmann::json(nullptr)},
+      // One module: its files here too, as before modules were listed.
+      {"ptx", result.modules.size() == 1 ? nlohmann::json(stem + ".ptx") : nlohmann::json(nullptr)},
+      {"fatbin", result.modules.size() == 1 && result.fatbinBytes
+                     ? nlohmann::json(stem + ".fatbin")
+                     : nlohmann::json(nullptr)},
+      {"modules", modulesJson(result, stem)},
       {"images", imagesJson(result, options)},
       {"template", templateId},
       {"arch", options.arch.name},
@@ -198,19 +224,52 @@ fs::path layerFilePath(const GenerateOptions &options, const std::string &layer,
   return options.outputDir / (outputStemFor(layer) + suffix);
 }
 
+/// Removes the code files an earlier round with another number of modules
+/// left: NAME.ptx and NAME.fatbin beside NAME.m<k>.*, or the reverse, or
+/// modules past the last. True if it removed any.
+static bool removeOtherModulesFiles(const GenerateOptions &options, const std::string &layer,
+                                    size_t modules) {
+  bool removed = false;
+  std::error_code ec;
+  auto remove = [&](const std::string &suffix) {
+    removed |= fs::remove(layerFilePath(options, layer, suffix), ec);
+  };
+  if (modules > 1) {
+    remove(".ptx");
+    remove(".fatbin");
+  }
+  for (size_t m = modules > 1 ? modules : 0;; ++m) {
+    const std::string stem = ".m" + std::to_string(m);
+    if (!fs::exists(layerFilePath(options, layer, stem + ".ptx"), ec) &&
+        !fs::exists(layerFilePath(options, layer, stem + ".fatbin"), ec))
+      break;
+    remove(stem + ".ptx");
+    remove(stem + ".fatbin");
+  }
+  return removed;
+}
+
 LayerFilesWritten writeLayerFiles(const ConvLayer &layer, CompiledLayer &compiled,
                                   const GenerateOptions &options, const std::string &templateId,
                                   CodeFilesUpToDate upToDate) {
   GeneratedLayer &info = compiled.info;
   auto path = [&](const std::string &suffix) { return layerFilePath(options, layer.name, suffix); };
   LayerFilesWritten written;
-  written.ptx = !upToDate.ptx && writeFileIfChanged(path(".ptx"), compiled.ptx);
-  if (info.fatbinBytes > 0) {
-    written.fatbin = !upToDate.fatbin && writeFileIfChanged(path(".fatbin"), compiled.fatbin);
-  } else {
-    std::error_code ec;
-    written.fatbin = std::filesystem::remove(path(".fatbin"), ec);
+  const size_t modules = info.modules.size();
+  compiled.modules.resize(modules); // a cache hit leaves out what the output holds
+  for (size_t m = 0; m < modules; ++m) {
+    const std::string ptx = moduleFileSuffix(m, modules, ".ptx");
+    const std::string fatbin = moduleFileSuffix(m, modules, ".fatbin");
+    written.ptx |= !upToDate.ptx && writeFileIfChanged(path(ptx), compiled.modules[m].ptx);
+    if (info.modules[m].fatbinBytes > 0) {
+      written.fatbin |=
+          !upToDate.fatbin && writeFileIfChanged(path(fatbin), compiled.modules[m].fatbin);
+    } else {
+      std::error_code ec;
+      written.fatbin |= std::filesystem::remove(path(fatbin), ec);
+    }
   }
+  written.ptx |= removeOtherModulesFiles(options, layer.name, modules);
   written.weights = writeFileIfChanged(path(".weights.bin"), weightsFile(compiled.arrayValues, layer.bias));
   if (options.emit.count("ll")) {
     // A split layer's kernels were specialised as separate modules: one file each.

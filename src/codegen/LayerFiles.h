@@ -1,5 +1,6 @@
 // A generated layer's files: NAME.ptx, NAME.fatbin (its cubins and PTX, what
-// the runtime loads; not with --ptx-only), NAME.weights.bin (the packed
+// the runtime loads; not with --ptx-only) or, for a layer of several modules
+// (a constant bank per kernel), NAME.m<k>.ptx and NAME.m<k>.fatbin each, NAME.weights.bin (the packed
 // array, then the bias) and the NAME.json manifest, plus the --emit extras. Made
 // from a CompiledLayer, whether it was just compiled or came from the cache,
 // and written atomically, each only if its content changed: a round that
@@ -20,9 +21,9 @@ struct LayerFilesWritten {
   bool any() const { return ptx || fatbin || weights || manifest; }
 };
 
-/// Which code files the caller has checked the output already holds: their
-/// bytes in CompiledLayer may then be left empty (a cache hit reads
-/// neither from the cache).
+/// Which code files (of every module) the caller has checked the output
+/// already holds: their bytes in CompiledLayer may then be left empty (a
+/// cache hit reads neither from the cache).
 struct CodeFilesUpToDate {
   bool ptx = false, fatbin = false;
 };

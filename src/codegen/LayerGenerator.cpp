@@ -154,6 +154,28 @@ private:
   std::chrono::steady_clock::time_point Last = std::chrono::steady_clock::now();
 };
 
+/// Adds module \p report to the layer's \p into: the kernels of each, the
+/// largest of the per-kernel figures, the instructions and time summed.
+static void mergePtxasReport(std::optional<PtxasReport> &into, const PtxasReport &report) {
+  if (!into) {
+    into = report;
+    return;
+  }
+  into->kernels.insert(report.kernels.begin(), report.kernels.end());
+  into->registers = std::max(into->registers, report.registers);
+  into->spillStoreBytes = std::max(into->spillStoreBytes, report.spillStoreBytes);
+  into->spillLoadBytes = std::max(into->spillLoadBytes, report.spillLoadBytes);
+  into->stackFrameBytes = std::max(into->stackFrameBytes, report.stackFrameBytes);
+  into->sharedBytes = std::max(into->sharedBytes, report.sharedBytes);
+  into->constantBytes = std::max(into->constantBytes, report.constantBytes); // per module's bank
+  into->instructions += report.instructions;
+  into->seconds += report.seconds;
+}
+
+std::string moduleFileSuffix(size_t module, size_t modules, const std::string &suffix) {
+  return modules > 1 ? ".m" + std::to_string(module) + suffix : suffix;
+}
+
 BuiltKernel::BuiltKernel() = default;
 BuiltKernel::BuiltKernel(BuiltKernel &&) noexcept = default;
 BuiltKernel &BuiltKernel::operator=(BuiltKernel &&) noexcept = default;
@@ -243,9 +265,8 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
   result.denseMultiplyAdds = int64_t(layer.weights.size()) * result.tiling.spatialPerThread();
 
   // The plan: sparse or dense, the kernels and their launch, computed once.
-  const LayerPlan plan =
-      planLayer(layer, result.tiling, Options.dtype,
-                {Options.maxMultiplyAdds, Options.maxKernelsPerLayer});
+  LayerPlan plan = planLayer(layer, result.tiling, Options.dtype,
+                             {Options.maxMultiplyAdds, Options.maxKernelsPerLayer});
   result.tiling = plan.tiling;
   result.tilesPerImageGroup = plan.tilesPerImageGroup;
   result.denseReason = plan.denseReason;
@@ -272,15 +293,37 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
     kernel.multiplyAdds = countMultiplyAdds(*built.module);
     result.kernels.push_back(kernel);
   } else {
-    // One constant bank (64 KiB) per module: every kernel's array fits, or
-    // every kernel reads through ld.global.nc.
+    // One constant bank (64 KiB) per module: every kernel's array fits in
+    // the layer's one module; or each kernel goes in a module of its own,
+    // with a bank of its own, where the kernels can be cut that small;
+    // or every kernel reads through ld.global.nc.
     const bool fitsBank = fitsConstantBank(result.nonzeros, Options);
     WeightPathChoice path = result.tiling.weightPath;
-    if (path == WeightPathChoice::Constant && !fitsBank)
-      throw UnsupportedError(what + ": weights=constant: " + std::to_string(result.nonzeros) +
-                             " nonzeros do not fit the " +
-                             std::to_string(Options.constantBankLimitBytes) +
-                             "-byte constant bank; use weights=global or auto");
+    bool bankPerKernel = false;
+    const int64_t bankFloats = int64_t(Options.constantBankLimitBytes / 4);
+    if (!fitsBank && bankFloats > 0 &&
+        (path == WeightPathChoice::Constant || path == WeightPathChoice::Auto)) {
+      LayerPlan banked = planLayer(layer, result.tiling, Options.dtype,
+                                   {Options.maxMultiplyAdds, Options.maxKernelsPerLayer, bankFloats});
+      if (!banked.dense()) {
+        plan = std::move(banked);
+        bankPerKernel = true;
+        path = WeightPathChoice::Constant;
+        result.tilingReasons.push_back(
+            "weights=constant, a module per kernel: " + std::to_string(result.nonzeros) +
+            " nonzeros pass one module's " + std::to_string(Options.constantBankLimitBytes) +
+            "-byte constant bank, so each of the " + std::to_string(plan.kernels.size()) +
+            " kernels (at most " + std::to_string(bankFloats) +
+            " nonzeros each) is a module with a bank of its own: its weights stay fma operands, "
+            "where ld.global.nc would add a load per weight");
+      } else if (path == WeightPathChoice::Constant) {
+        throw UnsupportedError(what + ": weights=constant: " + std::to_string(result.nonzeros) +
+                               " nonzeros do not fit the " +
+                               std::to_string(Options.constantBankLimitBytes) +
+                               "-byte constant bank, nor a bank per kernel (" + banked.denseReason +
+                               "); use weights=global or auto");
+      }
+    }
     if (path == WeightPathChoice::Auto)
       path = fitsBank ? WeightPathChoice::Constant : WeightPathChoice::Global;
     result.weightPath = weightPathName(path);
@@ -299,6 +342,11 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
           buildSparseKernel(layer, plan, kernelPlan, weights, kernel, built);
       if (kernel.weightsCount == 0)
         kernel.weightsSymbol.clear(); // nothing survived: no array
+      if (bankPerKernel) {
+        // Its own PTX module; the host executor still runs them linked.
+        kernel.module = part;
+        built.kernelModules.push_back(llvm::CloneModule(*module));
+      }
       if (!built.module)
         built.module = std::move(module);
       else if (llvm::Linker::linkModules(*built.module, std::move(module)))
@@ -310,6 +358,7 @@ BuiltKernel KernelGenerator::build(const ConvLayer &layer) {
                          " weights, but the layer has " + std::to_string(result.nonzeros) +
                          " nonzeros");
   }
+  result.modules.resize(built.kernelModules.empty() ? 1 : built.kernelModules.size());
   result.multiplyAdds = countMultiplyAdds(*built.module);
   return built;
 }
@@ -353,37 +402,57 @@ CompiledLayer KernelGenerator::compile(const ConvLayer &layer, BuiltKernel *kept
   // 5. PTX, checked by ptxas where the CUDA toolkit is installed.
   if (Options.emit.count("ll"))
     compiled.finalIr = printModule(*built.module);
-  compiled.ptx = emitPtx(*built.module, Options.arch, what);
-  result.ptxBytes = compiled.ptx.size();
+  // A module per kernel where each has its own constant bank; else one.
+  std::vector<llvm::Module *> sources;
+  for (const auto &module : built.kernelModules)
+    sources.push_back(module.get());
+  if (sources.empty())
+    sources.push_back(built.module.get());
+  compiled.modules.resize(sources.size());
+  result.ptxBytes = 0;
+  for (size_t m = 0; m < sources.size(); ++m) {
+    compiled.modules[m].ptx = emitPtx(*sources[m], Options.arch, what);
+    result.modules[m].ptxBytes = compiled.modules[m].ptx.size();
+    result.ptxBytes += result.modules[m].ptxBytes;
+  }
   clock.mark("ptx");
   if (PtxasTool && Options.runPtxas) {
     // ptxas's cubins are the product: kept in the fatbinary the runtime
     // loads, so the driver has nothing left to compile.
-    std::vector<ArchCubin> cubins;
-    for (const std::string &arch : cubinArchs(Options)) {
-      ArchCubin cubin{arch, {}};
-      PtxasReport report = runPtxas(*PtxasTool, compiled.ptx, arch, what, &cubin.bytes);
-      CubinInfo image;
-      image.arch = arch;
-      image.bytes = int64_t(cubin.bytes.size());
-      image.instructions = report.instructions;
-      image.registers = report.registers;
-      image.spillBytes = report.spillStoreBytes + report.spillLoadBytes;
-      result.cubins.push_back(image);
-      if (!result.ptxas)
-        result.ptxas = std::move(report);
-      else
-        result.ptxas->seconds += report.seconds;
-      cubins.push_back(std::move(cubin));
-    }
-    clock.mark("ptxas");
     if (!FatbinaryPacker)
       throw UnsupportedError(what + ": the CUDA toolkit's fatbinary tool is not beside " +
                              PtxasTool->path + ", so the cubins cannot be packed; install it, "
                              "or use --ptx-only");
-    compiled.fatbin = makeFatbinary(*FatbinaryPacker, cubins, compiled.ptx, Options.arch.name, what);
-    result.fatbinBytes = compiled.fatbin.size();
-    clock.mark("fatbinary");
+    const std::vector<std::string> archs = cubinArchs(Options);
+    result.cubins.assign(archs.size(), CubinInfo{});
+    double fatbinSeconds = 0;
+    for (size_t m = 0; m < compiled.modules.size(); ++m) {
+      ModuleCode &code = compiled.modules[m];
+      std::vector<ArchCubin> cubins;
+      for (size_t a = 0; a < archs.size(); ++a) {
+        ArchCubin cubin{archs[a], {}};
+        PtxasReport report = runPtxas(*PtxasTool, code.ptx, archs[a], what, &cubin.bytes);
+        CubinInfo &image = result.cubins[a];
+        image.arch = archs[a];
+        image.bytes += int64_t(cubin.bytes.size());
+        image.instructions += report.instructions;
+        image.registers = std::max(image.registers, report.registers);
+        image.spillBytes = std::max(image.spillBytes, report.spillStoreBytes + report.spillLoadBytes);
+        if (a == 0)
+          mergePtxasReport(result.ptxas, report);
+        else
+          result.ptxas->seconds += report.seconds;
+        cubins.push_back(std::move(cubin));
+      }
+      auto packStart = std::chrono::steady_clock::now();
+      code.fatbin = makeFatbinary(*FatbinaryPacker, cubins, code.ptx, Options.arch.name, what);
+      fatbinSeconds += secondsSince(packStart);
+      result.modules[m].fatbinBytes = code.fatbin.size();
+      result.fatbinBytes += code.fatbin.size();
+    }
+    clock.mark("ptxas");
+    result.phaseSeconds.back().second -= fatbinSeconds;
+    result.phaseSeconds.emplace_back("fatbinary", fatbinSeconds);
   }
   compiled.arrayValues = std::move(built.arrayValues);
   compiled.arrayIndices = std::move(built.arrayIndices);

@@ -85,7 +85,21 @@ struct LayerKernel {
   std::string weightsSymbol;
   int64_t weightsOffset = 0;
   int64_t weightsCount = 0;
+  /// The module it is in: 0, unless the layer gives each kernel a module of
+  /// its own, and so a 64 KiB constant bank of its own.
+  size_t module = 0;
 };
+
+/// One module of a layer: its files' sizes. A layer is one module, or, on
+/// the constant path past one bank's 64 KiB, one module per kernel.
+struct LayerModule {
+  size_t ptxBytes = 0;
+  size_t fatbinBytes = 0; ///< 0: no fatbinary (ptxas did not run)
+};
+
+/// The file suffix of module \p module of \p modules: \p suffix (".ptx") for
+/// a layer of one module, ".m<module>" + suffix otherwise.
+std::string moduleFileSuffix(size_t module, size_t modules, const std::string &suffix);
 
 /// The cubins ptxas made for \p options: binaryArchs, or arch alone;
 /// none without runPtxas. The first is arch, whose report the manifest shows.
@@ -115,15 +129,19 @@ struct GeneratedLayer {
   std::string mode;          ///< "sparse", or "dense" past the code-size budget
   std::string denseReason;   ///< why the layer went dense, empty when sparse
   std::string weightPath;    ///< "constant", "global" or "baked"
+  /// Its modules, in order; kernels say which they are in.
+  std::vector<LayerModule> modules;
   int64_t nonzeros = 0;
   int64_t multiplyAdds = 0;  ///< fma instructions in the generated code
   int64_t denseMultiplyAdds = 0; ///< the unrolled dense template's: positions x BW
-  size_t ptxBytes = 0;
-  /// ptxas's report for arch (the first cubin); nullopt when ptxas did not run.
+  size_t ptxBytes = 0; ///< every module's together
+  /// ptxas's report for arch (the first cubin), over every module; nullopt
+  /// when ptxas did not run.
   std::optional<PtxasReport> ptxas;
-  /// The fatbinary's cubins, one per cubinArchs(); empty when ptxas did not run.
+  /// The fatbinary's cubins, one per cubinArchs(), over every module; empty
+  /// when ptxas did not run.
   std::vector<CubinInfo> cubins;
-  size_t fatbinBytes = 0; ///< 0: no fatbinary (ptxas did not run)
+  size_t fatbinBytes = 0; ///< every module's together; 0: no fatbinary
   double seconds = 0;
   /// Wall time per phase: specialise, eliminate, cleanup, ptx, ptxas, write.
   std::vector<std::pair<std::string, double>> phaseSeconds;
@@ -141,7 +159,12 @@ struct BuiltKernel {
   ~BuiltKernel();
 
   GeneratedLayer info;
+  /// Every kernel in one module: what the host executor runs, and what
+  /// becomes PTX when the layer is one module.
   std::unique_ptr<llvm::Module> module;
+  /// Where each kernel has a module of its own (info.modules.size() > 1):
+  /// those modules, each emitted as PTX on its own.
+  std::vector<std::unique_ptr<llvm::Module>> kernelModules;
   /// NAME.weights.bin before the bias: the packed nonzeros in code order
   /// (constant or global path), the whole OIHW tensor (dense), or nothing
   /// (baked: the values are in the code).
@@ -156,11 +179,17 @@ struct BuiltKernel {
 
 /// A layer compiled through PTX, not yet written: everything its files are
 /// made of (codegen/LayerFiles), whether fresh or from the cache.
+/// One module's code: its PTX, and its fatbinary (a cubin per
+/// GeneratedLayer::cubins, then the PTX; empty without ptxas).
+struct ModuleCode {
+  std::string ptx, fatbin;
+};
+
 struct CompiledLayer {
   GeneratedLayer info;
-  std::string ptx;
-  /// NAME.fatbin: a cubin per info.cubins, then the PTX; empty without ptxas.
-  std::string fatbin;
+  /// Per module (info.modules); a cache hit may leave their bytes empty
+  /// where the output already holds them.
+  std::vector<ModuleCode> modules;
   std::vector<float> arrayValues;   ///< as BuiltKernel's
   std::vector<int64_t> arrayIndices;
   /// --emit extras: the IR per kernel before elimination, the final IR, the weight map.

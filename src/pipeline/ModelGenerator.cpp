@@ -144,7 +144,8 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
   std::vector<std::string> keys(layers.size());
   // The digest of the PTX each layer's output holds once written, for the
   // stamps; empty where unknown (no cache, or the layer failed).
-  std::vector<std::string> ptxDigests(layers.size()), fatbinDigests(layers.size());
+  // Per layer and module.
+  std::vector<std::vector<std::string>> ptxDigests(layers.size()), fatbinDigests(layers.size());
   std::optional<OutputStamps> stamps;
   if (cache)
     stamps.emplace(generateOptions.outputDir);
@@ -174,16 +175,24 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
       // hold them already.
       CodeFilesUpToDate upToDate;
       if (entry) {
-        auto outputHolds = [&](const char *suffix, const std::string &digest, size_t bytes) {
+        auto outputHolds = [&](const std::string &suffix, const std::string &digest, size_t bytes) {
           const fs::path path = layerFilePath(generateOptions, layer.name, suffix);
           std::error_code ec;
           return stamps->vouchesFor(path, digest) ||
                  (fs::file_size(path, ec) == bytes && !ec &&
                   KernelCache::digest(readWholeFile(path)) == digest);
         };
-        upToDate.ptx = outputHolds(".ptx", entry->ptxDigest, entry->layer.info.ptxBytes);
-        upToDate.fatbin = entry->fatbinDigest.empty() ||
-                          outputHolds(".fatbin", entry->fatbinDigest, entry->layer.info.fatbinBytes);
+        const std::vector<LayerModule> &modules = entry->layer.info.modules;
+        upToDate.ptx = upToDate.fatbin = true;
+        for (size_t m = 0; m < modules.size(); ++m) {
+          upToDate.ptx = upToDate.ptx && outputHolds(moduleFileSuffix(m, modules.size(), ".ptx"),
+                                                     entry->ptxDigests[m], modules[m].ptxBytes);
+          upToDate.fatbin =
+              upToDate.fatbin &&
+              (entry->fatbinDigests[m].empty() ||
+               outputHolds(moduleFileSuffix(m, modules.size(), ".fatbin"), entry->fatbinDigests[m],
+                           modules[m].fatbinBytes));
+        }
         if ((!upToDate.ptx && !cache->loadPtx(*entry, problem)) ||
             (!upToDate.fatbin && !cache->loadFatbin(*entry, problem)))
           entry.reset();
@@ -201,8 +210,8 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
           if (progress.started)
             progress.started(layer);
           outcome.written = writeLayerFiles(layer, cached, generateOptions, templateId, upToDate);
-          ptxDigests[i] = entry->ptxDigest;
-          fatbinDigests[i] = entry->fatbinDigest;
+          ptxDigests[i] = entry->ptxDigests;
+          fatbinDigests[i] = entry->fatbinDigests;
           outcome.info = std::move(cached.info);
           outcome.cache = CacheOutcome::Hit;
           outcome.seconds = secondsSince(start);
@@ -279,9 +288,11 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
         // was measured up to 10x slower to specialise and eliminate.
         CompiledLayer compiled = KernelGenerator(generateOptions, ptxas).compile(layer);
         if (cache) {
-          ptxDigests[job.index] = KernelCache::digest(compiled.ptx);
-          if (!compiled.fatbin.empty())
-            fatbinDigests[job.index] = KernelCache::digest(compiled.fatbin);
+          for (const ModuleCode &code : compiled.modules) {
+            ptxDigests[job.index].push_back(KernelCache::digest(code.ptx));
+            fatbinDigests[job.index].push_back(code.fatbin.empty() ? std::string()
+                                                                   : KernelCache::digest(code.fatbin));
+          }
           try {
             if (!job.key.empty())
               cache->store(job.key, compiled);
@@ -348,9 +359,16 @@ std::vector<LayerOutcome> generateModel(const std::vector<ConvLayer> &layers,
   bool stamped = false;
   for (size_t i = 0; stamps && i < layers.size(); ++i)
     if (outcomes[i].error.empty() && !ptxDigests[i].empty()) {
-      stamps->stamp(layerFilePath(generateOptions, layers[i].name, ".ptx"), ptxDigests[i]);
-      if (!fatbinDigests[i].empty())
-        stamps->stamp(layerFilePath(generateOptions, layers[i].name, ".fatbin"), fatbinDigests[i]);
+      const size_t modules = ptxDigests[i].size();
+      for (size_t m = 0; m < modules; ++m) {
+        stamps->stamp(layerFilePath(generateOptions, layers[i].name,
+                                    moduleFileSuffix(m, modules, ".ptx")),
+                      ptxDigests[i][m]);
+        if (!fatbinDigests[i][m].empty())
+          stamps->stamp(layerFilePath(generateOptions, layers[i].name,
+                                      moduleFileSuffix(m, modules, ".fatbin")),
+                        fatbinDigests[i][m]);
+      }
       stamped = true;
     }
   if (stamped) {

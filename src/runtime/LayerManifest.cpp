@@ -2,6 +2,7 @@
 
 #include "support/Error.h"
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -74,12 +75,43 @@ LayerManifest readLayerManifest(const std::filesystem::path &path) {
     r.fail("format", "'" + format + "' is not convgen-kernel-manifest/3: regenerate the layer");
   m.layer = r.text(document, "layer", "layer");
   m.mode = r.text(document, "mode", "mode");
-  m.ptxFile = besideManifest(r, path, r.text(document, "ptx", "ptx"), "ptx");
   if (document.contains("arch"))
     m.ptxArch = r.text(document, "arch", "arch");
-  // Manifests from before fatbinaries have neither field: their PTX is loaded.
-  if (document.contains("fatbin") && !document.at("fatbin").is_null())
-    m.fatbinFile = besideManifest(r, path, r.text(document, "fatbin", "fatbin"), "fatbin");
+  // The modules with their kernels; a manifest from before modules names
+  // its one module's files at the top (and one from before fatbinaries,
+  // only its PTX, which is loaded).
+  std::vector<std::vector<std::string>> moduleKernels;
+  if (document.contains("modules")) {
+    const Json &modules = document.at("modules");
+    if (!modules.is_array() || modules.empty())
+      r.fail("modules", "must be a non-empty list");
+    for (size_t i = 0; i < modules.size(); ++i) {
+      const std::string field = "modules[" + std::to_string(i) + "]";
+      ManifestModule module;
+      module.ptxFile = besideManifest(r, path, r.text(modules[i], "ptx", field + ".ptx"), field + ".ptx");
+      if (modules[i].contains("fatbin") && !modules[i].at("fatbin").is_null())
+        module.fatbinFile =
+            besideManifest(r, path, r.text(modules[i], "fatbin", field + ".fatbin"), field + ".fatbin");
+      const Json &kernels = r.at(modules[i], "kernels", field + ".kernels");
+      if (!kernels.is_array() || kernels.empty())
+        r.fail(field + ".kernels", "must be a non-empty list of kernel symbols");
+      moduleKernels.emplace_back();
+      for (const Json &symbol : kernels) {
+        if (!symbol.is_string())
+          r.fail(field + ".kernels", "must be a non-empty list of kernel symbols");
+        moduleKernels.back().push_back(symbol.get<std::string>());
+      }
+      m.modules.push_back(module);
+    }
+  } else {
+    ManifestModule module;
+    module.ptxFile = besideManifest(r, path, r.text(document, "ptx", "ptx"), "ptx");
+    if (document.contains("fatbin") && !document.at("fatbin").is_null())
+      module.fatbinFile = besideManifest(r, path, r.text(document, "fatbin", "fatbin"), "fatbin");
+    m.modules.push_back(module);
+  }
+  const bool anyFatbin = std::any_of(m.modules.begin(), m.modules.end(),
+                                     [](const ManifestModule &module) { return !module.fatbinFile.empty(); });
   if (document.contains("images")) {
     const Json &images = document.at("images");
     if (!images.is_array())
@@ -93,9 +125,8 @@ LayerManifest readLayerManifest(const std::filesystem::path &path) {
         m.cubinArchs.push_back(r.text(images[i], "arch", field + ".arch"));
     }
   }
-  if (m.fatbinFile.empty() != m.cubinArchs.empty())
-    r.fail("images", m.fatbinFile.empty() ? "lists cubins, but there is no fatbin"
-                                          : "lists no cubin for the fatbin");
+  if (anyFatbin != !m.cubinArchs.empty())
+    r.fail("images", anyFatbin ? "lists no cubin for the fatbin" : "lists cubins, but there is no fatbin");
   const Json &weights = r.at(document, "weights", "weights");
   m.weightsFile = besideManifest(r, path, r.text(weights, "file", "weights.file"), "weights.file");
   m.weightPath = r.text(weights, "path", "weights.path");
@@ -171,6 +202,25 @@ LayerManifest readLayerManifest(const std::filesystem::path &path) {
     if (m.weightPath == "constant" && kernel.weightsCount > 0 && kernel.weightsSymbol.empty())
       r.fail(field + ".weights.symbol", "missing on the constant path");
     m.kernels.push_back(kernel);
+  }
+  // Each kernel in exactly one module (a manifest of one module without a
+  // list: all of them).
+  if (!moduleKernels.empty()) {
+    std::vector<int> placed(m.kernels.size(), 0);
+    for (size_t module = 0; module < moduleKernels.size(); ++module)
+      for (const std::string &symbol : moduleKernels[module]) {
+        auto kernel = std::find_if(m.kernels.begin(), m.kernels.end(),
+                                   [&](const ManifestKernel &k) { return k.symbol == symbol; });
+        if (kernel == m.kernels.end())
+          r.fail("modules[" + std::to_string(module) + "].kernels", "names '" + symbol +
+                                                                    "', which is not a kernel");
+        kernel->module = module;
+        ++placed[size_t(kernel - m.kernels.begin())];
+      }
+    for (size_t i = 0; i < placed.size(); ++i)
+      if (placed[i] != 1)
+        r.fail("modules", "must hold kernel '" + m.kernels[i].symbol + "' once, not " +
+                              std::to_string(placed[i]) + " times");
   }
   if (nextOffset != m.weightsCount)
     r.fail("kernels", "the kernels' weight slices cover " + std::to_string(nextOffset) +

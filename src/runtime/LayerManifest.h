@@ -16,6 +16,14 @@ struct ManifestKernel {
   std::string weightsSymbol; ///< constant-bank array, empty on the other paths
   int64_t weightsOffsetBytes = 0;
   int64_t weightsCount = 0;
+  size_t module = 0; ///< index into LayerManifest::modules
+};
+
+/// One module's files: a layer is one module, or one per kernel where each
+/// kernel has a constant bank of its own.
+struct ManifestModule {
+  std::filesystem::path ptxFile;
+  std::filesystem::path fatbinFile; ///< empty for a --ptx-only layer: the PTX is loaded
 };
 
 struct LayerManifest {
@@ -23,10 +31,10 @@ struct LayerManifest {
   std::string layer;
   std::string mode;        ///< "sparse" or "dense"
   std::string weightPath;  ///< "constant", "global" or "baked"
-  std::filesystem::path ptxFile, weightsFile; ///< beside the manifest
-  /// The fatbinary (cubins and PTX) the runtime loads; empty when the layer
-  /// was generated without ptxas (--ptx-only): then the PTX is loaded.
-  std::filesystem::path fatbinFile;
+  std::filesystem::path weightsFile; ///< beside the manifest, as every file it names
+  /// The modules, each with its PTX and the fatbinary (cubins and PTX) the
+  /// runtime loads; without one (--ptx-only), the PTX is loaded.
+  std::vector<ManifestModule> modules;
   std::string ptxArch;                 ///< the arch the PTX was made for
   std::vector<std::string> cubinArchs; ///< the fatbinary's cubins, as the manifest lists them
   int64_t weightsCount = 0;       ///< floats before the bias in the weights file

@@ -28,23 +28,48 @@ std::vector<float> readWeights(const LayerManifest &manifest) {
   return values;
 }
 
-/// The bytes the module is loaded from: the fatbinary, else the PTX.
-std::string readImage(const LayerManifest &manifest) {
-  return readWholeFile(manifest.fatbinFile.empty() ? manifest.ptxFile : manifest.fatbinFile);
+/// The file a module is loaded from: its fatbinary, else its PTX.
+const std::filesystem::path &imageFile(const ManifestModule &module) {
+  return module.fatbinFile.empty() ? module.ptxFile : module.fatbinFile;
+}
+
+/// Every module's image, in order.
+std::vector<std::string> readImages(const LayerManifest &manifest) {
+  std::vector<std::string> images;
+  for (const ManifestModule &module : manifest.modules)
+    images.push_back(readWholeFile(imageFile(module)));
+  return images;
 }
 
 std::string smName(int sm) { return "sm_" + std::to_string(sm); }
 
-/// Loads \p image, timing the load (the JIT, where there is one).
-std::unique_ptr<CudaModule> loadModule(const CudaContext &context, const std::string &image,
-                                       const std::string &layer, double &seconds) {
-  auto start = std::chrono::steady_clock::now();
-  auto module = std::make_unique<CudaModule>(context, image, "layer '" + layer + "'");
-  seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return module;
-}
-
 } // namespace
+
+/// A layer's code on the device: its modules and kernels, and how it got there.
+struct LayerRuntime::LoadedModules {
+  std::vector<std::unique_ptr<CudaModule>> modules;
+  std::vector<CUfunction> functions; ///< per manifest kernel
+  LoadedCode code;                   ///< compiled if any module was
+  double seconds = 0;
+
+  /// Loads \p images (the manifest's modules'), timing the loads (with the
+  /// JIT, where there is one). Throws as CudaModule does.
+  LoadedModules(const CudaContext &context, const LayerManifest &manifest,
+                const std::vector<std::string> &images) {
+    const std::string what = "layer '" + manifest.layer + "'";
+    auto start = std::chrono::steady_clock::now();
+    for (size_t m = 0; m < images.size(); ++m) {
+      LoadedCode moduleCode = chooseCode(images[m], context.computeCapability(),
+                                         imageFile(manifest.modules[m]).string());
+      if (m == 0 || (moduleCode.jitCompiled && !code.jitCompiled))
+        code = moduleCode;
+      modules.push_back(std::make_unique<CudaModule>(context, images[m], what));
+    }
+    for (const ManifestKernel &kernel : manifest.kernels)
+      functions.push_back(modules[kernel.module]->function(kernel.symbol));
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+};
 
 LoadedCode chooseCode(const std::string &image, int deviceSm, const std::string &what) {
   if (!isFatbinary(image))
@@ -67,13 +92,9 @@ LoadedCode chooseCode(const std::string &image, int deviceSm, const std::string 
 
 LayerRuntime::LayerRuntime(const CudaContext &context, const std::filesystem::path &manifestPath)
     : Context(context), Manifest(readLayerManifest(manifestPath)) {
-  Image = readImage(Manifest);
-  Code = chooseCode(Image, Context.computeCapability(),
-                    (Manifest.fatbinFile.empty() ? Manifest.ptxFile : Manifest.fatbinFile).string());
+  Images = readImages(Manifest);
   std::vector<float> values = readWeights(Manifest);
-  Module = loadModule(Context, Image, Manifest.layer, LoadSeconds);
-  for (const ManifestKernel &kernel : Manifest.kernels)
-    Functions.push_back(Module->function(kernel.symbol));
+  Code = std::make_unique<LoadedModules>(Context, Manifest, Images);
   Weights = DeviceBuffer(Context, values.size() * 4, "the weights of layer '" + Manifest.layer + "'");
   uploadValues(values);
 }
@@ -87,7 +108,7 @@ void LayerRuntime::uploadValues(const std::vector<float> &values) {
   for (const ManifestKernel &kernel : Manifest.kernels) {
     if (kernel.weightsCount == 0)
       continue;
-    auto [pointer, bytes] = Module->global(kernel.weightsSymbol);
+    auto [pointer, bytes] = Code->modules[kernel.module]->global(kernel.weightsSymbol);
     if (bytes != size_t(kernel.weightsCount) * 4)
       throw CudaError("layer '" + Manifest.layer + "': " + kernel.weightsSymbol + " holds " +
                           std::to_string(bytes) + " bytes, the manifest says " +
@@ -107,13 +128,13 @@ void LayerRuntime::launch(CUdeviceptr input, CUdeviceptr output, int batch, CUst
     throw InputError({"", Manifest.layer, "batch"},
                      std::to_string(batch) + " images need more blocks than CUDA's grid allows");
   CUdeviceptr bias = Manifest.biasCount ? Weights.pointer() + size_t(Manifest.weightsCount) * 4 : 0;
-  for (size_t i = 0; i < Functions.size(); ++i) {
+  for (size_t i = 0; i < Code->functions.size(); ++i) {
     const ManifestKernel &kernel = Manifest.kernels[i];
     CUdeviceptr weights = Weights.pointer() + size_t(kernel.weightsOffsetBytes);
     int32_t images = batch;
     void *parameters[] = {&input, &weights, &bias, &output, &images};
     Context.driver().check(
-        Context.driver().cuLaunchKernel(Functions[i], unsigned(gridX), unsigned(kernel.gridY), 1,
+        Context.driver().cuLaunchKernel(Code->functions[i], unsigned(gridX), unsigned(kernel.gridY), 1,
                                         unsigned(Manifest.blockX), unsigned(Manifest.blockY), 1, 0,
                                         stream,
                                         parameters, nullptr),
@@ -121,32 +142,28 @@ void LayerRuntime::launch(CUdeviceptr input, CUdeviceptr output, int batch, CUst
   }
 }
 
+LayerRuntime::~LayerRuntime() = default;
+
+const LoadedCode &LayerRuntime::loadedCode() const { return Code->code; }
+
+double LayerRuntime::loadSeconds() const { return Code->seconds; }
+
 LayerRuntime::Reload LayerRuntime::reload() {
   LayerManifest manifest = readLayerManifest(Manifest.path);
-  std::string image = readImage(manifest);
+  std::vector<std::string> images = readImages(manifest);
   std::vector<float> values = readWeights(manifest);
-  if (image == Image && manifest.weightPath == Manifest.weightPath) {
+  if (images == Images && manifest.weightPath == Manifest.weightPath) {
     Manifest = std::move(manifest);
     uploadValues(values);
     return Reload::ValuesOnly;
   }
   // New code: load it completely before anything of the old is released.
-  LoadedCode code =
-      chooseCode(image, Context.computeCapability(),
-                 (manifest.fatbinFile.empty() ? manifest.ptxFile : manifest.fatbinFile).string());
-  double seconds = 0;
-  auto module = loadModule(Context, image, manifest.layer, seconds);
-  std::vector<CUfunction> functions;
-  for (const ManifestKernel &kernel : manifest.kernels)
-    functions.push_back(module->function(kernel.symbol));
+  auto code = std::make_unique<LoadedModules>(Context, manifest, images);
   DeviceBuffer weights(Context, values.size() * 4, "the weights of layer '" + manifest.layer + "'");
-  Module = std::move(module);
-  Functions = std::move(functions);
+  Code = std::move(code);
   Weights = std::move(weights);
   Manifest = std::move(manifest);
-  Image = std::move(image);
-  Code = std::move(code);
-  LoadSeconds = seconds;
+  Images = std::move(images);
   uploadValues(values);
   return Reload::Module;
 }
@@ -154,18 +171,18 @@ LayerRuntime::Reload LayerRuntime::reload() {
 std::vector<KernelResources> LayerRuntime::resources() const {
   const CudaDriver &driver = Context.driver();
   std::vector<KernelResources> result;
-  for (size_t i = 0; i < Functions.size(); ++i) {
+  for (size_t i = 0; i < Code->functions.size(); ++i) {
     KernelResources r;
     r.symbol = Manifest.kernels[i].symbol;
     const std::string what = "querying " + r.symbol;
-    driver.check(driver.cuFuncGetAttribute(&r.registers, CU_FUNC_ATTRIBUTE_NUM_REGS, Functions[i]),
+    driver.check(driver.cuFuncGetAttribute(&r.registers, CU_FUNC_ATTRIBUTE_NUM_REGS, Code->functions[i]),
                  "cuFuncGetAttribute", what);
-    driver.check(driver.cuFuncGetAttribute(&r.localBytes, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, Functions[i]),
+    driver.check(driver.cuFuncGetAttribute(&r.localBytes, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, Code->functions[i]),
                  "cuFuncGetAttribute", what);
-    driver.check(driver.cuFuncGetAttribute(&r.sharedBytes, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, Functions[i]),
+    driver.check(driver.cuFuncGetAttribute(&r.sharedBytes, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, Code->functions[i]),
                  "cuFuncGetAttribute", what);
     driver.check(driver.cuOccupancyMaxActiveBlocksPerMultiprocessor(
-                     &r.blocksPerMultiprocessor, Functions[i], int(Manifest.threadsPerBlock), 0),
+                     &r.blocksPerMultiprocessor, Code->functions[i], int(Manifest.threadsPerBlock), 0),
                  "cuOccupancyMaxActiveBlocksPerMultiprocessor", what);
     r.occupancy = double(r.blocksPerMultiprocessor * Manifest.threadsPerBlock) /
                   double(std::max(Context.maxThreadsPerMultiprocessor(), 1));

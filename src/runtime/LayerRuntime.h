@@ -57,20 +57,21 @@ public:
 
   std::vector<KernelResources> resources() const;
   const LayerManifest &manifest() const { return Manifest; }
-  /// What the module was loaded from, and whether the driver compiled it.
-  const LoadedCode &loadedCode() const { return Code; }
-  double loadSeconds() const { return LoadSeconds; } ///< the module's load, JIT included
+  ~LayerRuntime();
+  /// What the modules were loaded from, and whether the driver compiled
+  /// (any of) them.
+  const LoadedCode &loadedCode() const;
+  double loadSeconds() const; ///< the modules' load, JIT included
 
 private:
   void uploadValues(const std::vector<float> &values);
 
   const CudaContext &Context;
   LayerManifest Manifest;
-  std::string Image; ///< the fatbinary's bytes, or the PTX: what the module was loaded from
-  LoadedCode Code;
-  double LoadSeconds = 0;
-  std::unique_ptr<CudaModule> Module;
-  std::vector<cuda::CUfunction> Functions;
+  /// Per module, the fatbinary's bytes or the PTX: what it was loaded from.
+  std::vector<std::string> Images;
+  struct LoadedModules;
+  std::unique_ptr<LoadedModules> Code;
   DeviceBuffer Weights; ///< the weights file: packed values (or the dense tensor), then the bias
 };
 

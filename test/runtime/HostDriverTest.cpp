@@ -84,6 +84,37 @@ TEST_F(HostDriverTest, ValuesOnlyReloadLoadsNoModuleAndUploadsOnlyTheWeights) {
   runAndCompare(runtime, convLayer);
 }
 
+// A layer whose kernels each have a module (and a constant bank) of their
+// own: every module loaded, each kernel found in its own, each slice copied
+// to its own module's array, and a values-only round uploads only weights.
+TEST_F(HostDriverTest, ALayerOfSeveralModulesRunsAndReloadsItsValues) {
+  ConvLayer convLayer = layer("banks", 0.7, 40, 16);
+  GenerateOptions options;
+  options.tilingOverride = "bk=1";
+  options.constantBankLimitBytes = 40 * 4;
+  GeneratedLayer generated = generate(convLayer, options);
+  ASSERT_EQ(generated.weightPath, "constant");
+  ASSERT_GT(generated.modules.size(), 1u);
+  const ConvgenHostCudaCounters before = hostDriverCounters();
+  LayerRuntime runtime(*Context, generated.manifestPath);
+  EXPECT_EQ(hostDriverCounters().modulesLoaded - before.modulesLoaded, long(generated.modules.size()));
+  runAndCompare(runtime, convLayer);
+
+  std::mt19937_64 random(41);
+  convLayer.weights = revalued(convLayer.weights, random);
+  generate(convLayer, options);
+  const ConvgenHostCudaCounters reloadBefore = hostDriverCounters();
+  EXPECT_EQ(runtime.reload(), LayerRuntime::Reload::ValuesOnly);
+  const ConvgenHostCudaCounters reloadAfter = hostDriverCounters();
+  EXPECT_EQ(reloadAfter.modulesLoaded, reloadBefore.modulesLoaded);
+  const size_t fileBytes = std::filesystem::file_size(Dir / "banks.weights.bin");
+  EXPECT_EQ(reloadAfter.bytesToDevice - reloadBefore.bytesToDevice,
+            fileBytes + size_t(convLayer.weights.size() - std::count(convLayer.weights.begin(),
+                                                                     convLayer.weights.end(), 0.0f)) *
+                            4);
+  runAndCompare(runtime, convLayer);
+}
+
 TEST_F(HostDriverTest, FailedReloadKeepsTheLoadedLayerRunning) {
   ConvLayer first = layer("kept", 0.8, 3);
   LayerRuntime runtime(*Context, generate(first).manifestPath);

@@ -53,7 +53,8 @@ protected:
 TEST_F(LayerManifestTest, ReadsASplitLayer) {
   LayerManifest m = read(validManifest());
   EXPECT_EQ(m.layer, "conv");
-  EXPECT_EQ(m.ptxFile, Dir / "conv.ptx");
+  ASSERT_EQ(m.modules.size(), 1u);
+  EXPECT_EQ(m.modules[0].ptxFile, Dir / "conv.ptx");
   EXPECT_EQ(m.weightsFile, Dir / "conv.weights.bin");
   EXPECT_EQ(m.weightPath, "constant");
   ASSERT_EQ(m.kernels.size(), 2u);
@@ -99,14 +100,14 @@ TEST_F(LayerManifestTest, EveryProblemNamesItsField) {
 TEST_F(LayerManifestTest, ReadsTheFatbinaryAndItsCubins) {
   nlohmann::json manifest = validManifest();
   LayerManifest m = read(manifest);
-  EXPECT_TRUE(m.fatbinFile.empty()); // a --ptx-only layer, or one from before fatbinaries
+  EXPECT_TRUE(m.modules[0].fatbinFile.empty()); // a --ptx-only layer, or one from before fatbinaries
   manifest["fatbin"] = "conv.fatbin";
   manifest["arch"] = "sm_80";
   manifest["images"] = nlohmann::json::parse(
       R"([{"kind": "cubin", "arch": "sm_80"}, {"kind": "cubin", "arch": "sm_90"},
           {"kind": "ptx", "arch": "sm_80"}])");
   m = read(manifest);
-  EXPECT_EQ(m.fatbinFile, Dir / "conv.fatbin");
+  EXPECT_EQ(m.modules[0].fatbinFile, Dir / "conv.fatbin");
   EXPECT_EQ(m.ptxArch, "sm_80");
   EXPECT_EQ(m.cubinArchs, (std::vector<std::string>{"sm_80", "sm_90"}));
 

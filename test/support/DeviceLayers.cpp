@@ -50,11 +50,11 @@ const HostDriverApi &hostDriver() {
 } // namespace
 
 struct DeviceLayers::Registration {
-  std::string ptx;
-  /// The PTX inside NAME.fatbin, where there is one: the fatbinary tool
-  /// strips comments and indentation, and the double finds a fatbinary's
-  /// host code by that text.
-  std::string fatbinPtx;
+  /// The PTX texts the host code is registered under: each module's PTX
+  /// file, and the PTX inside its fatbinary, where there is one (the
+  /// fatbinary tool strips comments and indentation, and the double finds a
+  /// fatbinary's host code by that text).
+  std::vector<std::string> ptxTexts;
   ConvGeometry geometry;
   bool hasBias = false;
   GeneratedLayer info;
@@ -127,11 +127,9 @@ struct DeviceLayers::Registration {
 DeviceLayers::DeviceLayers() = default;
 
 DeviceLayers::~DeviceLayers() {
-  for (const auto &registration : Registered) {
-    hostDriver().unregisterModule(registration->ptx.c_str());
-    if (!registration->fatbinPtx.empty())
-      hostDriver().unregisterModule(registration->fatbinPtx.c_str());
-  }
+  for (const auto &registration : Registered)
+    for (const std::string &ptx : registration->ptxTexts)
+      hostDriver().unregisterModule(ptx.c_str());
 }
 
 bool DeviceLayers::onHostDriver() { return bool(hostDriver()); }
@@ -150,14 +148,18 @@ GeneratedLayer DeviceLayers::generate(KernelGenerator &generator, const ConvLaye
   BuiltKernel built;
   GeneratedLayer generated = generator.generate(layer, built);
   auto registration = std::make_unique<Registration>();
-  registration->ptx = readWholeFile(generated.manifestPath.parent_path() /
-                               (outputStemFor(layer.name) + ".ptx"));
-  if (generated.fatbinBytes > 0) {
-    const std::string fatbin = readWholeFile(generated.manifestPath.parent_path() /
-                                             (outputStemFor(layer.name) + ".fatbin"));
-    const std::vector<FatbinaryImage> images = readFatbinary(fatbin, layer.name + ".fatbin");
-    if (const FatbinaryImage *ptx = ptxImage(images))
-      registration->fatbinPtx = std::string(ptx->payload);
+  const std::filesystem::path stem =
+      generated.manifestPath.parent_path() / outputStemFor(layer.name);
+  const size_t modules = generated.modules.size();
+  for (size_t m = 0; m < modules; ++m) {
+    registration->ptxTexts.push_back(
+        readWholeFile(stem.string() + moduleFileSuffix(m, modules, ".ptx")));
+    if (generated.modules[m].fatbinBytes > 0) {
+      const std::string fatbin = readWholeFile(stem.string() + moduleFileSuffix(m, modules, ".fatbin"));
+      const std::vector<FatbinaryImage> images = readFatbinary(fatbin, layer.name + ".fatbin");
+      if (const FatbinaryImage *ptx = ptxImage(images))
+        registration->ptxTexts.emplace_back(ptx->payload);
+    }
   }
   registration->geometry = layer.geometry;
   registration->hasBias = !layer.bias.empty();
@@ -181,9 +183,8 @@ GeneratedLayer DeviceLayers::generate(KernelGenerator &generator, const ConvLaye
       return nullptr;
     }
   };
-  hostDriver().registerModule(registration->ptx.c_str(), &registration->module);
-  if (!registration->fatbinPtx.empty())
-    hostDriver().registerModule(registration->fatbinPtx.c_str(), &registration->module);
+  for (const std::string &ptx : registration->ptxTexts)
+    hostDriver().registerModule(ptx.c_str(), &registration->module);
   Registered.push_back(std::move(registration));
   return generated;
 }

@@ -33,8 +33,9 @@ CompiledLayer someCompiledLayer() {
   compiled.info.tilesPerImageGroup = 12;
   compiled.info.nonzeros = 3;
   compiled.info.multiplyAdds = 40;
-  compiled.ptx = ".version 8.0\n.visible .entry convgen_conv()\n{\n}\n";
-  compiled.info.ptxBytes = compiled.ptx.size();
+  compiled.modules = {{".version 8.0\n.visible .entry convgen_conv()\n{\n}\n", ""}};
+  compiled.info.ptxBytes = compiled.modules[0].ptx.size();
+  compiled.info.modules = {{compiled.info.ptxBytes, 0}};
   PtxasReport ptxas;
   ptxas.version = "13.0";
   ptxas.registers = 40;
@@ -150,11 +151,13 @@ TEST_F(KernelCacheTest, EntryRoundTrips) {
   cache.store(Key, stored);
   std::optional<KernelCache::Entry> entry = cache.find(Key, problem);
   ASSERT_TRUE(entry) << problem;
-  EXPECT_EQ(entry->ptxDigest, KernelCache::digest(stored.ptx));
-  EXPECT_EQ(entry->layer.ptx, "") << "read only when asked";
+  ASSERT_EQ(entry->ptxDigests.size(), 1u);
+  EXPECT_EQ(entry->ptxDigests[0], KernelCache::digest(stored.modules[0].ptx));
+  EXPECT_TRUE(entry->layer.modules.empty()) << "read only when asked";
   ASSERT_TRUE(cache.loadPtx(*entry, problem)) << problem;
   const CompiledLayer *found = &entry->layer;
-  EXPECT_EQ(found->ptx, stored.ptx);
+  ASSERT_EQ(found->modules.size(), 1u);
+  EXPECT_EQ(found->modules[0].ptx, stored.modules[0].ptx);
   EXPECT_EQ(found->arrayIndices, stored.arrayIndices);
   EXPECT_EQ(found->info.kernels.size(), 1u);
   EXPECT_EQ(found->info.kernels[0].symbol, "convgen_conv");

@@ -70,3 +70,20 @@ TEST(KernelSplit, AllZeroLayerIsOneKernel) {
 }
 
 } // namespace
+
+// A constant bank per kernel: the nonzeros of a kernel stay within it too.
+TEST(KernelSplit, NonzerosPerKernelWithinTheBank) {
+  Fixture f;
+  KernelPartition plan = partitionKernels(f.geometry, f.tiling, Weights, {100, 4, 4});
+  ASSERT_EQ(plan.kernels.size(), 3u);
+  EXPECT_EQ(plan.kernels[0], (ChannelBlockRange{0, 1})); // 4 nonzeros: a fifth would not fit
+  EXPECT_EQ(plan.kernels[1], (ChannelBlockRange{1, 2})); // 1 + 3
+  EXPECT_EQ(plan.kernels[2], (ChannelBlockRange{3, 1})); // 2
+  EXPECT_EQ(plan.multiplyAdds, (std::vector<int64_t>{8, 8, 4}));
+
+  KernelPartition tooSmall = partitionKernels(f.geometry, f.tiling, Weights, {100, 4, 3});
+  EXPECT_TRUE(tooSmall.kernels.empty());
+  EXPECT_THAT(tooSmall.denseReason, HasSubstr("channel block 0 alone holds 4 nonzeros, over the 3"));
+  KernelPartition tooMany = partitionKernels(f.geometry, f.tiling, Weights, {100, 2, 4});
+  EXPECT_THAT(tooMany.denseReason, HasSubstr("and 4 nonzeros each, over the limit of 2 per layer"));
+}

@@ -6,6 +6,7 @@
 #include "codegen/LayerGenerator.h"
 #include "codegen/OperatorTemplate.h"
 #include "codegen/PassPipeline.h"
+#include "codegen/Ptxas.h"
 #include "codegen/TemplateSpecializer.h"
 #include "runtime/FatbinaryImage.h"
 #include "support/TestFiles.h"
@@ -289,7 +290,8 @@ TEST_F(LayerGeneratorTest, PackedIndicesRebuildTheNextRoundsArray) {
       if (w != 0)
         w = w * 1.5f + 0.25f;
     CompiledLayer after = generator.compile(next);
-    EXPECT_EQ(after.ptx, before.ptx);
+    ASSERT_EQ(after.modules.size(), 1u);
+    EXPECT_EQ(after.modules[0].ptx, before.modules[0].ptx);
     EXPECT_EQ(after.arrayIndices, before.arrayIndices);
     EXPECT_EQ(gatherPackedValues(next.weights, before.arrayIndices, false, "round"), after.arrayValues);
     ConvLayer repruned = next;
@@ -403,6 +405,57 @@ TEST_F(LayerGeneratorTest, TheFatbinaryKeepsACubinPerArchAndThePtx) {
   EXPECT_TRUE(manifest["fatbin"].is_null());
   ASSERT_EQ(manifest["images"].size(), 1u);
   EXPECT_EQ(manifest["images"][0]["kind"], "ptx");
+}
+
+// Past one module's constant bank, each kernel is a module of its own, with
+// a bank of its own, so its weights stay fma operands (not ld.global.nc).
+TEST_F(LayerGeneratorTest, PastOneBankEachKernelIsAModuleWithABankOfItsOwn) {
+  GenerateOptions o = options();
+  o.tilingOverride = "bk=1";           // 16 channel blocks of 36 nonzeros
+  o.constantBankLimitBytes = 100 * 4; // a 100-float bank: 2 blocks per kernel
+  ConvLayer convLayer = makeLayer("banks", geometry(8, 16, 6, 6, {3, 3}), 0.5, 7);
+  ASSERT_GT(nonzeros(convLayer), 100);
+  GeneratedLayer generated = KernelGenerator(o).generate(convLayer);
+  EXPECT_EQ(generated.weightPath, "constant");
+  ASSERT_GT(generated.kernels.size(), 1u);
+  ASSERT_EQ(generated.modules.size(), generated.kernels.size());
+  EXPECT_FALSE(std::filesystem::exists(Dir / "banks.ptx"));
+  auto manifest = nlohmann::json::parse(read("banks.json"));
+  EXPECT_TRUE(manifest["ptx"].is_null());
+  ASSERT_EQ(manifest["modules"].size(), generated.kernels.size());
+  EXPECT_THAT(manifest["tiling"]["reasons"].back().get<std::string>(),
+              HasSubstr("a module per kernel"));
+  for (size_t i = 0; i < generated.kernels.size(); ++i) {
+    const LayerKernel &kernel = generated.kernels[i];
+    SCOPED_TRACE(kernel.symbol);
+    EXPECT_EQ(kernel.module, i);
+    EXPECT_LE(kernel.weightsCount, 100);
+    const std::string ptx = read("banks.m" + std::to_string(i) + ".ptx");
+    EXPECT_EQ(countOf(ptx, ".entry "), 1u);
+    EXPECT_THAT(ptx, HasSubstr(".entry " + kernel.symbol + "("));
+    EXPECT_THAT(ptx, HasSubstr(".const .align 4 .b8 " + kernel.weightsSymbol + "[" +
+                                   std::to_string(kernel.weightsCount * 4) + "]"));
+    EXPECT_EQ(countOf(ptx, ".const .align"), 1u) << "only its own bank";
+    EXPECT_EQ(manifest["modules"][i]["ptx"], "banks.m" + std::to_string(i) + ".ptx");
+    EXPECT_EQ(manifest["modules"][i]["kernels"], nlohmann::json::array({kernel.symbol}));
+    EXPECT_EQ(manifest["kernels"][i]["module"], i);
+  }
+  if (findPtxas()) {
+    o.runPtxas = true;
+    generated = KernelGenerator(o).generate(convLayer);
+    ASSERT_TRUE(generated.ptxas);
+    EXPECT_LE(generated.ptxas->constantBytes, 400) << "each module's bank within the limit";
+    EXPECT_TRUE(std::filesystem::exists(Dir / "banks.m1.fatbin"));
+  }
+  // A round whose nonzeros fit one bank is one module again; the module
+  // files of the earlier round go.
+  o.constantBankLimitBytes = 64 * 1024;
+  generated = KernelGenerator(o).generate(convLayer);
+  EXPECT_EQ(generated.modules.size(), 1u);
+  EXPECT_TRUE(std::filesystem::exists(Dir / "banks.ptx"));
+  EXPECT_FALSE(std::filesystem::exists(Dir / "banks.m0.ptx"));
+  EXPECT_FALSE(std::filesystem::exists(Dir / "banks.m1.ptx"));
+  EXPECT_FALSE(std::filesystem::exists(Dir / "banks.m1.fatbin"));
 }
 
 TEST_F(LayerGeneratorTest, PastTheKernelLimitTheLayerFallsBackToDense) {

@@ -262,6 +262,31 @@ TEST_F(ModelGeneratorTest, AHitReturnsTheFatbinary) {
   EXPECT_FALSE(fs::exists(fatbin));
 }
 
+// A layer of several modules (a constant bank per kernel) goes through the
+// cache whole: a hit writes back the module file that went missing.
+TEST_F(ModelGeneratorTest, AHitRestoresEveryModuleOfALayer) {
+  ModelGenerateOptions o = options(Dir / "out");
+  o.generate.tilingOverride = "bk=1";
+  o.generate.constantBankLimitBytes = 40 * 4;
+  const std::vector<ConvLayer> layers = {smallPrunedLayer("banks", 0.7, 40, 16)};
+  std::vector<LayerOutcome> cold = generateModel(layers, o);
+  ASSERT_EQ(cold[0].error, "");
+  const size_t modules = cold[0].info.modules.size();
+  ASSERT_GT(modules, 1u);
+  const fs::path last = Dir / "out" / ("banks.m" + std::to_string(modules - 1) + ".ptx");
+  const std::string bytes = readWholeFile(last);
+  fs::remove(last);
+  std::vector<LayerOutcome> warm = generateModel(layers, o);
+  ASSERT_EQ(warm[0].error, "");
+  EXPECT_EQ(warm[0].cache, CacheOutcome::Hit);
+  EXPECT_TRUE(warm[0].written.ptx);
+  EXPECT_EQ(readWholeFile(last), bytes);
+  EXPECT_EQ(warm[0].info.modules.size(), modules);
+  std::vector<LayerOutcome> unchanged = generateModel(layers, o);
+  EXPECT_EQ(unchanged[0].cache, CacheOutcome::Hit);
+  EXPECT_FALSE(unchanged[0].written.any());
+}
+
 TEST_F(ModelGeneratorTest, NoCacheWritesNoStamps) {
   run(Layers, Dir / "out", /*cache=*/false);
   EXPECT_FALSE(fs::exists(Dir / "out" / OutputStamps::FileName));
