@@ -15,6 +15,9 @@ For each layer it:
    - cuDNN, through torch.nn.functional.conv2d: fp32 with TF32 off, and
      cudnn.benchmark on, so that cudnnFind picks the fastest algorithm. It includes
      the bias and the activation as PyTorch runs them; convgen fuses both;
+   - cuDNN again with TF32 on (fp32 layers), on tensor cores: what PyTorch runs
+     by default on Ampere and later (torch.backends.cudnn.allow_tf32), so the
+     baseline most users actually have;
    - cuSPARSE, through torch.sparse: CSR SpMM of the pruned weights over the
      im2col'd input (F.unfold). groups > 1 is not covered;
 5. reports per layer the time, the speedup over each baseline, useful GFLOP/s
@@ -413,6 +416,8 @@ def _add_rates(result, manifest, batch, peaks):
     moved_bytes = element * batch * (c * h * w + k * p * q) + 4.0 * weight_floats
     result["speedup_cudnn"] = (result["cudnn_ms"] / result["convgen_ms"]
                                if result.get("cudnn_ms") else None)
+    result["speedup_cudnn_tf32"] = (result["cudnn_tf32_ms"] / result["convgen_ms"]
+                                    if result.get("cudnn_tf32_ms") else None)
     result["speedup_cusparse"] = (result["cusparse_ms"] / result["convgen_ms"]
                                   if result.get("cusparse_ms") else None)
     result["useful_gflops"] = useful_flops / seconds / 1e9
@@ -561,6 +566,15 @@ def bench_layer(torch, F, spec, npz, manifest_path, batch, args, peaks, timing_o
             result["baselines"] = "skipped: --convgen-only"
             return _add_rates(result, manifest, batch, peaks)
         result["cudnn_ms"] = _median_ms(torch, cudnn, args.runs, args.warmup)
+        result["cudnn_tf32_ms"] = None
+        if not half:
+            # PyTorch's default on Ampere and later: TF32 tensor cores, with
+            # cudnn.benchmark finding the algorithm again under it.
+            torch.backends.cudnn.allow_tf32 = True
+            try:
+                result["cudnn_tf32_ms"] = _median_ms(torch, cudnn, args.runs, args.warmup)
+            finally:
+                torch.backends.cudnn.allow_tf32 = False
         if groups == 1 and not half:
             dense = weight.reshape(k, -1)
             csr = dense.to_sparse_csr()
@@ -597,21 +611,23 @@ def _markdown(report):
              f"Activations {report.get('dtype', 'f32')}.", "",
              
              "| layer | N | mode | kernels | tiling (source) | convgen ms | heuristic ms | "
-             "cuDNN ms | speedup | cuSPARSE ms | "
+             "cuDNN ms | speedup | cuDNN TF32 ms | speedup | cuSPARSE ms | "
              "speedup | useful GFLOP/s | % fp32 peak | GB/s | % bandwidth | max abs err | ok |",
-             "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
 
     def fmt(value, digits=3):
         return "n/a" if value is None else f"{value:.{digits}f}"
     for r in report["layers"]:
         if "error" in r:
-            lines.append(f"| {r['layer']} | {r['batch']} | FAILED: {r['error']} |" + " |" * 14)
+            lines.append(f"| {r['layer']} | {r['batch']} | FAILED: {r['error']} |" + " |" * 16)
             continue
         lines.append(
             f"| {r['layer']} | {r['batch']} | {r['mode']} | {r['kernels']} | "
             f"{r.get('tiling')} ({r.get('tiling_source')}) | {fmt(r['convgen_ms'])} | "
             f"{fmt(r.get('heuristic_ms'))} | "
-            f"{fmt(r['cudnn_ms'])} | {fmt(r['speedup_cudnn'], 2)} | {fmt(r['cusparse_ms'])} | "
+            f"{fmt(r['cudnn_ms'])} | {fmt(r['speedup_cudnn'], 2)} | "
+            f"{fmt(r.get('cudnn_tf32_ms'))} | {fmt(r.get('speedup_cudnn_tf32'), 2)} | "
+            f"{fmt(r['cusparse_ms'])} | "
             f"{fmt(r['speedup_cusparse'], 2)} | {fmt(r['useful_gflops'], 1)} | "
             f"{fmt(r['fp32_peak_pct'], 1)} | {fmt(r['bandwidth_gbs'], 1)} | "
             f"{fmt(r['bandwidth_peak_pct'], 1)} | {r['max_abs_error']:.2e} | "
@@ -619,6 +635,10 @@ def _markdown(report):
     for batch, geomean in report["geomean_speedup_cudnn"].items():
         lines.append("")
         lines.append(f"Geomean speedup over cuDNN at batch {batch}: {geomean:.2f}x")
+    for batch, geomean in report.get("geomean_speedup_cudnn_tf32", {}).items():
+        lines.append("")
+        lines.append(f"Geomean speedup over cuDNN with TF32 (PyTorch's default) at batch {batch}: "
+                     f"{geomean:.2f}x")
     for batch, gain in report.get("geomean_tuning_gain", {}).items():
         lines.append("")
         lines.append(f"Geomean gain of tuning over the heuristic at batch {batch}: {gain:.2f}x")
@@ -745,7 +765,7 @@ def run(args):
     def write_report():
         """After every layer, so that a run stopped part way (a time budget)
         keeps what it measured."""
-        geomeans, gains = {}, {}
+        geomeans, geomeans_tf32, gains = {}, {}, {}
         for batch in args.batch:
             tuned = [r["heuristic_ms"] / r["convgen_ms"] for r in results
                      if r["batch"] == batch and r.get("heuristic_ms") and "error" not in r]
@@ -755,6 +775,10 @@ def run(args):
                         if r["batch"] == batch and "error" not in r and r.get("speedup_cudnn")]
             if speedups:
                 geomeans[str(batch)] = statistics.geometric_mean(speedups)
+            tf32 = [r["speedup_cudnn_tf32"] for r in results
+                    if r["batch"] == batch and "error" not in r and r.get("speedup_cudnn_tf32")]
+            if tf32:
+                geomeans_tf32[str(batch)] = statistics.geometric_mean(tf32)
         rehearsal = args.host is not None
         report = {"device": device, "driver": _driver_version(args.host),
                   "cuda": "n/a (rehearsal)" if rehearsal else torch.version.cuda,
@@ -762,7 +786,8 @@ def run(args):
                   "torch": torch.__version__, "rehearsal": rehearsal,
                   "baselines": (SKIPPED_ON_HOST if rehearsal else
                                 "skipped: --convgen-only" if args.convgen_only else
-                                "cuDNN (TF32 off; fp16 with tensor cores) and cuSPARSE "
+                                "cuDNN (fp32 with TF32 off, and again with TF32 on, PyTorch's "
+                                "default; fp16 with tensor cores) and cuSPARSE "
                                 "(fp32, groups 1)"),
                   "date": datetime.date.today().isoformat(), "commit": _commit(),
                   "weights": os.path.basename(args.weights), "arch": args.arch,
@@ -771,6 +796,7 @@ def run(args):
                   "runs": args.runs, "warmup": args.warmup,
                   "peak_fp32_tflops": peaks[0], "peak_bandwidth_gbs": peaks[1],
                   "layers": results, "geomean_speedup_cudnn": geomeans,
+                  "geomean_speedup_cudnn_tf32": geomeans_tf32,
                   "geomean_tuning_gain": gains,
                   "complete": len(results) == len(specs) * len(args.batch)}
         os.makedirs(args.output, exist_ok=True)

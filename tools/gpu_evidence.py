@@ -82,7 +82,7 @@ CARRY_WEIGHTS_MAX = 4 * 2**20
 # JIT compiles the PTX: ptxas's rate, measured here (ptxas 13.0, sm_90, one
 # core: JIT_SECONDS_PER_MIB), stands in for the driver's JIT, the same
 # compiler. Per step, one process start (Python, torch, CUDA context).
-SECONDS_PER_CASE = {"convgen": 0.15, "cudnn": 0.25, "cusparse": 0.15}
+SECONDS_PER_CASE = {"convgen": 0.15, "cudnn": 0.25, "cudnn_tf32": 0.25, "cusparse": 0.15}
 STEP_STARTUP_S = 10.0
 # ptxas 13.0 -arch=sm_90 here: the example's UPN1 at 95 % (0.66 MiB of PTX) in
 # 1.56 s, F_5_1 (0.27 MiB) in 0.58 s. Larger modules may compile slower than
@@ -514,8 +514,9 @@ def estimate(manifest):
     for case in manifest["cases"]:
         per = SECONDS_PER_CASE["convgen"]
         if case["mode"] == "sparse":
-            per += SECONDS_PER_CASE["cudnn"] + (SECONDS_PER_CASE["cusparse"]
-                                                if case["dtype"] == "f32" else 0.0)
+            per += SECONDS_PER_CASE["cudnn"] + (
+                SECONDS_PER_CASE["cudnn_tf32"] + SECONDS_PER_CASE["cusparse"]
+                if case["dtype"] == "f32" else 0.0)
         convbench += per * case["timed_cases"]
         jit += JIT_SECONDS_PER_MIB * case.get("ptx_bytes", 0) / 2**20
     tune = STEP_STARTUP_S + sum(SECONDS_PER_CASE["convgen"] + JIT_SECONDS_PER_MIB
@@ -987,15 +988,17 @@ def write_report(out, prepared):
         lines.append(f"| {s['step']} | {s['status']} | {s['seconds']} | "
                      f"{_fmt(s.get('budget_s'), 0)} | {s.get('why') or ''} |")
     lines += ["", "## Per layer", "",
-              "Speedup = cuDNN time / convgen time (fp32 with TF32 off; fp16 against cuDNN in "
-              "fp16 with tensor cores); vs dense = convgen's own dense kernel / its sparse one; "
+              "Speedup = cuDNN time / convgen time (fp32 with TF32 off, and TF32 = with TF32 "
+              "on, PyTorch's default on Ampere and later; fp16 against cuDNN in fp16 with "
+              "tensor cores); vs dense = convgen's own dense kernel / its sparse one; "
               "% FMA = useful fp32 FLOP/s (2·nnz·N·Ho·Wo / t) over the fp32 FMA peak; % BW = "
               "(input + output + weights read) bytes / t over the memory bandwidth.", ""]
     header = "| layer | sparsity | dtype |"
     rule = "|---|---:|---|"
     for b in batches:
-        header += f" vs cuDNN N={b} | vs cuSPARSE N={b} | vs dense N={b} | % FMA N={b} | % BW N={b} |"
-        rule += "---:|---:|---:|---:|---:|"
+        header += (f" vs cuDNN N={b} | vs cuDNN TF32 N={b} | vs cuSPARSE N={b} | vs dense N={b} |"
+                   f" % FMA N={b} | % BW N={b} |")
+        rule += "---:|---:|---:|---:|---:|---:|"
     lines += [header + " ok |", rule + "---|"]
     for e in summary:
         line = f"| {e['layer']} | {e['sparsity']} % | {e['dtype']} |"
@@ -1003,14 +1006,15 @@ def write_report(out, prepared):
         for b in batches:
             r = e["batches"].get(b)
             if r is None:
-                line += " not run |" * 5
+                line += " not run |" * 6
                 continue
             if "error" in r:
-                line += f" FAILED: {r['error'][:60]} |" + " |" * 4
+                line += f" FAILED: {r['error'][:60]} |" + " |" * 5
                 ok = False
                 continue
             ok = ok and r.get("correct", False)
-            line += (f" {_fmt(r.get('speedup_cudnn'))} | {_fmt(r.get('speedup_cusparse'))} | "
+            line += (f" {_fmt(r.get('speedup_cudnn'))} | {_fmt(r.get('speedup_cudnn_tf32'))} | "
+                     f"{_fmt(r.get('speedup_cusparse'))} | "
                      f"{_fmt(r.get('speedup_dense'))} | {_fmt(r.get('fp32_peak_pct'), 1)} | "
                      f"{_fmt(r.get('bandwidth_peak_pct'), 1)} |")
         lines.append(line + (" yes |" if ok else " NO |"))

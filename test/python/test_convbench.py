@@ -121,17 +121,22 @@ class ConvbenchTest(unittest.TestCase):
 
     def test_markdown_has_a_row_per_layer_and_the_geomean(self):
         row = {"layer": "conv", "batch": 32, "mode": "sparse", "kernels": 2, "convgen_ms": 0.5,
-               "tiling": "bk=4,bw=1", "tiling_source": "heuristic", "cudnn_ms": 1.5, "speedup_cudnn": 3.0, "cusparse_ms": None,
+               "tiling": "bk=4,bw=1", "tiling_source": "heuristic", "cudnn_ms": 1.5, "speedup_cudnn": 3.0,
+               "cudnn_tf32_ms": 0.6, "speedup_cudnn_tf32": 1.2, "cusparse_ms": None,
                "speedup_cusparse": None, "useful_gflops": 1000.0, "fp32_peak_pct": 1.5,
                "bandwidth_gbs": 100.0, "bandwidth_peak_pct": 3.0, "max_abs_error": 1e-6,
                "correct": True}
         report = {"device": "GPU", "driver": "13.0", "cuda": "12.4", "cudnn": 90100,
                   "date": "2026-11-21", "commit": "abc", "runs": 20, "warmup": 5,
-                  "weights": "m.npz", "layers": [row], "geomean_speedup_cudnn": {"32": 3.0}}
+                  "weights": "m.npz", "layers": [row], "geomean_speedup_cudnn": {"32": 3.0},
+                  "geomean_speedup_cudnn_tf32": {"32": 1.2}}
         text = convbench._markdown(report)
+        self.assertIn("| cuDNN ms | speedup | cuDNN TF32 ms | speedup | cuSPARSE ms |", text)
         self.assertIn("| conv | 32 | sparse | 2 | bk=4,bw=1 (heuristic) | 0.500 | n/a | 1.500 | "
-                      "3.00 | n/a | n/a |", text)
+                      "3.00 | 0.600 | 1.20 | n/a | n/a |", text)
         self.assertIn("Geomean speedup over cuDNN at batch 32: 3.00x", text)
+        self.assertIn("Geomean speedup over cuDNN with TF32 (PyTorch's default) at batch 32: 1.20x",
+                      text)
 
     def test_a_layer_that_failed_on_the_gpu_gets_a_row_saying_so(self):
         report = {"device": "GPU", "driver": "13.0", "cuda": "12.4", "cudnn": 90100,

@@ -142,7 +142,7 @@ class GpuEvidenceRehearsalTest(unittest.TestCase):
                     "tune": []}
         per = gpu_evidence.SECONDS_PER_CASE
         expected = (gpu_evidence.STEP_STARTUP_S + 10 * (per["convgen"] + per["cudnn"]
-                                                        + per["cusparse"])
+                                                        + per["cudnn_tf32"] + per["cusparse"])
                     + 10 * per["convgen"] + gpu_evidence.JIT_SECONDS_PER_MIB)
         self.assertAlmostEqual(gpu_evidence.estimate(manifest)["convbench"], expected, places=1)
 
