@@ -38,6 +38,18 @@ static bool fitsConstantBank(int64_t nonzeros, const GenerateOptions &options) {
   return size_t(nonzeros) * 4 <= options.constantBankLimitBytes;
 }
 
+/// Whether \p layer's kernels under \p tiling can each have a module and a
+/// constant bank of their own: the plan with each kernel's nonzeros capped
+/// at one bank stays sparse within the kernel limit.
+static bool fitsBankPerKernel(const ConvLayer &layer, const Tiling &tiling,
+                              const GenerateOptions &options) {
+  const int64_t bankFloats = int64_t(options.constantBankLimitBytes / 4);
+  return bankFloats > 0 && !tiling.dense &&
+         !planLayer(layer, tiling, options.dtype,
+                    {options.maxMultiplyAdds, options.maxKernelsPerLayer, bankFloats})
+              .dense();
+}
+
 TilingInputs tilingInputs(const ConvLayer &layer, const GenerateOptions &options) {
   TilingInputs inputs;
   inputs.nonzeros = std::count_if(layer.weights.begin(), layer.weights.end(),
@@ -47,7 +59,8 @@ TilingInputs tilingInputs(const ConvLayer &layer, const GenerateOptions &options
   inputs.halfPrecision = options.dtype == DType::F16;
   inputs.multiprocessors = referenceMultiprocessors(options.arch.computeVersion);
   // As weights=auto resolves (decideTiling, and the generator's constant
-  // bank check); an explicit weights= in --tiling is not known yet here.
+  // bank check; decideTiling tries a bank per kernel); an explicit weights=
+  // in --tiling is not known yet here.
   inputs.weightsAreOperands = options.bakeValues || options.arch.computeVersion >= 90 ||
                               fitsConstantBank(inputs.nonzeros, options);
   return inputs;
@@ -57,6 +70,16 @@ TilingDecision decideTiling(const ConvLayer &layer, const GenerateOptions &optio
                             std::string *source) {
   const TilingInputs inputs = tilingInputs(layer, options);
   TilingDecision decision = chooseTiling(layer.geometry, inputs);
+  if (!inputs.weightsAreOperands) {
+    // Past one bank, a bank per kernel makes the weights operands again,
+    // where the kernels of the tiling chosen for operands can be cut small
+    // enough (build() makes the same plan).
+    TilingInputs banked = inputs;
+    banked.weightsAreOperands = true;
+    TilingDecision candidate = chooseTiling(layer.geometry, banked);
+    if (fitsBankPerKernel(layer, candidate.tiling, options))
+      decision = std::move(candidate);
+  }
   std::string from = "heuristic";
   if (auto tuned = options.tunedTilings.find(layer.name); tuned != options.tunedTilings.end()) {
     decision.tiling = tuned->second;

@@ -458,6 +458,28 @@ TEST_F(LayerGeneratorTest, PastOneBankEachKernelIsAModuleWithABankOfItsOwn) {
   EXPECT_FALSE(std::filesystem::exists(Dir / "banks.m1.fatbin"));
 }
 
+// A 1x1 layer past one bank takes the 1x1 tile (one output, a wide channel
+// block: a second output would share no weight load) where a bank per
+// kernel makes its weights operands; where it cannot, the general tile.
+TEST_F(LayerGeneratorTest, APointwiseLayerPastOneBankKeepsThePointwiseTileWithABankPerKernel) {
+  GenerateOptions o = options();
+  o.constantBankLimitBytes = 400 * 4; // 4 channel blocks of 64 filters, about 300 nonzeros each
+  ConvLayer convLayer = makeLayer("pw", geometry(16, 256, 8, 8, {1, 1}), 0.7, 9);
+  ASSERT_GT(nonzeros(convLayer), 400);
+  TilingDecision decision = decideTiling(convLayer, o);
+  EXPECT_EQ(decision.tiling.outputsPerThread, 1);
+  GeneratedLayer generated = KernelGenerator(o).generate(convLayer);
+  EXPECT_EQ(generated.weightPath, "constant");
+  EXPECT_GT(generated.modules.size(), 1u);
+
+  o.maxKernelsPerLayer = 1; // no bank per kernel: the weights are loads
+  decision = decideTiling(convLayer, o);
+  EXPECT_EQ(decision.tiling.outputsPerThread, 2);
+  generated = KernelGenerator(o).generate(convLayer);
+  EXPECT_EQ(generated.weightPath, "global");
+  EXPECT_EQ(generated.modules.size(), 1u);
+}
+
 TEST_F(LayerGeneratorTest, PastTheKernelLimitTheLayerFallsBackToDense) {
   GenerateOptions o = options();
   o.tilingOverride = "bk=4,bw=4"; // four channel blocks of four columns per thread
