@@ -247,7 +247,12 @@ class HostDriver:
         modules = manifest.get("modules") or [{"ptx": manifest["ptx"], "fatbin": manifest.get("fatbin")}]
         ptx_texts = []
         for module in modules:
-            with open(os.path.join(directory, module["ptx"]), "rb") as f:
+            path = os.path.join(directory, module["ptx"])
+            if not os.path.exists(path) and module.get("fatbin"):
+                # A prepared GPU folder carries the PTX inside the fatbinary only.
+                ptx_texts.append(fatbinary_ptx(os.path.join(directory, module["fatbin"])) or b"")
+                continue
+            with open(path, "rb") as f:
                 ptx_texts.append(f.read())
         text = b"\n".join(ptx_texts).decode("utf-8", errors="replace")
         globals_ = {}

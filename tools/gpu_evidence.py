@@ -243,6 +243,15 @@ def _remove_layer(case_path, name):
                 os.unlink(os.path.join(directory, f))
 
 
+def drop_ptx_beside_fatbinaries(directory):
+    """Deletes each NAME.ptx (or NAME.m<k>.ptx) that has a fatbinary beside
+    it: the runtime loads the fatbinary, which holds the same PTX, so the
+    folder carries it once and has room for more cases."""
+    for name in os.listdir(directory):
+        if name.endswith(".ptx") and os.path.exists(os.path.join(directory, name[:-4] + ".fatbin")):
+            os.unlink(os.path.join(directory, name))
+
+
 def _layer_count(sidecar):
     with open(sidecar) as f:
         return len(json.load(f)["layers"])
@@ -311,6 +320,7 @@ def prepare(args):
             raise subprocess.TimeoutExpired(command, 0)
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                        text=True, timeout=remaining)
+        drop_ptx_beside_fatbinaries(directory)
         return time.monotonic() - t0
 
     def ptx_bytes(path):
