@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang-19, ASan + UBSan) over the .npy, .npz,
-# geometry-sidecar and ONNX parsers (ONNX where libonnx-dev is installed),
+# geometry-sidecar, fatbinary and ONNX parsers (ONNX where libonnx-dev is installed),
 # and runs each for a bounded time.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 20; CONVGEN_FUZZ_SECONDS too)
@@ -25,7 +25,7 @@ cmake --build "$build" --parallel
 mkdir -p fuzz-artifacts
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-kinds=(npy npz sidecar)
+kinds=(npy npz sidecar fatbinary)
 [[ -x "$build/test/fuzz/fuzz_onnx" ]] && kinds+=(onnx)
 for kind in "${kinds[@]}"; do
   corpus="$build/corpus/$kind"

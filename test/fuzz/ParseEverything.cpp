@@ -4,6 +4,7 @@
 #include "io/Npz.h"
 #include "model/ModelFile.h"
 #include "model/Sidecar.h"
+#include "runtime/FatbinaryImage.h"
 #include "support/Error.h"
 
 #include <cstdlib>
@@ -24,6 +25,7 @@ const char *inputKindName(InputKind kind) {
   case InputKind::Npz: return "npz";
   case InputKind::Sidecar: return "sidecar";
   case InputKind::Onnx: return "onnx";
+  case InputKind::Fatbinary: return "fatbinary";
   }
   return "?";
 }
@@ -44,6 +46,17 @@ static void parseNpz(const uint8_t *data, size_t size) {
       // One bad member must not affect the others.
     }
   }
+}
+
+static void parseFatbinary(const uint8_t *data, size_t size) {
+  // What the runtime does with a layer's NAME.fatbin before the driver sees it.
+  const std::string bytes(reinterpret_cast<const char *>(data), size);
+  const std::vector<FatbinaryImage> images = readFatbinary(bytes, "fuzz.fatbin");
+  for (int sm : {70, 80, 86, 90, 100})
+    if (const FatbinaryImage *cubin = cubinForDevice(images, sm); cubin && cubin->payload.empty())
+      std::abort(); // a cubin is at least its ELF magic
+  if (const FatbinaryImage *ptx = ptxImage(images); ptx && ptx->payload.find('\0') != std::string_view::npos)
+    std::abort(); // the PTX text ends at its padding
 }
 
 static void parseSidecarAndGeometry(const uint8_t *data, size_t size) {
@@ -109,6 +122,7 @@ bool parseEverything(InputKind kind, const uint8_t *data, size_t size) {
     case InputKind::Npy: consumeArray(parseNpy({data, size}, "fuzz.npy")); break;
     case InputKind::Npz: parseNpz(data, size); break;
     case InputKind::Sidecar: parseSidecarAndGeometry(data, size); break;
+    case InputKind::Fatbinary: parseFatbinary(data, size); break;
     case InputKind::Onnx:
 #ifdef CONVGEN_FUZZ_ONNX
       parseOnnx(data, size);

@@ -12,13 +12,13 @@
 
 namespace convgen::fuzz {
 
-enum class InputKind { Npy, Npz, Sidecar, Onnx };
+enum class InputKind { Npy, Npz, Sidecar, Onnx, Fatbinary };
 
 /// Whether this build reads ONNX (the ONNX library is optional where only
 /// the runtime is built); parseEverything rejects Onnx input otherwise.
 bool onnxSupported();
 
-/// "npy", "npz", "sidecar", "onnx"; also the corpus folder names.
+/// "npy", "npz", "sidecar", "onnx", "fatbinary"; also the corpus folder names.
 const char *inputKindName(InputKind kind);
 
 /// Returns true when the input was accepted, false when it was rejected with

@@ -48,7 +48,8 @@ TEST_P(FuzzInputs, EveryInputIsParsedOrRejectedWithAnError) {
 // ONNX where this build reads it (the ONNX library is optional in a
 // runtime-only build).
 std::vector<InputKind> parsers() {
-  std::vector<InputKind> kinds = {InputKind::Npy, InputKind::Npz, InputKind::Sidecar};
+  std::vector<InputKind> kinds = {InputKind::Npy, InputKind::Npz, InputKind::Sidecar,
+                                  InputKind::Fatbinary};
   if (onnxSupported())
     kinds.push_back(InputKind::Onnx);
   return kinds;
