@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <string>
+#include <utility>
 
 namespace convgen {
 
@@ -59,6 +60,38 @@ private:
   cuda::CUdeviceptr Pointer = 0;
   size_t Bytes = 0;
 };
+
+/// A driver object made with \p Create(&handle, \p Flags) and released
+/// with \p Destroy (a CudaDriver entry point each); the destructor ignores
+/// errors, as at exit.
+template <typename Handle, auto Create, auto Destroy, unsigned Flags>
+class DriverObject {
+public:
+  DriverObject(const CudaContext &context, const char *api, const std::string &what)
+      : Driver(&context.driver()) {
+    Driver->check((Driver->*Create)(&Object, Flags), api, what);
+  }
+  ~DriverObject() {
+    if (Object)
+      (void)(Driver->*Destroy)(Object);
+  }
+  DriverObject(DriverObject &&other) noexcept
+      : Driver(other.Driver), Object(std::exchange(other.Object, nullptr)) {}
+  DriverObject &operator=(DriverObject &&) = delete;
+  DriverObject(const DriverObject &) = delete;
+  Handle get() const { return Object; }
+
+private:
+  const CudaDriver *Driver;
+  Handle Object = nullptr;
+};
+
+/// A stream that does not synchronise with the legacy default stream, and
+/// an event without timing: what a layer's kernels fan out and back in with.
+using CudaStream = DriverObject<cuda::CUstream, &CudaDriver::cuStreamCreate,
+                                &CudaDriver::cuStreamDestroy, cuda::CU_STREAM_NON_BLOCKING>;
+using CudaEvent = DriverObject<cuda::CUevent, &CudaDriver::cuEventCreate,
+                               &CudaDriver::cuEventDestroy, cuda::CU_EVENT_DISABLE_TIMING>;
 
 /// A loaded module, from PTX (which the driver JIT-compiles) or a
 /// fatbinary (whose cubin for the device it loads as it is, else its PTX

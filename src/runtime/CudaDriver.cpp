@@ -58,6 +58,12 @@ CudaDriver::CudaDriver(const std::string &library) {
     resolve(Library, "cuMemcpyDtoH_v2", cuMemcpyDtoH, library);
     resolve(Library, "cuLaunchKernel", cuLaunchKernel, library);
     resolve(Library, "cuStreamSynchronize", cuStreamSynchronize, library);
+    resolve(Library, "cuStreamCreate", cuStreamCreate, library);
+    resolve(Library, "cuStreamDestroy_v2", cuStreamDestroy, library);
+    resolve(Library, "cuStreamWaitEvent", cuStreamWaitEvent, library);
+    resolve(Library, "cuEventCreate", cuEventCreate, library);
+    resolve(Library, "cuEventDestroy_v2", cuEventDestroy, library);
+    resolve(Library, "cuEventRecord", cuEventRecord, library);
     resolve(Library, "cuGetErrorName", cuGetErrorName, library);
     resolve(Library, "cuGetErrorString", cuGetErrorString, library);
   } catch (...) {

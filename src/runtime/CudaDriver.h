@@ -80,6 +80,12 @@ public:
   CUresult (*cuLaunchKernel)(cuda::CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
                              unsigned, unsigned, cuda::CUstream, void **, void **) = nullptr;
   CUresult (*cuStreamSynchronize)(cuda::CUstream) = nullptr;
+  CUresult (*cuStreamCreate)(cuda::CUstream *, unsigned) = nullptr;
+  CUresult (*cuStreamDestroy)(cuda::CUstream) = nullptr;
+  CUresult (*cuStreamWaitEvent)(cuda::CUstream, cuda::CUevent, unsigned) = nullptr;
+  CUresult (*cuEventCreate)(cuda::CUevent *, unsigned) = nullptr;
+  CUresult (*cuEventDestroy)(cuda::CUevent) = nullptr;
+  CUresult (*cuEventRecord)(cuda::CUevent, cuda::CUstream) = nullptr;
   CUresult (*cuGetErrorName)(CUresult, const char **) = nullptr;
   CUresult (*cuGetErrorString)(CUresult, const char **) = nullptr;
 

@@ -51,6 +51,10 @@ struct LayerRuntime::LoadedModules {
   std::vector<CUfunction> functions; ///< per manifest kernel
   LoadedCode code;                   ///< compiled if any module was
   double seconds = 0;
+  /// Where the layer has several kernels: a stream for each but the first,
+  /// and an event for the fork and one per side stream for the join.
+  std::vector<CudaStream> sideStreams;
+  std::vector<CudaEvent> events;
 
   /// Loads \p images (the manifest's modules'), timing the loads (with the
   /// JIT, where there is one). Throws as CudaModule does.
@@ -67,6 +71,10 @@ struct LayerRuntime::LoadedModules {
     }
     for (const ManifestKernel &kernel : manifest.kernels)
       functions.push_back(modules[kernel.module]->function(kernel.symbol));
+    for (size_t i = 1; i < functions.size(); ++i)
+      sideStreams.emplace_back(context, "cuStreamCreate", "a side stream of " + what);
+    for (size_t i = 0; i < functions.size() && functions.size() > 1; ++i)
+      events.emplace_back(context, "cuEventCreate", "an event of " + what);
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 };
@@ -127,19 +135,41 @@ void LayerRuntime::launch(CUdeviceptr input, CUdeviceptr output, int batch, CUst
   if (gridX > std::numeric_limits<int32_t>::max())
     throw InputError({"", Manifest.layer, "batch"},
                      std::to_string(batch) + " images need more blocks than CUDA's grid allows");
+  const CudaDriver &driver = Context.driver();
   CUdeviceptr bias = Manifest.biasCount ? Weights.pointer() + size_t(Manifest.weightsCount) * 4 : 0;
-  for (size_t i = 0; i < Code->functions.size(); ++i) {
+  auto launchKernel = [&](size_t i, CUstream on) {
     const ManifestKernel &kernel = Manifest.kernels[i];
     CUdeviceptr weights = Weights.pointer() + size_t(kernel.weightsOffsetBytes);
     int32_t images = batch;
     void *parameters[] = {&input, &weights, &bias, &output, &images};
-    Context.driver().check(
-        Context.driver().cuLaunchKernel(Code->functions[i], unsigned(gridX), unsigned(kernel.gridY), 1,
-                                        unsigned(Manifest.blockX), unsigned(Manifest.blockY), 1, 0,
-                                        stream,
-                                        parameters, nullptr),
-        "cuLaunchKernel", "launching " + kernel.symbol + " for " + std::to_string(batch) + " images");
+    driver.check(driver.cuLaunchKernel(Code->functions[i], unsigned(gridX), unsigned(kernel.gridY), 1,
+                                       unsigned(Manifest.blockX), unsigned(Manifest.blockY), 1, 0,
+                                       on, parameters, nullptr),
+                 "cuLaunchKernel", "launching " + kernel.symbol + " for " + std::to_string(batch) + " images");
+  };
+  const size_t kernels = Code->functions.size();
+  if (kernels == 1) {
+    launchKernel(0, stream);
+    return;
   }
+  // The kernels write disjoint output channels, so they run at once: each
+  // but the first on a side stream that waits for what \p stream queued
+  // before, and \p stream waits for them all. At batch 1 a kernel of a
+  // split layer fills a fraction of the GPU; one after another they would
+  // add up their latencies.
+  const std::string what = "layer '" + Manifest.layer + "'";
+  driver.check(driver.cuEventRecord(Code->events[0].get(), stream), "cuEventRecord", "forking " + what);
+  for (size_t i = 1; i < kernels; ++i) {
+    CUstream side = Code->sideStreams[i - 1].get();
+    driver.check(driver.cuStreamWaitEvent(side, Code->events[0].get(), 0), "cuStreamWaitEvent",
+                 "forking " + what);
+    launchKernel(i, side);
+    driver.check(driver.cuEventRecord(Code->events[i].get(), side), "cuEventRecord", "joining " + what);
+  }
+  launchKernel(0, stream);
+  for (size_t i = 1; i < kernels; ++i)
+    driver.check(driver.cuStreamWaitEvent(stream, Code->events[i].get(), 0), "cuStreamWaitEvent",
+                 "joining " + what);
 }
 
 LayerRuntime::~LayerRuntime() = default;

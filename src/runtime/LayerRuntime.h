@@ -44,8 +44,9 @@ public:
   LayerRuntime(const CudaContext &context, const std::filesystem::path &manifestPath);
 
   /// Runs the layer: \p input holds \p batch NCHW images, \p output receives
-  /// theirs. The kernels write disjoint output channels; they are queued on
-  /// \p stream in order.
+  /// theirs. The kernels write disjoint output channels: a layer of several
+  /// runs them at once, forked from \p stream onto side streams and joined
+  /// back, so work queued on \p stream after it sees the whole output.
   void launch(cuda::CUdeviceptr input, cuda::CUdeviceptr output, int batch,
               cuda::CUstream stream = nullptr) const;
 

@@ -49,6 +49,9 @@ struct ConvgenHostCudaCounters {
   long allocationsLive;
   long launches;
   size_t bytesToDevice; ///< by cuMemcpyHtoD, ever
+  long streamsLive, eventsLive;
+  long eventsRecorded, streamWaits; ///< ever
+  long waitsOnUnrecordedEvents;     ///< ever: a wait that waits for nothing
 };
 void convgen_hostcuda_counters(ConvgenHostCudaCounters *counters);
 

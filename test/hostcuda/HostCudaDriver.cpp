@@ -54,6 +54,8 @@ struct Driver {
   std::set<Module *> modules;
   std::map<unsigned long long, size_t> allocations; ///< address -> bytes
   std::map<std::string, CUresult> failNext;         ///< by entry point
+  std::set<CUstream> streams;
+  std::map<CUevent, bool> events; ///< live events, and whether each was recorded
   ConvgenHostCudaCounters counters{};
 };
 
@@ -161,6 +163,8 @@ convgen_hostcuda_counters(ConvgenHostCudaCounters *counters) {
   *counters = d.counters;
   counters->modulesLive = long(d.modules.size());
   counters->allocationsLive = long(d.allocations.size());
+  counters->streamsLive = long(d.streams.size());
+  counters->eventsLive = long(d.events.size());
 }
 
 __attribute__((visibility("default"))) void convgen_hostcuda_fail_next(const char *api, int result) {
@@ -255,6 +259,67 @@ HOSTCUDA_API cuCtxSynchronize() {
   return CUDA_SUCCESS; // launches run to completion before they return
 }
 
+// Streams and events: launches run to completion as they are made, so any
+// order is kept; the double checks the handles and counts the fork and join.
+extern "C++" {
+/// A new opaque handle (a byte of host memory), and its release.
+template <typename Handle> Handle newHandle() { return reinterpret_cast<Handle>(new char); }
+template <typename Handle, typename Live> CUresult releaseHandle(Live &live, Handle handle) {
+  if (!live.erase(handle))
+    return InvalidHandle;
+  delete reinterpret_cast<char *>(handle);
+  return CUDA_SUCCESS;
+}
+} // extern "C++"
+
+HOSTCUDA_API cuStreamCreate(CUstream *stream, unsigned) {
+  HOSTCUDA_ENTRY("cuStreamCreate")
+  HOSTCUDA_INITIALISED
+  d.streams.insert(*stream = newHandle<CUstream>());
+  return CUDA_SUCCESS;
+}
+
+HOSTCUDA_API cuStreamDestroy_v2(CUstream stream) {
+  HOSTCUDA_ENTRY("cuStreamDestroy_v2")
+  return releaseHandle(d.streams, stream);
+}
+
+HOSTCUDA_API cuEventCreate(CUevent *event, unsigned) {
+  HOSTCUDA_ENTRY("cuEventCreate")
+  HOSTCUDA_INITIALISED
+  d.events[*event = newHandle<CUevent>()] = false;
+  return CUDA_SUCCESS;
+}
+
+HOSTCUDA_API cuEventDestroy_v2(CUevent event) {
+  HOSTCUDA_ENTRY("cuEventDestroy_v2")
+  return releaseHandle(d.events, event);
+}
+
+/// A stream the double knows: the default one, or one it created.
+static bool knownStream(Driver &d, CUstream stream) { return !stream || d.streams.count(stream); }
+
+HOSTCUDA_API cuEventRecord(CUevent event, CUstream stream) {
+  HOSTCUDA_ENTRY("cuEventRecord")
+  auto it = d.events.find(event);
+  if (it == d.events.end() || !knownStream(d, stream))
+    return InvalidHandle;
+  it->second = true;
+  ++d.counters.eventsRecorded;
+  return CUDA_SUCCESS;
+}
+
+HOSTCUDA_API cuStreamWaitEvent(CUstream stream, CUevent event, unsigned) {
+  HOSTCUDA_ENTRY("cuStreamWaitEvent")
+  auto it = d.events.find(event);
+  if (it == d.events.end() || !knownStream(d, stream))
+    return InvalidHandle;
+  // Waiting on an event never recorded waits for nothing: a fork or join
+  // made in the wrong order.
+  ++(it->second ? d.counters.streamWaits : d.counters.waitsOnUnrecordedEvents);
+  return CUDA_SUCCESS;
+}
+
 HOSTCUDA_API cuStreamSynchronize(CUstream) {
   HOSTCUDA_ENTRY("cuStreamSynchronize")
   return CUDA_SUCCESS;
@@ -263,7 +328,7 @@ HOSTCUDA_API cuStreamSynchronize(CUstream) {
 /// What the double runs from a module image: the PTX that finds its host
 /// code, and whether a real driver would have JIT-compiled it. False, with
 /// \p problem, for a fatbinary the driver would refuse.
-bool moduleCode(const void *image, std::string &ptx, bool &jit, std::string &problem) {
+static bool moduleCode(const void *image, std::string &ptx, bool &jit, std::string &problem) {
   const char *bytes = static_cast<const char *>(image);
   if (!convgen::isFatbinary(std::string_view(bytes, 16))) {
     ptx = bytes; // NUL-terminated text

@@ -47,6 +47,8 @@ TEST(CudaDriver, LibraryWithoutTheApiIsRefused) {
 TEST(CudaDriver, DeclaredApiValuesMatchCudaH) {
 #ifdef CONVGEN_HAVE_CUDA_H
   static_assert(cuda::CUDA_SUCCESS == ::CUDA_SUCCESS);
+  static_assert(cuda::CU_STREAM_NON_BLOCKING == ::CU_STREAM_NON_BLOCKING);
+  static_assert(cuda::CU_EVENT_DISABLE_TIMING == ::CU_EVENT_DISABLE_TIMING);
   static_assert(cuda::CUDA_ERROR_DEINITIALIZED == ::CUDA_ERROR_DEINITIALIZED);
   static_assert(cuda::CUDA_ERROR_NO_DEVICE == ::CUDA_ERROR_NO_DEVICE);
   static_assert(cuda::CU_JIT_INFO_LOG_BUFFER == ::CU_JIT_INFO_LOG_BUFFER);

@@ -98,7 +98,16 @@ TEST_F(HostDriverTest, ALayerOfSeveralModulesRunsAndReloadsItsValues) {
   const ConvgenHostCudaCounters before = hostDriverCounters();
   LayerRuntime runtime(*Context, generated.manifestPath);
   EXPECT_EQ(hostDriverCounters().modulesLoaded - before.modulesLoaded, long(generated.modules.size()));
+  // One launch forks the kernels onto side streams and joins them back.
+  const ConvgenHostCudaCounters beforeRun = hostDriverCounters();
   runAndCompare(runtime, convLayer);
+  const ConvgenHostCudaCounters afterRun = hostDriverCounters();
+  const long kernels = long(generated.kernels.size());
+  EXPECT_EQ(afterRun.streamsLive - before.streamsLive, kernels - 1);
+  EXPECT_EQ(afterRun.eventsRecorded - beforeRun.eventsRecorded, kernels);
+  EXPECT_EQ(afterRun.streamWaits - beforeRun.streamWaits, 2 * (kernels - 1));
+  EXPECT_EQ(afterRun.waitsOnUnrecordedEvents, beforeRun.waitsOnUnrecordedEvents);
+  EXPECT_EQ(afterRun.launches - beforeRun.launches, kernels);
 
   std::mt19937_64 random(41);
   convLayer.weights = revalued(convLayer.weights, random);
@@ -176,6 +185,8 @@ TEST_F(HostDriverTest, NothingLeaks) {
   ConvgenHostCudaCounters after = hostDriverCounters();
   EXPECT_EQ(after.modulesLive, before.modulesLive);
   EXPECT_EQ(after.allocationsLive, before.allocationsLive);
+  EXPECT_EQ(after.streamsLive, before.streamsLive);
+  EXPECT_EQ(after.eventsLive, before.eventsLive);
   EXPECT_EQ(after.modulesLoaded, before.modulesLoaded + 2);
 }
 
