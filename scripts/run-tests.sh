@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick start 2: set up, build, and run every test: the runtime-only build's
 # tests, the fuzzers for a bounded time (CONVGEN_FUZZ_SECONDS per parser,
-# default 15: four parsers in the minute three had at 20), and the full suite
+# default 15: five parsers in 75 s), and the full suite
 # (GoogleTest, CLI and Python tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
