@@ -1,0 +1,244 @@
+#include "model/ZeroChannels.h"
+
+#include <algorithm>
+#include <set>
+
+namespace convgen {
+
+namespace {
+
+using Node = ChannelGraph::Node;
+using Mask = std::vector<bool>;
+
+enum class Kind { Conv, ChannelWise, Concat, Add, Unknown };
+
+/// Per tensor of known channel count: which channels are zero, which read.
+struct Masks {
+  std::map<std::string, Mask> zero, read;
+};
+
+int64_t channelsOf(const ChannelGraph &graph, const std::string &tensor) {
+  auto it = graph.channels.find(tensor);
+  return it == graph.channels.end() ? -1 : it->second;
+}
+
+bool knownAll(const ChannelGraph &graph, const std::vector<std::string> &tensors) {
+  return std::all_of(tensors.begin(), tensors.end(),
+                     [&](const std::string &t) { return channelsOf(graph, t) > 0; });
+}
+
+bool isConvShaped(const ChannelGraph &graph, const Node &node) {
+  if (node.inputs.size() != 1 || node.outputs.size() != 1 || node.groups < 1)
+    return false;
+  const int64_t in = channelsOf(graph, node.inputs[0]), out = channelsOf(graph, node.outputs[0]);
+  if (in <= 0 || out <= 0 || in % node.groups || out % node.groups ||
+      int64_t(node.filterReads.size()) != out ||
+      (!node.biasNonzero.empty() && int64_t(node.biasNonzero.size()) != out))
+    return false;
+  return std::all_of(node.filterReads.begin(), node.filterReads.end(),
+                     [&](const Mask &row) { return int64_t(row.size()) == in / node.groups; });
+}
+
+/// Which rule a node follows; one whose shapes do not fit its rule is Unknown.
+Kind kindOf(const ChannelGraph &graph, const Node &node) {
+  static const std::set<std::string> channelWise = {"Relu", "MaxPool", "AveragePool", "Identity",
+                                                    "Clip", "BatchNormalization", "Dropout"};
+  if (node.op == "Conv")
+    return isConvShaped(graph, node) ? Kind::Conv : Kind::Unknown;
+  if (!knownAll(graph, node.inputs) || !knownAll(graph, node.outputs) || node.outputs.size() != 1 ||
+      node.inputs.empty())
+    return Kind::Unknown;
+  const int64_t out = channelsOf(graph, node.outputs[0]);
+  if (channelWise.count(node.op)) {
+    // Clip's and BatchNormalization's extra inputs are parameters, not data.
+    if (node.inputs.size() != 1 || channelsOf(graph, node.inputs[0]) != out)
+      return Kind::Unknown;
+    if (node.op == "BatchNormalization" && int64_t(node.channelMapsZeroToZero.size()) != out)
+      return Kind::Unknown;
+    return Kind::ChannelWise;
+  }
+  if (node.op == "Concat") {
+    int64_t sum = 0;
+    for (const std::string &input : node.inputs)
+      sum += channelsOf(graph, input);
+    return node.axis == 1 && sum == out ? Kind::Concat : Kind::Unknown;
+  }
+  if (node.op == "Add" || node.op == "Sum") {
+    for (const std::string &input : node.inputs)
+      if (channelsOf(graph, input) != out) // no broadcasting over channels
+        return Kind::Unknown;
+    return Kind::Add;
+  }
+  return Kind::Unknown;
+}
+
+/// Whether a channel-wise node keeps channel \p c zero.
+bool keepsZero(const Node &node, size_t c) {
+  if (node.op == "Clip")
+    return node.mapsZeroToZero;
+  if (node.op == "BatchNormalization")
+    return node.channelMapsZeroToZero[c];
+  return true; // Relu, pools, Identity, Dropout (inference): 0 stays 0
+}
+
+/// Sets \p mask[i] where \p value; true if it changed anything.
+bool raise(Mask &mask, size_t i, bool value) {
+  if (!value || mask[i])
+    return false;
+  mask[i] = true;
+  return true;
+}
+
+/// One forward sweep: zero channels produced from zero inputs.
+bool forward(const ChannelGraph &graph, const std::vector<Kind> &kinds, Masks &m) {
+  bool changed = false;
+  for (size_t n = 0; n < graph.nodes.size(); ++n) {
+    const Node &node = graph.nodes[n];
+    switch (kinds[n]) {
+    case Kind::Conv: {
+      const Mask &in = m.zero.at(node.inputs[0]);
+      Mask &out = m.zero.at(node.outputs[0]);
+      const size_t perGroupIn = in.size() / size_t(node.groups);
+      const size_t perGroupOut = out.size() / size_t(node.groups);
+      for (size_t k = 0; k < out.size(); ++k) {
+        const size_t group = k / perGroupOut;
+        bool zero = node.biasNonzero.empty() || !node.biasNonzero[k];
+        for (size_t c = 0; zero && c < perGroupIn; ++c)
+          zero = !node.filterReads[k][c] || in[group * perGroupIn + c];
+        changed |= raise(out, k, zero);
+      }
+      break;
+    }
+    case Kind::ChannelWise: {
+      const Mask &in = m.zero.at(node.inputs[0]);
+      Mask &out = m.zero.at(node.outputs[0]);
+      for (size_t c = 0; c < out.size(); ++c)
+        changed |= raise(out, c, in[c] && keepsZero(node, c));
+      break;
+    }
+    case Kind::Concat: {
+      Mask &out = m.zero.at(node.outputs[0]);
+      size_t offset = 0;
+      for (const std::string &input : node.inputs) {
+        const Mask &in = m.zero.at(input);
+        for (size_t c = 0; c < in.size(); ++c)
+          changed |= raise(out, offset + c, in[c]);
+        offset += in.size();
+      }
+      break;
+    }
+    case Kind::Add: {
+      Mask &out = m.zero.at(node.outputs[0]);
+      for (size_t c = 0; c < out.size(); ++c) {
+        bool zero = true;
+        for (const std::string &input : node.inputs)
+          zero = zero && m.zero.at(input)[c];
+        changed |= raise(out, c, zero);
+      }
+      break;
+    }
+    case Kind::Unknown:
+      break;
+    }
+  }
+  return changed;
+}
+
+/// One backward sweep: channels read by someone who needs them.
+bool backward(const ChannelGraph &graph, const std::vector<Kind> &kinds, Masks &m) {
+  bool changed = false;
+  for (size_t n = graph.nodes.size(); n-- > 0;) {
+    const Node &node = graph.nodes[n];
+    switch (kinds[n]) {
+    case Kind::Conv: {
+      // Input channel c is read through a nonzero weight of an output
+      // channel someone reads, unless c is known zero (its weights are skipped).
+      const Mask &outRead = m.read.at(node.outputs[0]);
+      const Mask &inZero = m.zero.at(node.inputs[0]);
+      Mask &inRead = m.read.at(node.inputs[0]);
+      const size_t perGroupIn = inRead.size() / size_t(node.groups);
+      const size_t perGroupOut = outRead.size() / size_t(node.groups);
+      for (size_t k = 0; k < outRead.size(); ++k) {
+        if (!outRead[k])
+          continue;
+        const size_t group = k / perGroupOut;
+        for (size_t c = 0; c < perGroupIn; ++c) {
+          const size_t channel = group * perGroupIn + c;
+          changed |= raise(inRead, channel, node.filterReads[k][c] && !inZero[channel]);
+        }
+      }
+      break;
+    }
+    case Kind::ChannelWise:
+    case Kind::Add: {
+      const Mask &outRead = m.read.at(node.outputs[0]);
+      for (const std::string &input : node.inputs) {
+        Mask &inRead = m.read.at(input);
+        for (size_t c = 0; c < inRead.size(); ++c)
+          changed |= raise(inRead, c, outRead[c]);
+      }
+      break;
+    }
+    case Kind::Concat: {
+      const Mask &outRead = m.read.at(node.outputs[0]);
+      size_t offset = 0;
+      for (const std::string &input : node.inputs) {
+        Mask &inRead = m.read.at(input);
+        for (size_t c = 0; c < inRead.size(); ++c)
+          changed |= raise(inRead, c, outRead[offset + c]);
+        offset += inRead.size();
+      }
+      break;
+    }
+    case Kind::Unknown:
+      for (const std::string &input : node.inputs)
+        if (auto it = m.read.find(input); it != m.read.end())
+          for (size_t c = 0; c < it->second.size(); ++c)
+            changed |= raise(it->second, c, true);
+      break;
+    }
+  }
+  return changed;
+}
+
+std::vector<int64_t> indicesOf(const Mask &mask, bool value) {
+  std::vector<int64_t> indices;
+  for (size_t i = 0; i < mask.size(); ++i)
+    if (mask[i] == value)
+      indices.push_back(int64_t(i));
+  return indices;
+}
+
+} // namespace
+
+std::map<std::string, ConvChannelFacts> propagateZeroChannels(const ChannelGraph &graph) {
+  Masks m;
+  for (const auto &[tensor, channels] : graph.channels)
+    if (channels > 0) {
+      m.zero[tensor] = Mask(size_t(channels), false);
+      m.read[tensor] = Mask(size_t(channels), false);
+    }
+  for (const std::string &output : graph.graphOutputs)
+    if (auto it = m.read.find(output); it != m.read.end())
+      it->second.assign(it->second.size(), true);
+  std::vector<Kind> kinds;
+  for (const Node &node : graph.nodes)
+    kinds.push_back(kindOf(graph, node));
+  // Zeros depend only on zeros, reads on reads and the final zeros: each
+  // direction grows to its own fixed point, the forward one first.
+  while (forward(graph, kinds, m)) {
+  }
+  while (backward(graph, kinds, m)) {
+  }
+  std::map<std::string, ConvChannelFacts> facts;
+  for (size_t n = 0; n < graph.nodes.size(); ++n) {
+    if (kinds[n] != Kind::Conv)
+      continue;
+    const Node &node = graph.nodes[n];
+    facts[node.name] = {indicesOf(m.zero.at(node.inputs[0]), true),
+                        indicesOf(m.read.at(node.outputs[0]), false)};
+  }
+  return facts;
+}
+
+} // namespace convgen
