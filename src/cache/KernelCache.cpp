@@ -287,15 +287,18 @@ std::optional<KernelCache::Entry> KernelCache::find(const std::string &key,
   }
 }
 
-bool KernelCache::loadPtx(Entry &entry, std::string &problem) const {
+bool KernelCache::loadCode(Entry &entry, bool fatbinaries, std::string &problem) const {
   problem.clear();
+  const std::vector<std::string> &digests = fatbinaries ? entry.fatbinDigests : entry.ptxDigests;
+  const size_t modules = digests.size();
+  entry.layer.modules.resize(modules);
   try {
-    const size_t modules = entry.ptxDigests.size();
-    entry.layer.modules.resize(modules);
     for (size_t m = 0; m < modules; ++m) {
-      const std::string name = ptxFile(m, modules);
-      entry.layer.modules[m].ptx =
-          readChecked(entryPath(entry.key), name.c_str(), {{name, entry.ptxDigests[m]}});
+      if (digests[m].empty()) // a module without a fatbinary (ptxas did not run)
+        continue;
+      const std::string name = fatbinaries ? fatbinFile(m, modules) : ptxFile(m, modules);
+      (fatbinaries ? entry.layer.modules[m].fatbin : entry.layer.modules[m].ptx) =
+          readChecked(entryPath(entry.key), name.c_str(), {{name, digests[m]}});
     }
     return true;
   } catch (const CorruptEntry &corrupt) {
@@ -305,24 +308,12 @@ bool KernelCache::loadPtx(Entry &entry, std::string &problem) const {
   }
 }
 
+bool KernelCache::loadPtx(Entry &entry, std::string &problem) const {
+  return loadCode(entry, false, problem);
+}
+
 bool KernelCache::loadFatbin(Entry &entry, std::string &problem) const {
-  problem.clear();
-  try {
-    const size_t modules = entry.fatbinDigests.size();
-    entry.layer.modules.resize(modules);
-    for (size_t m = 0; m < modules; ++m) {
-      if (entry.fatbinDigests[m].empty())
-        continue;
-      const std::string name = fatbinFile(m, modules);
-      entry.layer.modules[m].fatbin =
-          readChecked(entryPath(entry.key), name.c_str(), {{name, entry.fatbinDigests[m]}});
-    }
-    return true;
-  } catch (const CorruptEntry &corrupt) {
-    problem = corruptProblem(entry.key, corrupt.why);
-    discard(entry.key);
-    return false;
-  }
+  return loadCode(entry, true, problem);
 }
 
 void KernelCache::removeStaleScratch(double ageSeconds) const {

@@ -77,6 +77,8 @@ public:
   const std::filesystem::path &root() const { return Root; }
 
 private:
+  /// loadPtx and loadFatbin: every module's PTX or fatbinary.
+  bool loadCode(Entry &entry, bool fatbinaries, std::string &problem) const;
   std::filesystem::path entryPath(const std::string &key) const;
   std::filesystem::path scratchPath(const std::string &what) const;
   void discard(const std::string &key) const;

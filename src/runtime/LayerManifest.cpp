@@ -75,11 +75,18 @@ LayerManifest readLayerManifest(const std::filesystem::path &path) {
     r.fail("format", "'" + format + "' is not convgen-kernel-manifest/3: regenerate the layer");
   m.layer = r.text(document, "layer", "layer");
   m.mode = r.text(document, "mode", "mode");
-  if (document.contains("arch"))
-    m.ptxArch = r.text(document, "arch", "arch");
   // The modules with their kernels; a manifest from before modules names
   // its one module's files at the top (and one from before fatbinaries,
-  // only its PTX, which is loaded).
+  // only its PTX, which is loaded). Which image of a fatbinary runs is the
+  // fatbinary's to say (runtime/FatbinaryImage), not the manifest's.
+  auto moduleFiles = [&](const Json &object, const std::string &prefix) {
+    ManifestModule module;
+    module.ptxFile = besideManifest(r, path, r.text(object, "ptx", prefix + "ptx"), prefix + "ptx");
+    if (object.contains("fatbin") && !object.at("fatbin").is_null())
+      module.fatbinFile =
+          besideManifest(r, path, r.text(object, "fatbin", prefix + "fatbin"), prefix + "fatbin");
+    return module;
+  };
   std::vector<std::vector<std::string>> moduleKernels;
   if (document.contains("modules")) {
     const Json &modules = document.at("modules");
@@ -87,11 +94,7 @@ LayerManifest readLayerManifest(const std::filesystem::path &path) {
       r.fail("modules", "must be a non-empty list");
     for (size_t i = 0; i < modules.size(); ++i) {
       const std::string field = "modules[" + std::to_string(i) + "]";
-      ManifestModule module;
-      module.ptxFile = besideManifest(r, path, r.text(modules[i], "ptx", field + ".ptx"), field + ".ptx");
-      if (modules[i].contains("fatbin") && !modules[i].at("fatbin").is_null())
-        module.fatbinFile =
-            besideManifest(r, path, r.text(modules[i], "fatbin", field + ".fatbin"), field + ".fatbin");
+      m.modules.push_back(moduleFiles(modules[i], field + "."));
       const Json &kernels = r.at(modules[i], "kernels", field + ".kernels");
       if (!kernels.is_array() || kernels.empty())
         r.fail(field + ".kernels", "must be a non-empty list of kernel symbols");
@@ -101,32 +104,10 @@ LayerManifest readLayerManifest(const std::filesystem::path &path) {
           r.fail(field + ".kernels", "must be a non-empty list of kernel symbols");
         moduleKernels.back().push_back(symbol.get<std::string>());
       }
-      m.modules.push_back(module);
     }
   } else {
-    ManifestModule module;
-    module.ptxFile = besideManifest(r, path, r.text(document, "ptx", "ptx"), "ptx");
-    if (document.contains("fatbin") && !document.at("fatbin").is_null())
-      module.fatbinFile = besideManifest(r, path, r.text(document, "fatbin", "fatbin"), "fatbin");
-    m.modules.push_back(module);
+    m.modules.push_back(moduleFiles(document, ""));
   }
-  const bool anyFatbin = std::any_of(m.modules.begin(), m.modules.end(),
-                                     [](const ManifestModule &module) { return !module.fatbinFile.empty(); });
-  if (document.contains("images")) {
-    const Json &images = document.at("images");
-    if (!images.is_array())
-      r.fail("images", "must be a list");
-    for (size_t i = 0; i < images.size(); ++i) {
-      const std::string field = "images[" + std::to_string(i) + "]";
-      const std::string kind = r.text(images[i], "kind", field + ".kind");
-      if (kind != "cubin" && kind != "ptx")
-        r.fail(field + ".kind", "must be cubin or ptx");
-      if (kind == "cubin")
-        m.cubinArchs.push_back(r.text(images[i], "arch", field + ".arch"));
-    }
-  }
-  if (anyFatbin != !m.cubinArchs.empty())
-    r.fail("images", anyFatbin ? "lists no cubin for the fatbin" : "lists cubins, but there is no fatbin");
   const Json &weights = r.at(document, "weights", "weights");
   m.weightsFile = besideManifest(r, path, r.text(weights, "file", "weights.file"), "weights.file");
   m.weightPath = r.text(weights, "path", "weights.path");

@@ -35,8 +35,6 @@ struct LayerManifest {
   /// The modules, each with its PTX and the fatbinary (cubins and PTX) the
   /// runtime loads; without one (--ptx-only), the PTX is loaded.
   std::vector<ManifestModule> modules;
-  std::string ptxArch;                 ///< the arch the PTX was made for
-  std::vector<std::string> cubinArchs; ///< the fatbinary's cubins, as the manifest lists them
   int64_t weightsCount = 0;       ///< floats before the bias in the weights file
   int64_t biasCount = 0;
   std::string dtype;              ///< "f32" or "f16": the input and output elements

@@ -136,16 +136,22 @@ void LayerRuntime::launch(CUdeviceptr input, CUdeviceptr output, int batch, CUst
     throw InputError({"", Manifest.layer, "batch"},
                      std::to_string(batch) + " images need more blocks than CUDA's grid allows");
   const CudaDriver &driver = Context.driver();
+  // Launches are the hot path: a message is made only for a call that failed.
+  auto check = [&](cuda::CUresult result, const char *api, auto describe) {
+    if (result != CUDA_SUCCESS)
+      driver.check(result, api, describe());
+  };
   CUdeviceptr bias = Manifest.biasCount ? Weights.pointer() + size_t(Manifest.weightsCount) * 4 : 0;
   auto launchKernel = [&](size_t i, CUstream on) {
     const ManifestKernel &kernel = Manifest.kernels[i];
     CUdeviceptr weights = Weights.pointer() + size_t(kernel.weightsOffsetBytes);
     int32_t images = batch;
     void *parameters[] = {&input, &weights, &bias, &output, &images};
-    driver.check(driver.cuLaunchKernel(Code->functions[i], unsigned(gridX), unsigned(kernel.gridY), 1,
-                                       unsigned(Manifest.blockX), unsigned(Manifest.blockY), 1, 0,
-                                       on, parameters, nullptr),
-                 "cuLaunchKernel", "launching " + kernel.symbol + " for " + std::to_string(batch) + " images");
+    check(driver.cuLaunchKernel(Code->functions[i], unsigned(gridX), unsigned(kernel.gridY), 1,
+                                unsigned(Manifest.blockX), unsigned(Manifest.blockY), 1, 0, on,
+                                parameters, nullptr),
+          "cuLaunchKernel",
+          [&] { return "launching " + kernel.symbol + " for " + std::to_string(batch) + " images"; });
   };
   const size_t kernels = Code->functions.size();
   if (kernels == 1) {
@@ -157,19 +163,18 @@ void LayerRuntime::launch(CUdeviceptr input, CUdeviceptr output, int batch, CUst
   // before, and \p stream waits for them all. At batch 1 a kernel of a
   // split layer fills a fraction of the GPU; one after another they would
   // add up their latencies.
-  const std::string what = "layer '" + Manifest.layer + "'";
-  driver.check(driver.cuEventRecord(Code->events[0].get(), stream), "cuEventRecord", "forking " + what);
+  auto forking = [&] { return "forking layer '" + Manifest.layer + "'"; };
+  auto joining = [&] { return "joining layer '" + Manifest.layer + "'"; };
+  check(driver.cuEventRecord(Code->events[0].get(), stream), "cuEventRecord", forking);
   for (size_t i = 1; i < kernels; ++i) {
     CUstream side = Code->sideStreams[i - 1].get();
-    driver.check(driver.cuStreamWaitEvent(side, Code->events[0].get(), 0), "cuStreamWaitEvent",
-                 "forking " + what);
+    check(driver.cuStreamWaitEvent(side, Code->events[0].get(), 0), "cuStreamWaitEvent", forking);
     launchKernel(i, side);
-    driver.check(driver.cuEventRecord(Code->events[i].get(), side), "cuEventRecord", "joining " + what);
+    check(driver.cuEventRecord(Code->events[i].get(), side), "cuEventRecord", joining);
   }
   launchKernel(0, stream);
   for (size_t i = 1; i < kernels; ++i)
-    driver.check(driver.cuStreamWaitEvent(stream, Code->events[i].get(), 0), "cuStreamWaitEvent",
-                 "joining " + what);
+    check(driver.cuStreamWaitEvent(stream, Code->events[i].get(), 0), "cuStreamWaitEvent", joining);
 }
 
 LayerRuntime::~LayerRuntime() = default;

@@ -109,6 +109,23 @@ TEST_F(HostDriverTest, ALayerOfSeveralModulesRunsAndReloadsItsValues) {
   EXPECT_EQ(afterRun.waitsOnUnrecordedEvents, beforeRun.waitsOnUnrecordedEvents);
   EXPECT_EQ(afterRun.launches - beforeRun.launches, kernels);
 
+  // A failing call says which layer and step, made only then.
+  failNextHostDriverCall("cuEventRecord", InvalidPtx);
+  try {
+    runtime.launch(0, 0, 1);
+    ADD_FAILURE() << "expected CudaError";
+  } catch (const CudaError &e) {
+    EXPECT_THAT(e.what(), HasSubstr("cuEventRecord"));
+    EXPECT_THAT(e.what(), HasSubstr("forking layer 'banks'"));
+  }
+  failNextHostDriverCall("cuLaunchKernel", InvalidPtx);
+  try {
+    runtime.launch(0, 0, 1);
+    ADD_FAILURE() << "expected CudaError";
+  } catch (const CudaError &e) {
+    EXPECT_THAT(e.what(), HasSubstr("launching " + generated.kernels[1].symbol + " for 1 images"));
+  }
+
   std::mt19937_64 random(41);
   convLayer.weights = revalued(convLayer.weights, random);
   generate(convLayer, options);

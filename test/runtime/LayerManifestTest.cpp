@@ -97,30 +97,40 @@ TEST_F(LayerManifestTest, EveryProblemNamesItsField) {
   expectRefused(with([](auto &m) { m["weights"]["bias_count"] = 3; }), "output channels");
 }
 
-TEST_F(LayerManifestTest, ReadsTheFatbinaryAndItsCubins) {
+TEST_F(LayerManifestTest, ReadsTheFatbinaryAndEachModulesFiles) {
   nlohmann::json manifest = validManifest();
   LayerManifest m = read(manifest);
+  ASSERT_EQ(m.modules.size(), 1u); // a manifest from before modules: its files at the top
   EXPECT_TRUE(m.modules[0].fatbinFile.empty()); // a --ptx-only layer, or one from before fatbinaries
   manifest["fatbin"] = "conv.fatbin";
-  manifest["arch"] = "sm_80";
-  manifest["images"] = nlohmann::json::parse(
-      R"([{"kind": "cubin", "arch": "sm_80"}, {"kind": "cubin", "arch": "sm_90"},
-          {"kind": "ptx", "arch": "sm_80"}])");
+  EXPECT_EQ(read(manifest).modules[0].fatbinFile, Dir / "conv.fatbin");
+
+  // A module per kernel, each with its own files.
+  manifest["ptx"] = nullptr;
+  manifest["fatbin"] = nullptr;
+  manifest["modules"] = nlohmann::json::parse(
+      R"([{"ptx": "conv.m0.ptx", "fatbin": "conv.m0.fatbin", "kernels": ["convgen_conv_k0"]},
+          {"ptx": "conv.m1.ptx", "fatbin": null, "kernels": ["convgen_conv_k1"]}])");
   m = read(manifest);
-  EXPECT_EQ(m.modules[0].fatbinFile, Dir / "conv.fatbin");
-  EXPECT_EQ(m.ptxArch, "sm_80");
-  EXPECT_EQ(m.cubinArchs, (std::vector<std::string>{"sm_80", "sm_90"}));
+  ASSERT_EQ(m.modules.size(), 2u);
+  EXPECT_EQ(m.modules[0].fatbinFile, Dir / "conv.m0.fatbin");
+  EXPECT_EQ(m.modules[1].ptxFile, Dir / "conv.m1.ptx");
+  EXPECT_TRUE(m.modules[1].fatbinFile.empty());
+  EXPECT_EQ(m.kernels[0].module, 0u);
+  EXPECT_EQ(m.kernels[1].module, 1u);
 
   auto with = [&](auto change) {
     nlohmann::json changed = manifest;
     change(changed);
     return changed;
   };
-  expectRefused(with([](auto &j) { j["fatbin"] = "/tmp/conv.fatbin"; }), "beside the manifest");
-  expectRefused(with([](auto &j) { j["images"] = nlohmann::json::parse(R"([{"kind": "ptx", "arch": "sm_80"}])"); }),
-                "lists no cubin for the fatbin");
-  expectRefused(with([](auto &j) { j["fatbin"] = nullptr; }), "there is no fatbin");
-  expectRefused(with([](auto &j) { j["images"][0]["kind"] = "sass"; }), "cubin or ptx");
+  expectRefused(with([](auto &j) { j["modules"][0]["fatbin"] = "/tmp/conv.fatbin"; }),
+                "modules[0].fatbin");
+  expectRefused(with([](auto &j) { j["modules"][1]["kernels"] = {"convgen_other"}; }),
+                "names 'convgen_other', which is not a kernel");
+  expectRefused(with([](auto &j) { j["modules"][1]["kernels"] = {"convgen_conv_k0"}; }),
+                "must hold kernel 'convgen_conv_k0' once, not 2 times");
+  expectRefused(with([](auto &j) { j["modules"] = nlohmann::json::array(); }), "non-empty list");
 }
 
 TEST_F(LayerManifestTest, NotJsonOrMissing) {
