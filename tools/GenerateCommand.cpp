@@ -3,9 +3,10 @@
 #include "model/LayerStats.h"
 #include "support/Error.h"
 
-#include <map>
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <unistd.h>
 
 namespace convgen {
@@ -102,14 +103,19 @@ void printSummaryTable(const std::vector<LayerOutcome> &outcomes, std::ostream &
                 "layer", "shape", "sparse", "nnz", "dense MACs", "sparse MACs", "fma in code",
                 "PTX KiB", "SASS/fma", "regs", "spill B", "kernels", "cache", "time s");
   out << line;
-  int64_t denseTotal = 0, sparseTotal = 0, codeTotal = 0;
-  size_t hits = 0, failed = 0;
+  int64_t denseTotal = 0, sparseTotal = 0, codeTotal = 0, nonzeroTotal = 0, removedTotal = 0,
+          removedWorkTotal = 0;
+  size_t hits = 0, failed = 0, propagated = 0;
   double seconds = 0;
   for (const LayerOutcome &o : outcomes) {
     const ConvLayer &layer = *o.layer;
     LayerStats stats = computeLayerStats(layer);
     denseTotal += stats.denseMultiplyAdds;
     sparseTotal += stats.sparseMultiplyAdds;
+    nonzeroTotal += stats.nonzeroCount;
+    removedTotal += stats.removedNonzeros;
+    removedWorkTotal += stats.sparseMultiplyAdds - stats.codeMultiplyAdds;
+    propagated += stats.removedNonzeros > 0;
     seconds += o.seconds;
     hits += o.cache == CacheOutcome::Hit;
     if (!o.error.empty()) {
@@ -150,6 +156,17 @@ void printSummaryTable(const std::vector<LayerOutcome> &outcomes, std::ostream &
                 denseTotal ? 100.0 * double(sparseTotal) / double(denseTotal) : 0.0,
                 static_cast<long long>(codeTotal), seconds);
   out << line;
+  if (removedTotal > 0) {
+    std::snprintf(line, sizeof(line),
+                  "from the graph: %zu layer(s) skip zero or unread channels; %lld of %lld "
+                  "nonzero weights (%.1f%%) and %lld multiply-adds need no code "
+                  "(--no-propagate keeps them)\n",
+                  propagated, static_cast<long long>(removedTotal),
+                  static_cast<long long>(nonzeroTotal),
+                  100.0 * double(removedTotal) / double(std::max<int64_t>(nonzeroTotal, 1)),
+                  static_cast<long long>(removedWorkTotal));
+    out << line;
+  }
   // Say which binaries the layers got, so a table of '-' cannot hide that
   // ptxas did not run.
   std::map<std::string, size_t> cubinsByArch;

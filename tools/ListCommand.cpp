@@ -61,6 +61,16 @@ void printTable(const std::vector<std::vector<std::string>> &cells, std::ostream
   }
 }
 
+/// "[1, 4, 7]", or "-" for none.
+std::string formatList(const std::vector<int64_t> &values) {
+  if (values.empty())
+    return "-";
+  std::string text = "[";
+  for (size_t i = 0; i < values.size(); ++i)
+    text += (i ? ", " : "") + std::to_string(values[i]);
+  return text + "]";
+}
+
 nlohmann::json shapeJson(const Shape4 &shape) { return {shape[0], shape[1], shape[2], shape[3]}; }
 nlohmann::json pairJson(const HW &hw) { return {hw.h, hw.w}; }
 
@@ -74,13 +84,17 @@ void printLayerList(const ModelFile &model, bool asJson, std::ostream &out) {
     rows.push_back({std::move(layer), stats});
   }
 
-  int64_t totalWeights = 0, totalNonzeros = 0;
-  double totalDense = 0, totalSparse = 0;
+  int64_t totalWeights = 0, totalNonzeros = 0, totalRemoved = 0;
+  double totalDense = 0, totalSparse = 0, totalCode = 0;
+  bool anyFacts = false;
   for (const Row &row : rows) {
     totalWeights += row.stats.weightCount;
     totalNonzeros += row.stats.nonzeroCount;
+    totalRemoved += row.stats.removedNonzeros;
     totalDense += double(row.stats.denseFlops());
     totalSparse += double(row.stats.sparseFlops());
+    totalCode += 2.0 * double(row.stats.codeMultiplyAdds);
+    anyFacts |= !row.layer.channels.empty();
   }
 
   if (asJson) {
@@ -103,6 +117,12 @@ void printLayerList(const ModelFile &model, bool asJson, std::ostream &out) {
                         {"sparsity", row.stats.sparsity()},
                         {"dense_flops", row.stats.denseFlops()},
                         {"sparse_flops", row.stats.sparseFlops()}});
+      if (!row.layer.channels.empty())
+        layers.back()["channels"] = {{"zero_inputs", row.layer.channels.zeroInputChannels},
+                                     {"zero_outputs", row.layer.channels.zeroOutputChannels},
+                                     {"unread_outputs", row.layer.channels.unreadOutputChannels},
+                                     {"removed_nonzeros", row.stats.removedNonzeros},
+                                     {"code_flops", 2 * row.stats.codeMultiplyAdds}};
       if (const LayerSpec *spec = model.sidecar().find(row.layer.name); spec && !spec->graphOutput.empty())
         layers.back()["graph_output"] = spec->graphOutput;
     }
@@ -122,6 +142,10 @@ void printLayerList(const ModelFile &model, bool asJson, std::ostream &out) {
   std::vector<std::vector<std::string>> cells;
   cells.push_back({"layer", "weight OIHW", "input NCHW", "output NCHW", "kernel", "stride", "pad",
                    "dil", "groups", "act", "nnz", "sparsity", "dense", "sparse"});
+  // Sparsity from the graph: columns only where it found something.
+  if (anyFacts)
+    for (const char *title : {"zero in", "unread out", "nnz removed", "in code"})
+      cells.front().push_back(title);
   for (const Row &row : rows) {
     const ConvGeometry &g = row.layer.geometry;
     cells.push_back({row.layer.name, formatShape4(g.weightShape()), formatShape4(g.inputShape()),
@@ -134,16 +158,39 @@ void printLayerList(const ModelFile &model, bool asJson, std::ostream &out) {
                      formatFixed(100.0 * row.stats.sparsity(), 2) + "%",
                      formatFlops(double(row.stats.denseFlops())),
                      formatFlops(double(row.stats.sparseFlops()))});
+    if (anyFacts)
+      for (std::string cell :
+           {std::to_string(row.layer.channels.zeroInputChannels.size()),
+            std::to_string(row.layer.channels.unreadOutputChannels.size()),
+            std::to_string(row.stats.removedNonzeros),
+            formatFlops(2.0 * double(row.stats.codeMultiplyAdds))})
+        cells.back().push_back(cell);
   }
   double overall = totalWeights ? 1.0 - double(totalNonzeros) / double(totalWeights) : 0.0;
   cells.push_back({"total (" + std::to_string(rows.size()) + " layers)", "", "", "", "", "", "",
                    "", "", "", std::to_string(totalNonzeros) + "/" + std::to_string(totalWeights),
                    formatFixed(100.0 * overall, 2) + "%", formatFlops(totalDense),
                    formatFlops(totalSparse)});
+  if (anyFacts)
+    for (std::string cell : {std::string(), std::string(), std::to_string(totalRemoved), formatFlops(totalCode)})
+      cells.back().push_back(cell);
   std::string name = model.sidecar().model.empty() ? model.tensors().fileName() : model.sidecar().model;
   out << name << ": " << rows.size() << " convolution layers (FLOPs: 2 per multiply-add; "
       << "sparse counts only nonzero weights)\n";
   printTable(cells, out);
+  if (anyFacts) {
+    out << "from the graph: " << totalRemoved << " of " << totalNonzeros
+        << " nonzero weights need no code (zero input channels, unread output channels); "
+           "--no-propagate keeps them\n";
+    for (const Row &row : rows) {
+      const ConvChannelFacts &facts = row.layer.channels;
+      if (facts.empty())
+        continue;
+      out << "  " << row.layer.name << ": zero in " << formatList(facts.zeroInputChannels)
+          << ", zero out " << formatList(facts.zeroOutputChannels) << ", unread out "
+          << formatList(facts.unreadOutputChannels) << "\n";
+    }
+  }
   // ONNX: where each layer's result is in the graph, and the Conv nodes
   // convgen cannot take.
   bool anyOutput = false;

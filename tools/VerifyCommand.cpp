@@ -20,6 +20,8 @@ static std::string describeReport(const VerifyReport &report, double generateSec
                 report.maxRelError, 100.0 * report.boundUse, report.passed() ? "PASS" : "FAIL",
                 generateSeconds, report.compileSeconds, report.runSeconds, report.checkSeconds);
   std::string text = line;
+  if (!report.context.empty())
+    text += "\n  " + report.context;
   if (!report.passed())
     text += "\n  " + std::to_string(report.failures) + " bad output(s); first: " +
             report.firstFailure;

@@ -34,6 +34,7 @@ struct Options {
   std::string geometry;
   std::vector<std::string> layers;
   bool all = false;
+  bool noPropagate = false;
   bool list = false;
   bool json = false;
   std::string outputDir = "generated";
@@ -75,6 +76,10 @@ void addModelOptions(CLI::App &app, Options &options, CLI::Option *&layer, CLI::
                          "may be repeated");
   all = app.add_flag("--all", options.all, "Every layer of the model");
   layer->excludes(all);
+  app.add_flag("--no-propagate", options.noPropagate,
+               "ONNX: treat each layer alone, without the channels the graph proves zero "
+               "(all-zero producers) or unread (consumers with zero weights on them); "
+               "an .npz has no graph, so it is always alone");
 }
 
 void addGenerationOptions(CLI::App &app, Options &options) {
@@ -388,7 +393,7 @@ int run(const Options &options) {
   std::string sidecarPath =
       options.geometry.empty() ? defaultSidecarPath(options.weights) : options.geometry;
   log("weights " + options.weights + (onnx ? "" : ", geometry " + sidecarPath));
-  ModelFile model = onnx ? openOnnxModel(options.weights, {options.forBatch})
+  ModelFile model = onnx ? openOnnxModel(options.weights, {options.forBatch, !options.noPropagate})
                          : ModelFile::open(options.weights, sidecarPath);
   log(std::to_string(model.sidecar().layers.size()) + " layers" +
       (onnx ? " (" + std::to_string(model.sidecar().skipped.size()) + " Conv nodes skipped)"

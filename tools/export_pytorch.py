@@ -24,6 +24,11 @@ What it does:
   `out += identity` before the ReLU) is detected and the ReLU is not fused.
 - With --prune AMOUNT, prunes each conv's (folded) weight by magnitude with
   torch.nn.utils.prune.l1_unstructured.
+- With --prune-filters AMOUNT, first prunes that fraction of each conv's
+  filters by L2 norm (torch.nn.utils.prune.ln_structured, dim 0) and zeroes
+  their bias, as removing the channel does (Torch-Pruning, NNI's speed-up);
+  --prune then prunes that fraction of what is left. Zero filters make zero
+  channels, which convgen carries across layers in an ONNX model.
 - Writes NAME.weight (OIHW float32) and NAME.bias per conv to the .npz, or with
   --keep-mask the NAME.weight_orig + NAME.weight_mask pair that
   torch.nn.utils.prune leaves, and the sidecar (same stem, .json).
@@ -189,13 +194,19 @@ def _activation_name(module):
     return None
 
 
-def _prune_by_magnitude(weight, amount):
-    """Prunes the `amount` fraction of smallest-|w| entries with torch.nn.utils.prune.
+def _prune_by_magnitude(weight, amount, filters=None):
+    """Prunes with torch.nn.utils.prune: first, with `filters`, that fraction of
+    the filters (output channels) of smallest L2 norm (ln_structured, n=2, dim=0);
+    then, with `amount`, that fraction of the remaining entries of smallest |w|
+    (l1_unstructured; torch applies a second pruning to what the first left).
 
     Returns (weight_orig, weight_mask, effective weight) as torch leaves them."""
     holder = nn.Module()
     holder.weight = nn.Parameter(weight.float().clone())
-    torch_prune.l1_unstructured(holder, "weight", amount=amount)
+    if filters is not None:
+        torch_prune.ln_structured(holder, "weight", amount=filters, n=2, dim=0)
+    if amount is not None:
+        torch_prune.l1_unstructured(holder, "weight", amount=amount)
     return (holder.weight_orig.detach().clone(), holder.weight_mask.detach().clone(),
             holder.weight.detach().clone())
 
@@ -226,8 +237,8 @@ def _write_files_atomically(files):
                 os.unlink(temp)
 
 
-def export(model, example_input, npz_path, *, prune=None, fold_bn=True, keep_mask=False,
-           compressed=False, model_name=None, sidecar_path=None, onnx=False):
+def export(model, example_input, npz_path, *, prune=None, prune_filters=None, fold_bn=True,
+           keep_mask=False, compressed=False, model_name=None, sidecar_path=None, onnx=False):
     """Exports every nn.Conv2d of `model` to `npz_path` and its geometry sidecar,
     and with `onnx` the network to STEM.onnx next to `npz_path`, carrying the
     same weights.
@@ -236,8 +247,11 @@ def export(model, example_input, npz_path, *, prune=None, fold_bn=True, keep_mas
     """
     if prune is not None and not 0.0 <= prune < 1.0:
         raise ExportError(f"--prune must be in [0, 1), got {prune}")
-    if keep_mask and prune is None:
-        raise ExportError("--keep-mask needs --prune (there is no mask otherwise)")
+    if prune_filters is not None and not 0.0 <= prune_filters < 1.0:
+        raise ExportError(f"--prune-filters must be in [0, 1), got {prune_filters}")
+    if keep_mask and prune is None and prune_filters is None:
+        raise ExportError("--keep-mask needs --prune or --prune-filters (there is no mask "
+                          "otherwise)")
     if torch.is_inference_mode_enabled():
         raise ExportError("cannot export under torch.inference_mode(): in-place checks need "
                           "tensor version counters; call export() outside it")
@@ -250,7 +264,8 @@ def export(model, example_input, npz_path, *, prune=None, fold_bn=True, keep_mas
     try:
         with torch.no_grad():
             return _export_traced(model, _trace(model, example_input), npz_path, prune=prune,
-                                  fold_bn=fold_bn, keep_mask=keep_mask, compressed=compressed,
+                                  prune_filters=prune_filters, fold_bn=fold_bn,
+                                  keep_mask=keep_mask, compressed=compressed,
                                   model_name=model_name, sidecar_path=sidecar_path,
                                   onnx_input=example_input if onnx else None)
     finally:
@@ -258,7 +273,7 @@ def export(model, example_input, npz_path, *, prune=None, fold_bn=True, keep_mas
 
 
 def _export_traced(model, calls, npz_path, *, prune, fold_bn, keep_mask, compressed, model_name,
-                   sidecar_path, onnx_input=None):
+                   sidecar_path, onnx_input=None, prune_filters=None):
 
     arrays = {}
     layers = []
@@ -296,8 +311,14 @@ def _export_traced(model, calls, npz_path, *, prune, fold_bn, keep_mask, compres
 
         weight = weight.float()
         key = f"{name}.weight"
-        if prune is not None:
-            orig, mask, weight = _prune_by_magnitude(weight, prune)
+        if prune is not None or prune_filters is not None:
+            orig, mask, weight = _prune_by_magnitude(weight, prune, prune_filters)
+            if prune_filters is not None and bias is not None:
+                # A pruned filter's channel is removed, as channel pruning
+                # (Torch-Pruning, NNI's speed-up) removes it with its BatchNorm
+                # channel: its (folded) bias goes too, so the channel is zero.
+                removed = mask.flatten(1).sum(dim=1) == 0
+                bias = torch.where(removed, torch.zeros_like(bias), bias)
             if keep_mask:
                 # What a state_dict holds before prune.remove(); convgen reads orig * mask.
                 arrays[f"{key}_orig"] = orig.numpy()
@@ -461,6 +482,10 @@ def main(argv=None):
                                                               "goes next to it with .json")
     parser.add_argument("--prune", type=float, metavar="AMOUNT",
                         help="prune each conv by magnitude to this fraction of zeros (e.g. 0.9)")
+    parser.add_argument("--prune-filters", type=float, metavar="AMOUNT",
+                        help="first prune this fraction of each conv's filters by L2 norm "
+                             "(ln_structured), zeroing their bias too, as removing the channel "
+                             "does; --prune then prunes the remaining weights")
     parser.add_argument("--keep-mask", action="store_true",
                         help="write NAME.weight_orig + NAME.weight_mask as torch.nn.utils.prune "
                              "leaves them, instead of NAME.weight")
@@ -480,7 +505,8 @@ def main(argv=None):
         model = _load_model(args.model)
         example = torch.randn(*args.input_shape)
         sidecar = export(model, example, args.output, prune=args.prune,
-                         fold_bn=not args.no_fold_bn, keep_mask=args.keep_mask,
+                         prune_filters=args.prune_filters, fold_bn=not args.no_fold_bn,
+                         keep_mask=args.keep_mask,
                          compressed=args.compressed, model_name=args.name, onnx=args.onnx)
     except ExportError as error:
         print(f"export_pytorch: error: {error}", file=sys.stderr)

@@ -188,6 +188,18 @@ static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer
       {"values_hash", valuesHash(packed) + valuesHash(layer.bias)},
       {"ptx_bytes", result.ptxBytes},
   };
+  if (!layer.channels.empty()) {
+    const HW out = geometry.outSize();
+    manifest["channels"] = {
+        {"zero_inputs", layer.channels.zeroInputChannels},
+        {"zero_outputs", layer.channels.zeroOutputChannels},
+        {"unread_outputs", layer.channels.unreadOutputChannels},
+        {"removed_nonzeros", layer.removedNonzeros},
+        {"removed_multiply_adds_per_image", layer.removedNonzeros * out.h * out.w},
+        {"note", "from the graph: input channels known zero and output channels nobody reads "
+                 "have no code; unread outputs are not computed (they hold the activation of "
+                 "the bias), so nothing may read them as data"}};
+  }
   if (result.ptxas)
     manifest["ptxas"] = {{"version", result.ptxas->version},
                          {"registers", result.ptxas->registers},

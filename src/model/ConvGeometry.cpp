@@ -1,5 +1,7 @@
 #include "model/ConvGeometry.h"
 
+#include <algorithm>
+
 namespace convgen {
 
 const char *activationName(Activation activation) {
@@ -9,6 +11,18 @@ const char *activationName(Activation activation) {
   case Activation::Relu6: return "relu6";
   }
   return "?";
+}
+
+double applyActivation(double value, Activation activation) {
+  switch (activation) {
+  case Activation::None:
+    return value;
+  case Activation::Relu:
+    return std::max(value, 0.0);
+  case Activation::Relu6:
+    return std::min(std::max(value, 0.0), 6.0);
+  }
+  return value;
 }
 
 std::string formatShape4(const Shape4 &shape) {

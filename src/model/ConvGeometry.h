@@ -13,6 +13,9 @@ enum class Activation { None, Relu, Relu6 };
 /// "none", "relu", "relu6".
 const char *activationName(Activation activation);
 
+/// The activation applied to \p value, in double precision.
+double applyActivation(double value, Activation activation);
+
 /// A (height, width) pair, as torch.nn.Conv2d's stride/padding/dilation.
 struct HW {
   int64_t h = 0;

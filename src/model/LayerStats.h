@@ -9,9 +9,13 @@ namespace convgen {
 
 struct LayerStats {
   int64_t weightCount = 0;
-  int64_t nonzeroCount = 0; ///< weights != 0 (-0.0 counts as zero)
+  int64_t nonzeroCount = 0; ///< the model's weights != 0 (-0.0 counts as zero)
   int64_t denseMultiplyAdds = 0;  ///< N*O*Ho*Wo*(C/groups)*kh*kw
   int64_t sparseMultiplyAdds = 0; ///< N*Ho*Wo*nnz: only the nonzero weights' work
+  /// Of those nonzeros, the ones the graph makes useless (ConvLayer::channels),
+  /// and the work left for the code.
+  int64_t removedNonzeros = 0;
+  int64_t codeMultiplyAdds = 0; ///< N*Ho*Wo*(nnz - removed)
 
   double sparsity() const {
     return weightCount ? 1.0 - double(nonzeroCount) / double(weightCount) : 0.0;

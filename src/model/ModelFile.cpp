@@ -1,5 +1,7 @@
 #include "model/ModelFile.h"
 
+#include "model/LayerChannels.h"
+
 #include "support/CheckedMath.h"
 #include "support/Error.h"
 #include "support/NameMatch.h"
@@ -225,6 +227,8 @@ ConvLayer ModelFile::loadLayer(const LayerSpec &spec) const {
     layer.bias = std::move(bias.values);
     layer.geometry.hasBias = true;
   }
+  if (!spec.channels.empty())
+    applyChannelFacts(layer, spec.channels);
   return layer;
 }
 

@@ -7,6 +7,7 @@
 #include "io/Npz.h"
 #include "model/ConvGeometry.h"
 #include "model/Sidecar.h"
+#include "model/ZeroChannels.h"
 #include "support/Error.h"
 
 #include <memory>
@@ -24,6 +25,19 @@ struct ConvLayer {
   ConvGeometry geometry;
   std::vector<float> weights; ///< OIHW, geometry.weightShape()
   std::vector<float> bias;    ///< outChannels values, or empty
+
+  /// Sparsity from the rest of the graph (model/ZeroChannels: ONNX models,
+  /// unless --no-propagate). Where it removes weights, `weights` above is
+  /// what the code computes (zero on known-zero input channels and unread
+  /// output channels) and modelWeights the model's own; else it is empty.
+  ConvChannelFacts channels;
+  std::vector<float> modelWeights;
+  int64_t removedNonzeros = 0; ///< nonzero weights the facts removed
+
+  /// The model's weights, for the reference convolution.
+  const std::vector<float> &referenceWeights() const {
+    return modelWeights.empty() ? weights : modelWeights;
+  }
 };
 
 /// Checks a weight shape against a sidecar entry and derives the full

@@ -1,5 +1,8 @@
 #include "model/OnnxModel.h"
 
+#include "model/LayerChannels.h"
+#include "model/OnnxChannelGraph.h"
+
 #include "io/Half.h"
 #include "io/Npy.h"
 #include "support/AtomicFile.h"
@@ -183,7 +186,8 @@ InferredShapes checkAndInferShapes(const onnx::ModelProto &model, const std::str
 /// Two fused nodes' worth of provenance for one layer.
 struct LayerNodes {
   const NodeProto *conv = nullptr;
-  const NodeProto *batchNorm = nullptr; ///< folded into the weights, or null
+  const NodeProto *batchNorm = nullptr;  ///< folded into the weights, or null
+  const NodeProto *activation = nullptr; ///< fused Relu or Clip, or null
 };
 
 /// The ONNX model, parsed, checked and shape-inferred, and the tensors of
@@ -201,6 +205,10 @@ public:
 
   /// The Conv nodes as layers, and the ones convgen cannot take.
   Sidecar describeLayers();
+  /// Zero and unread channels across the graph (model/ZeroChannels), per
+  /// layer of \p model (this source's). A layer whose tensors cannot be
+  /// read stops propagation; loading it reports the error.
+  std::map<std::string, ConvChannelFacts> propagateZeroChannels(const ModelFile &model) const;
 
 private:
   ErrorContext context(const std::string &layer = "", const std::string &field = "") const {
@@ -591,6 +599,7 @@ void OnnxTensorSource::readEpilogue(LayerSpec &spec, LayerNodes &nodes) const {
   }
   if (next && isOp(*next, "Relu")) {
     spec.activation = Activation::Relu;
+    nodes.activation = next;
     result = next->output(0);
   } else if (next && isOp(*next, "Clip") && next->input(0) == result) {
     std::optional<double> low, high;
@@ -607,6 +616,7 @@ void OnnxTensorSource::readEpilogue(LayerSpec &spec, LayerNodes &nodes) const {
     }
     if (low == 0.0 && high == 6.0) {
       spec.activation = Activation::Relu6;
+      nodes.activation = next;
       result = next->output(0);
     }
   }
@@ -653,6 +663,41 @@ Sidecar OnnxTensorSource::describeLayers() {
   if (sidecar.layers.empty() && sidecar.skipped.empty())
     throw InputError(context(), "has no Conv node");
   return sidecar;
+}
+
+std::map<std::string, ConvChannelFacts>
+OnnxTensorSource::propagateZeroChannels(const ModelFile &model) const {
+  std::vector<FusedLayerNode> layers;
+  for (const LayerSpec &spec : model.sidecar().layers) {
+    const LayerNodes &nodes = Layers.at(spec.name);
+    FusedLayerNode layer;
+    layer.conv = nodes.conv;
+    for (const NodeProto *node : {nodes.batchNorm, nodes.activation})
+      if (node)
+        layer.fused.push_back(node);
+    try {
+      layer.node = layerChannelNode(model.loadLayer(spec), nodes.conv->input(0), spec.graphOutput);
+    } catch (const InputError &) {
+      // Unknown to the pass: a Conv without filterReads reads everything.
+      layer.node.name = spec.name;
+      layer.node.op = "Conv";
+      layer.node.inputs = {nodes.conv->input(0)};
+      layer.node.outputs = {spec.graphOutput};
+    }
+    layers.push_back(std::move(layer));
+  }
+  OnnxGraphView view{Model.graph(), Shapes, Opset,
+                     [this](const std::string &name) -> std::optional<std::vector<double>> {
+                       const TensorProto *tensor = constant(name);
+                       if (!tensor)
+                         return std::nullopt;
+                       try {
+                         return values(*tensor, "");
+                       } catch (const InputError &) {
+                         return std::nullopt;
+                       }
+                     }};
+  return convgen::propagateZeroChannels(buildChannelGraph(view, layers));
 }
 
 std::vector<double> OnnxTensorSource::batchNormScale(const NodeProto &norm, const std::string &layer) const {
@@ -731,6 +776,13 @@ bool isOnnxPath(const std::string &path) {
 ModelFile openOnnxModel(const std::string &path, const OnnxOptions &options) {
   auto source = std::make_shared<OnnxTensorSource>(path, options);
   Sidecar layers = source->describeLayers();
+  if (options.propagateZeroChannels) {
+    const std::map<std::string, ConvChannelFacts> facts =
+        source->propagateZeroChannels(ModelFile(source, layers));
+    for (LayerSpec &spec : layers.layers)
+      if (auto found = facts.find(spec.name); found != facts.end())
+        spec.channels = found->second;
+  }
   return ModelFile(std::move(source), std::move(layers));
 }
 

@@ -19,6 +19,11 @@
 // a valid ONNX model, or uses an opset newer than the library knows, is an
 // InputError for the whole file.
 //
+// Sparsity that crosses layers: unless turned off, the channels each layer
+// gets as known zero from its producers, and those of its output nobody
+// reads, are found at open (model/OnnxChannelGraph, model/ZeroChannels);
+// loading the layer then drops their weights (model/LayerChannels).
+//
 // The ONNX checker and shape inference run in a forked child process:
 // libonnx crashes on some malformed models, and such a crash must be the
 // file's input error. So open ONNX models before starting threads.
@@ -34,6 +39,10 @@ namespace convgen {
 struct OnnxOptions {
   /// What a symbolic batch dimension becomes; 0 means 1.
   int64_t batch = 0;
+  /// Propagate zero and unread channels through the graph
+  /// (model/ZeroChannels) into each layer's LayerSpec::channels; reads
+  /// every layer's weights once at open.
+  bool propagateZeroChannels = true;
 };
 
 /// True if \p path names an ONNX file (by its ".onnx" extension, any case).

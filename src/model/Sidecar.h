@@ -14,6 +14,7 @@
 #pragma once
 
 #include "model/ConvGeometry.h"
+#include "model/ZeroChannels.h"
 
 #include <optional>
 #include <string>
@@ -38,6 +39,9 @@ struct LayerSpec {
   /// ONNX: the tensor the layer's result is (the Conv's output, or that of
   /// the BatchNormalization or activation fused into it); empty for npz.
   std::string graphOutput;
+  /// ONNX: what the rest of the graph says about its channels
+  /// (model/ZeroChannels); empty for npz and with --no-propagate.
+  ConvChannelFacts channels;
 };
 
 /// A convolution of the model that convgen cannot take (ONNX), and why.

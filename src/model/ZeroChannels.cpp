@@ -33,7 +33,7 @@ bool isConvShaped(const ChannelGraph &graph, const Node &node) {
   const int64_t in = channelsOf(graph, node.inputs[0]), out = channelsOf(graph, node.outputs[0]);
   if (in <= 0 || out <= 0 || in % node.groups || out % node.groups ||
       int64_t(node.filterReads.size()) != out ||
-      (!node.biasNonzero.empty() && int64_t(node.biasNonzero.size()) != out))
+      (!node.constantNonzero.empty() && int64_t(node.constantNonzero.size()) != out))
     return false;
   return std::all_of(node.filterReads.begin(), node.filterReads.end(),
                      [&](const Mask &row) { return int64_t(row.size()) == in / node.groups; });
@@ -41,8 +41,9 @@ bool isConvShaped(const ChannelGraph &graph, const Node &node) {
 
 /// Which rule a node follows; one whose shapes do not fit its rule is Unknown.
 Kind kindOf(const ChannelGraph &graph, const Node &node) {
-  static const std::set<std::string> channelWise = {"Relu", "MaxPool", "AveragePool", "Identity",
-                                                    "Clip", "BatchNormalization", "Dropout"};
+  static const std::set<std::string> channelWise = {
+      "Relu",     "MaxPool", "AveragePool",        "GlobalMaxPool", "GlobalAveragePool",
+      "Identity", "Clip",    "BatchNormalization", "Dropout"};
   if (node.op == "Conv")
     return isConvShaped(graph, node) ? Kind::Conv : Kind::Unknown;
   if (!knownAll(graph, node.inputs) || !knownAll(graph, node.outputs) || node.outputs.size() != 1 ||
@@ -78,7 +79,7 @@ bool keepsZero(const Node &node, size_t c) {
     return node.mapsZeroToZero;
   if (node.op == "BatchNormalization")
     return node.channelMapsZeroToZero[c];
-  return true; // Relu, pools, Identity, Dropout (inference): 0 stays 0
+  return true; // Relu, pools, Identity, Dropout (scaled or not): 0 stays 0
 }
 
 /// Sets \p mask[i] where \p value; true if it changed anything.
@@ -102,7 +103,7 @@ bool forward(const ChannelGraph &graph, const std::vector<Kind> &kinds, Masks &m
       const size_t perGroupOut = out.size() / size_t(node.groups);
       for (size_t k = 0; k < out.size(); ++k) {
         const size_t group = k / perGroupOut;
-        bool zero = node.biasNonzero.empty() || !node.biasNonzero[k];
+        bool zero = node.constantNonzero.empty() || !node.constantNonzero[k];
         for (size_t c = 0; zero && c < perGroupIn; ++c)
           zero = !node.filterReads[k][c] || in[group * perGroupIn + c];
         changed |= raise(out, k, zero);
@@ -236,6 +237,7 @@ std::map<std::string, ConvChannelFacts> propagateZeroChannels(const ChannelGraph
       continue;
     const Node &node = graph.nodes[n];
     facts[node.name] = {indicesOf(m.zero.at(node.inputs[0]), true),
+                        indicesOf(m.zero.at(node.outputs[0]), true),
                         indicesOf(m.read.at(node.outputs[0]), false)};
   }
   return facts;

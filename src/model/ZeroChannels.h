@@ -3,10 +3,11 @@
 // graph to a fixed point (SparTA's idea, for channels).
 //
 // Forward, a channel is zero when its producer makes it zero exactly: a
-// Conv output channel whose bias is zero and whose nonzero weights all lie
-// on zero input channels (zero padding stays zero); an operator that maps
-// 0 to 0 channel by channel (Relu, a Clip whose range holds 0, MaxPool,
-// AveragePool, Identity, a BatchNormalization channel whose affine map
+// Conv output channel whose nonzero weights all lie on zero input channels
+// (zero padding stays zero) and whose constant (bias, then the activation
+// fused into it) is zero; an operator that maps 0 to 0 channel by channel
+// (Relu, a Clip whose range holds 0, MaxPool, AveragePool, their Global
+// forms, Identity, Dropout, a BatchNormalization channel whose affine map
 // keeps 0); a Concat shifts channels; an Add keeps a channel zero only
 // where every input has it zero.
 //
@@ -35,9 +36,11 @@ struct ChannelGraph {
     std::string op;   ///< ONNX op type: "Conv", "Relu", "Concat", ...
     std::vector<std::string> inputs, outputs; ///< tensor names; data inputs only
     /// Conv: per output channel, per input channel of its group, whether
-    /// any weight is nonzero; and whether its bias is nonzero.
+    /// any weight is nonzero; and per output channel, whether the output is
+    /// nonzero where every input is zero: its bias after the activation
+    /// fused into it, so relu(b) for b <= 0 counts as zero (empty: none is).
     std::vector<std::vector<bool>> filterReads;
-    std::vector<bool> biasNonzero;
+    std::vector<bool> constantNonzero;
     int64_t groups = 1;
     /// Concat: the axis (channels are axis 1 of NCHW).
     int64_t axis = 1;
@@ -55,7 +58,12 @@ struct ChannelGraph {
 /// What propagation found for one Conv node.
 struct ConvChannelFacts {
   std::vector<int64_t> zeroInputChannels;    ///< of its input, known zero everywhere
+  std::vector<int64_t> zeroOutputChannels;   ///< of its output, known zero everywhere
   std::vector<int64_t> unreadOutputChannels; ///< of its output, read by nobody
+
+  bool empty() const {
+    return zeroInputChannels.empty() && zeroOutputChannels.empty() && unreadOutputChannels.empty();
+  }
 };
 
 /// Runs both directions to a fixed point. Keyed by Conv node name. Nodes

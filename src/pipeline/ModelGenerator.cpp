@@ -104,6 +104,10 @@ void writeModelManifest(const std::vector<LayerOutcome> &outcomes,
                       {"manifest", fs::relative(manifest, options.modelManifest.parent_path()).string()},
                       {"manifest_sha256", fileSha256(manifest)},
                       {"cache_key", keys[i]}});
+    // Channels of the layer's output that hold no data: nobody in the graph
+    // reads them, so its kernel does not compute them.
+    if (const ConvLayer *layer = outcomes[i].layer; layer && !layer->channels.unreadOutputChannels.empty())
+      layers.back()["unread_output_channels"] = layer->channels.unreadOutputChannels;
   }
   nlohmann::json model = {{"format", "convgen-model-manifest/1"},
                           {"weights", options.weightsFile},

@@ -22,18 +22,6 @@ static void checkOperands(const ConvOperands &o) {
                            g.summary());
 }
 
-static double activate(double value, Activation activation) {
-  switch (activation) {
-  case Activation::None:
-    return value;
-  case Activation::Relu:
-    return std::max(value, 0.0);
-  case Activation::Relu6:
-    return std::min(std::max(value, 0.0), 6.0);
-  }
-  return value;
-}
-
 /// Without the operand checks, for the loops of referenceConv2d.
 static ReferenceValue outputAt(const ConvOperands &o, int64_t n, int64_t k, int64_t p, int64_t q) {
   const ConvGeometry &g = o.geometry;
@@ -61,7 +49,7 @@ static ReferenceValue outputAt(const ConvOperands &o, int64_t n, int64_t k, int6
     sum += o.bias[size_t(k)];
     magnitude += std::abs(double(o.bias[size_t(k)]));
   }
-  return {activate(sum, g.activation), magnitude};
+  return {applyActivation(sum, g.activation), magnitude};
 }
 
 ReferenceValue referenceOutput(const ConvOperands &operands, int64_t n, int64_t k, int64_t p,

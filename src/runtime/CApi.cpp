@@ -6,6 +6,7 @@
 #include "runtime/ModelRuntime.h"
 #include "support/Error.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <new>
@@ -60,6 +61,16 @@ const convgen::LayerRuntime &modelLayer(const convgen_model *model, const char *
   if (!name)
     throw convgen::InputError({"", "", ""}, "no layer name");
   return model->runtime->layer(name);
+}
+
+void copyUnreadChannels(const convgen::LayerManifest &m, int64_t *channels, int64_t capacity,
+                        int64_t *count, const char *function) {
+  if (!count || capacity < 0 || (capacity > 0 && !channels))
+    throw convgen::InputError({"", "", ""}, std::string(function) +
+                                                " needs a count pointer, and a buffer for a capacity > 0");
+  const std::vector<int64_t> &unread = m.unreadOutputChannels;
+  std::copy_n(unread.begin(), std::min<size_t>(unread.size(), size_t(capacity)), channels);
+  *count = int64_t(unread.size());
 }
 
 void copyShape(const convgen::LayerManifest &m, int64_t input_chw[3], int64_t output_chw[3]) {
@@ -127,6 +138,15 @@ int convgen_layer_element_bytes(const convgen_layer *layer, int *bytes) {
   });
 }
 
+int convgen_layer_unread_channels(const convgen_layer *layer, int64_t *channels, int64_t capacity,
+                                  int64_t *count) {
+  return guarded([&] {
+    requireLayer(layer);
+    copyUnreadChannels(layer->runtime->manifest(), channels, capacity, count,
+                       "convgen_layer_unread_channels");
+  });
+}
+
 void convgen_layer_free(convgen_layer *layer) { delete layer; }
 
 int convgen_model_load(const char *model_manifest_path, int device, convgen_model **model) {
@@ -180,6 +200,14 @@ int convgen_model_reload(convgen_model *model, int *layers_reloaded) {
 int convgen_model_shape(const convgen_model *model, const char *name, int64_t input_chw[3],
                         int64_t output_chw[3]) {
   return guarded([&] { copyShape(modelLayer(model, name).manifest(), input_chw, output_chw); });
+}
+
+int convgen_model_unread_channels(const convgen_model *model, const char *name, int64_t *channels,
+                                  int64_t capacity, int64_t *count) {
+  return guarded([&] {
+    copyUnreadChannels(modelLayer(model, name).manifest(), channels, capacity, count,
+                       "convgen_model_unread_channels");
+  });
 }
 
 void convgen_model_free(convgen_model *model) { delete model; }

@@ -208,6 +208,19 @@ LayerManifest readLayerManifest(const std::filesystem::path &path) {
                           " values, the file " + std::to_string(m.weightsCount));
   m.maskHash = r.text(document, "mask_hash", "mask_hash");
   m.valuesHash = r.text(document, "values_hash", "values_hash");
+  if (document.contains("channels")) {
+    const Json &unread = r.at(r.at(document, "channels", "channels"), "unread_outputs",
+                              "channels.unread_outputs");
+    if (!unread.is_array())
+      r.fail("channels.unread_outputs", "must be a list of output channels");
+    for (const Json &channel : unread) {
+      if (!channel.is_number_integer() || channel.get<int64_t>() < 0 ||
+          channel.get<int64_t>() >= m.outChannels)
+        r.fail("channels.unread_outputs", "must hold output channels, 0 to " +
+                                              std::to_string(m.outChannels - 1));
+      m.unreadOutputChannels.push_back(channel.get<int64_t>());
+    }
+  }
   return m;
 }
 

@@ -47,6 +47,9 @@ struct LayerManifest {
   int64_t inChannels = 0, inHeight = 0, inWidth = 0;
   std::string maskHash, valuesHash;
   std::vector<ManifestKernel> kernels;
+  /// Output channels the kernels do not compute, because nobody in the
+  /// model's graph reads them (channels.unread_outputs): they hold no data.
+  std::vector<int64_t> unreadOutputChannels;
 
   /// Grid x for a batch of \p batch images.
   int64_t gridX(int64_t batch) const {

@@ -47,6 +47,14 @@ CONVGEN_API int convgen_layer_shape(const convgen_layer *layer, int64_t input_ch
 /* The bytes of one input or output element: 4 (fp32) or 2 (fp16). */
 CONVGEN_API int convgen_layer_element_bytes(const convgen_layer *layer, int *bytes);
 
+/* The output channels the layer does not compute, because nothing in the
+ * model's graph reads them: they hold no data (the activation of the bias),
+ * so nothing may read them as the convolution's. Writes up to `capacity` of
+ * them to `channels` and their number to *count; none for a layer generated
+ * alone (an .npz, or --no-propagate). */
+CONVGEN_API int convgen_layer_unread_channels(const convgen_layer *layer, int64_t *channels,
+                                              int64_t capacity, int64_t *count);
+
 CONVGEN_API void convgen_layer_free(convgen_layer *layer);
 
 /* A whole model: every layer of the model manifest `convgen --all` writes
@@ -76,6 +84,11 @@ CONVGEN_API int convgen_model_reload(convgen_model *model, int *layers_reloaded)
 /* Layer `name`'s input and output shapes per image: C, H, W. */
 CONVGEN_API int convgen_model_shape(const convgen_model *model, const char *name,
                                     int64_t input_chw[3], int64_t output_chw[3]);
+
+/* Layer `name`'s output channels that hold no data, as
+ * convgen_layer_unread_channels says. */
+CONVGEN_API int convgen_model_unread_channels(const convgen_model *model, const char *name,
+                                              int64_t *channels, int64_t capacity, int64_t *count);
 
 CONVGEN_API void convgen_model_free(convgen_model *model);
 

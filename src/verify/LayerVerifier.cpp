@@ -7,6 +7,7 @@
 #include "support/Error.h"
 #include "verify/BlockSample.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -40,6 +41,18 @@ static std::vector<float> randomInput(const ConvGeometry &g, int64_t batch, uint
       x = halfToFloat(floatToHalf(x));
   }
   return input;
+}
+
+/// Sets channels \p zero of every image of the NCHW \p input to zero: the
+/// layer's inputs in its graph, where the graph knows them zero.
+static void zeroChannels(std::vector<float> &input, const ConvGeometry &g, int64_t batch,
+                         const std::vector<int64_t> &zero) {
+  const size_t plane = size_t(g.inSize.h * g.inSize.w);
+  for (int64_t n = 0; n < batch; ++n)
+    for (int64_t c : zero) {
+      auto first = input.begin() + std::ptrdiff_t((size_t(n * g.inChannels + c)) * plane);
+      std::fill(first, first + std::ptrdiff_t(plane), 0.0f);
+    }
 }
 
 /// A half NaN no kernel computes (the fp16 counterpart of UnwrittenBits).
@@ -137,6 +150,12 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
   report.layer = layer.name;
   report.mode = kernel.info.mode;
   report.weightPath = kernel.info.weightPath;
+  if (!layer.channels.empty())
+    report.context = "in context: " + std::to_string(layer.channels.zeroInputChannels.size()) +
+                     " input channel(s) zero, " +
+                     std::to_string(layer.channels.unreadOutputChannels.size()) +
+                     " output channel(s) unread, " +
+                     std::to_string(layer.channels.zeroOutputChannels.size()) + " claimed zero";
 
   auto start = std::chrono::steady_clock::now();
   std::vector<std::string> symbols;
@@ -153,6 +172,7 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
                     options.sampleAboveMultiplyAdds;
   const DType dtype = kernel.info.dtype;
   std::vector<float> input = randomInput(g, batch, options.seed, dtype);
+  zeroChannels(input, g, batch, layer.channels.zeroInputChannels);
   HW out = g.outSize();
   const size_t outputCount = size_t(batch * g.outChannels * out.h * out.w);
   float unwritten;
@@ -212,7 +232,15 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
                             " blocks";
 
   start = std::chrono::steady_clock::now();
-  ConvOperands operands{g, input, layer.weights, layer.bias, batch};
+  // The model's own weights: the kernel's drop what the graph makes
+  // useless, which the inputs (zero where the graph says) and the outputs
+  // compared (those someone reads) must make invisible.
+  ConvOperands operands{g, input, layer.referenceWeights(), layer.bias, batch};
+  std::vector<bool> unread(size_t(g.outChannels), false), claimedZero(size_t(g.outChannels), false);
+  for (int64_t k : layer.channels.unreadOutputChannels)
+    unread[size_t(k)] = true;
+  for (int64_t k : layer.channels.zeroOutputChannels)
+    claimedZero[size_t(k)] = true;
   const int64_t terms = reductionLength(g);
   size_t index = 0;
   for (int64_t n = 0; n < batch; ++n)
@@ -226,8 +254,17 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
             fail(outputName(g, out, index) + " was never written");
             continue;
           }
-          ++report.outputsChecked;
           ReferenceValue expected = referenceOutput(operands, n, k, p, q);
+          // Consumers were generated trusting this: check it on the model.
+          if (claimedZero[size_t(k)] && expected.value != 0.0) {
+            char text[160];
+            std::snprintf(text, sizeof(text), " is %.9g in the reference, but the graph claims "
+                          "channel %lld zero", expected.value, static_cast<long long>(k));
+            fail(outputName(g, out, index) + text);
+          }
+          if (unread[size_t(k)])
+            continue; // not computed: nobody reads it
+          ++report.outputsChecked;
           const double error = std::abs(double(got) - expected.value);
           const double bound =
               dtype == DType::F16

@@ -3,6 +3,12 @@
 // double-precision reference convolution, within the fp32 error bound of
 // its reduction (reference/ReferenceConv.h). Also checks that no output is
 // left unwritten and none outside the run blocks' tiles is touched.
+//
+// A layer with channel facts from its graph (ConvLayer::channels) is
+// checked in context: its input is zero on the channels known zero, the
+// reference uses the model's own weights, only the channels someone reads
+// are compared, and the output channels the graph claims zero (which its
+// consumers were generated trusting) must be exactly zero in the reference.
 #pragma once
 
 #include "codegen/LayerGenerator.h"
@@ -27,6 +33,7 @@ struct VerifyOptions {
 struct VerifyReport {
   std::string layer, mode, weightPath;
   std::string blocks;          ///< which blocks ran (BlockSample's description)
+  std::string context;         ///< the channel facts it ran under; empty: none
   bool sampled = false;
   int64_t outputsChecked = 0;
   double maxAbsError = 0;

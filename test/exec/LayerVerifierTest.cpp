@@ -1,8 +1,10 @@
 // The verifier can fail: kernels corrupted on purpose (one nonzero's
 // multiply-add deleted, one packed value changed, one store deleted) are
 // reported as FAIL. Also: large layers run a sample of blocks, and a
-// sampled run still checks every output it computes.
+// sampled run still checks every output it computes; and a layer checked in
+// its graph's context fails where a channel it treats as zero is not.
 #include "codegen/LayerGenerator.h"
+#include "model/LayerChannels.h"
 #include "support/ConvCases.h"
 #include "verify/LayerVerifier.h"
 
@@ -189,3 +191,32 @@ TEST_F(LayerVerifierTest, DenseFallbackVerifies) {
 }
 
 } // namespace
+
+// In context (ConvLayer::channels): a layer whose weights on a known-zero
+// input channel and on an unread output channel were dropped verifies, on
+// inputs zero there and outputs someone reads. The same kernel fails where
+// the channel it treats as zero is not zero, and a producer fails where the
+// graph claims an output channel zero that its model weights make nonzero.
+TEST_F(LayerVerifierTest, ChannelsTreatedAsZeroVerifyOnlyWhereTheyAreZero) {
+  ConvLayer model = layer(0.3);
+  ConvLayer propagated = model;
+  applyChannelFacts(propagated, {{2}, {}, {5}});
+  ASSERT_GT(propagated.removedNonzeros, 0);
+  ASSERT_EQ(propagated.referenceWeights(), model.weights);
+  KernelGenerator generator(generateOptions());
+  BuiltKernel kernel = generator.build(propagated);
+  VerifyReport inContext = verifyKernel(propagated, kernel, verifyOptions());
+  EXPECT_TRUE(inContext.passed()) << inContext.firstFailure;
+  EXPECT_THAT(inContext.context, HasSubstr("1 input channel(s) zero, 1 output channel(s) unread"));
+
+  // The same code, checked as a layer alone: input channel 2 is not zero.
+  VerifyReport alone = verifyKernel(model, kernel, verifyOptions());
+  EXPECT_FALSE(alone.passed());
+
+  // A producer claiming channel 1 zero, though its filter 1 is not.
+  ConvLayer claims = model;
+  claims.channels.zeroOutputChannels = {1};
+  VerifyReport wrongClaim = verifyKernel(claims, generator.build(claims), verifyOptions());
+  EXPECT_FALSE(wrongClaim.passed());
+  EXPECT_THAT(wrongClaim.firstFailure, HasSubstr("the graph claims channel 1 zero"));
+}

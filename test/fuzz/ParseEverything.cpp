@@ -7,6 +7,7 @@
 #include "runtime/FatbinaryImage.h"
 #include "support/Error.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -101,11 +102,24 @@ static void parseOnnx(const uint8_t *data, size_t size) {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(reinterpret_cast<const char *>(data), std::streamsize(size));
   }
+  // Opening runs the zero-channel propagation over the whole graph too.
   ModelFile model = openOnnxModel(path.string());
   for (const LayerSpec &spec : model.sidecar().layers) {
     try {
       ConvLayer layer = model.loadLayer(spec);
       (void)layer.geometry.denseMultiplyAdds();
+      // Facts name channels the layer has, and remove only what it holds.
+      auto outside = [](const std::vector<int64_t> &channels, int64_t count) {
+        return std::any_of(channels.begin(), channels.end(),
+                           [count](int64_t c) { return c < 0 || c >= count; });
+      };
+      const ConvChannelFacts &facts = layer.channels;
+      if (outside(facts.zeroInputChannels, layer.geometry.inChannels) ||
+          outside(facts.zeroOutputChannels, layer.geometry.outChannels) ||
+          outside(facts.unreadOutputChannels, layer.geometry.outChannels) ||
+          layer.removedNonzeros < 0 ||
+          layer.removedNonzeros > int64_t(layer.referenceWeights().size()))
+        std::abort();
     } catch (const InputError &) {
       // One bad layer must not affect the others.
     }

@@ -93,6 +93,23 @@ def main():
     with open(os.path.join(OUT, "truncated.onnx"), "wb") as f:
         f.write(data[: len(data) // 2])
 
+    # Zero channels across layers (src/model/ZeroChannels): zero filters behind
+    # a Relu, a pool and a Concat, a consumer with unread inputs, an Add.
+    wa = weights((8, 4, 3, 3))
+    wa[[1, 3]] = 0
+    wc = weights((6, 16, 1, 1), sparsity=0.5)
+    wc[:, [0, 9]] = 0
+    save("zero_channels.onnx",
+         model([helper.make_node("Conv", ["x", "wa"], ["a"], name="A", pads=[1, 1, 1, 1]),
+                helper.make_node("Relu", ["a"], ["r"]),
+                helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+                helper.make_node("Concat", ["r", "p"], ["cat"], axis=1),
+                helper.make_node("Conv", ["cat", "wc"], ["c"], name="C"),
+                helper.make_node("Conv", ["cat", "wc"], ["d"], name="D"),
+                helper.make_node("Add", ["c", "d"], ["s"])],
+               [x()], [y("s")], [numpy_helper.from_array(wa, "wa"),
+                                 numpy_helper.from_array(wc, "wc")]))
+
 
 if __name__ == "__main__":
     main()

@@ -211,31 +211,9 @@ class CarrierBadInput(unittest.TestCase):
 
 
 if torch is not None:
-    class BasicBlock(nn.Module):
-        """torchvision's ResNet BasicBlock: conv-bn-relu, conv-bn, + identity
-        (or a 1x1 projection conv-bn when the shape changes), relu."""
-
-        def __init__(self, in_channels, channels, stride=1):
-            super().__init__()
-            self.conv1 = nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(channels)
-            self.relu = nn.ReLU(inplace=True)
-            self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-            self.bn2 = nn.BatchNorm2d(channels)
-            self.downsample = None
-            if stride != 1 or in_channels != channels:
-                self.downsample = nn.Sequential(
-                    nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False),
-                    nn.BatchNorm2d(channels))
-
-        def forward(self, x):
-            identity = x
-            out = self.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            if self.downsample is not None:
-                identity = self.downsample(x)
-            out += identity
-            return self.relu(out)
+    # torchvision's ResNet BasicBlock, as the structured-pruning example has it.
+    sys.path.insert(0, os.path.join(SOURCE_DIR, "examples", "structured_pruning"))
+    from tiny_resnet import BasicBlock  # noqa: E402
 
     class TinyResNet(nn.Module):
         """A stem conv-bn-relu + max pool, two basic blocks, a downsampling
@@ -381,7 +359,8 @@ class TorchExportKeepingBatchNorm(unittest.TestCase):
 
 class PruningLoopThroughOnnx(unittest.TestCase):
     """examples/pruning_loop with --onnx: convgen reads each round's ONNX, and the
-    cache hits and misses as with the .npz."""
+    cache hits and misses as with the .npz, and where the zero channels the
+    graph proves change, the loop names the layers that miss for it."""
 
     def test_rounds_hit_and_miss_as_expected(self):
         tool = convgen_tool()
@@ -396,8 +375,12 @@ class PruningLoopThroughOnnx(unittest.TestCase):
             self.assertTrue(os.path.exists(os.path.join(work, "round1.onnx")))
             with open(summary_path) as f:
                 rounds = json.load(f)
-        self.assertEqual([(r["hits"], r["misses"]) for r in rounds],
+        # A layer whose code changed because the channels its graph proves
+        # zero changed (a fine-tuned bias behind a pruned filter) misses too.
+        self.assertEqual([(r["hits"] + len(r["graph_changed"]),
+                           r["misses"] - len(r["graph_changed"])) for r in rounds],
                          [(0, 3), (0, 3), (3, 0), (2, 1), (3, 0)])
+        self.assertEqual(rounds[2]["graph_changed"], ["/conv2/Conv"])
         self.assertTrue(all(r["verified"] for r in rounds))
         self.assertEqual(rounds[-1]["layers_written"], 0)
 

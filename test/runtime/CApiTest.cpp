@@ -28,6 +28,9 @@ TEST(CApi, NullHandlesAreErrorsNotCrashes) {
   EXPECT_EQ(convgen_layer_reload(nullptr, &valuesOnly), 2);
   int64_t in[3], out[3];
   EXPECT_EQ(convgen_layer_shape(nullptr, in, out), 2);
+  int64_t count = 0;
+  EXPECT_EQ(convgen_layer_unread_channels(nullptr, nullptr, 0, &count), 2);
+  EXPECT_EQ(convgen_model_unread_channels(nullptr, "a", nullptr, 0, &count), 2);
   EXPECT_EQ(convgen_layer_load(nullptr, 0, nullptr), 2);
   convgen_layer_free(nullptr);
 }

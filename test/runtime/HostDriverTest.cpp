@@ -5,6 +5,7 @@
 // test is the double's own negative control: a launch that disagrees with
 // the generator must be caught. These skip outside ctest's hostcuda.* run.
 #include "codegen/Ptxas.h"
+#include "model/LayerChannels.h"
 #include "pipeline/ModelGenerator.h"
 #include "runtime/LayerRuntime.h"
 #include "runtime/ModelRuntime.h"
@@ -214,6 +215,33 @@ TEST_F(HostDriverTest, DestructorsTolerateADriverThatHasShutDown) {
     failNextHostDriverCall("cuModuleUnload", cuda::CUDA_ERROR_DEINITIALIZED);
     failNextHostDriverCall("cuMemFree_v2", cuda::CUDA_ERROR_DEINITIALIZED);
   });
+}
+
+// A layer generated in its graph's context: its unread output channels are
+// listed by the C API (they hold no data), and the channels it computes
+// match the reference.
+TEST_F(HostDriverTest, CApiListsTheChannelsALayerDoesNotCompute) {
+  ConvLayer convLayer = layer("unread", 0.5, 10, 16);
+  applyChannelFacts(convLayer, {{}, {}, {1, 3}});
+  GeneratedLayer generated = generate(convLayer);
+  convgen_layer *loaded = nullptr;
+  ASSERT_EQ(convgen_layer_load(generated.manifestPath.c_str(), 0, &loaded), 0)
+      << convgen_last_error();
+  int64_t channels[4] = {-1, -1, -1, -1}, count = 0;
+  ASSERT_EQ(convgen_layer_unread_channels(loaded, channels, 4, &count), 0) << convgen_last_error();
+  EXPECT_EQ(count, 2);
+  EXPECT_EQ(channels[0], 1);
+  EXPECT_EQ(channels[1], 3);
+  channels[0] = -1;
+  ASSERT_EQ(convgen_layer_unread_channels(loaded, channels, 0, &count), 0);
+  EXPECT_EQ(count, 2) << "a capacity of 0 asks for the count";
+  EXPECT_EQ(convgen_layer_unread_channels(loaded, nullptr, 2, &count), 2);
+  LayerLaunch launch = [&loaded](cuda::CUdeviceptr input, cuda::CUdeviceptr output, int batch) {
+    ASSERT_EQ(convgen_layer_launch(loaded, input, output, batch, 0), 0) << convgen_last_error();
+  };
+  std::string firstBad;
+  EXPECT_EQ(runOnGpuAndCompare(*Context, launch, convLayer, 2, 5, firstBad), 0) << firstBad;
+  convgen_layer_free(loaded);
 }
 
 TEST_F(HostDriverTest, CApiRunsAndReloadsALayer) {

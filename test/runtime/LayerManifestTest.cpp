@@ -140,3 +140,18 @@ TEST_F(LayerManifestTest, NotJsonOrMissing) {
 }
 
 } // namespace
+
+// Sparsity that crosses layers: the output channels nobody in the graph
+// reads are not computed, and the runtime says so.
+TEST_F(LayerManifestTest, ReadsTheUnreadOutputChannels) {
+  EXPECT_TRUE(read(validManifest()).unreadOutputChannels.empty());
+  nlohmann::json manifest = validManifest();
+  manifest["channels"] = {{"zero_inputs", {1}}, {"unread_outputs", {2, 7}}};
+  EXPECT_EQ(read(manifest).unreadOutputChannels, (std::vector<int64_t>{2, 7}));
+  manifest["channels"]["unread_outputs"] = {8};
+  expectRefused(manifest, "channels.unread_outputs");
+  manifest["channels"]["unread_outputs"] = "2";
+  expectRefused(manifest, "channels.unread_outputs");
+  manifest["channels"] = nlohmann::json::object();
+  expectRefused(manifest, "channels.unread_outputs");
+}

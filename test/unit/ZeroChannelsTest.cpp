@@ -26,7 +26,7 @@ Node conv(const std::string &name, const std::string &in, const std::string &out
   node.outputs = {out};
   node.groups = groups;
   node.filterReads.assign(size_t(outChannels), std::vector<bool>(size_t(inChannels / groups), true));
-  node.biasNonzero.assign(size_t(outChannels), false);
+  node.constantNonzero.assign(size_t(outChannels), false);
   return node;
 }
 
@@ -61,6 +61,8 @@ TEST(ZeroChannels, AChainPropagatesBothWays) {
   EXPECT_THAT(facts["B"].unreadOutputChannels, IsEmpty()) << "a graph output is read whole";
   EXPECT_THAT(facts["A"].zeroInputChannels, IsEmpty());
   EXPECT_THAT(facts["A"].unreadOutputChannels, ElementsAre(1, 2));
+  EXPECT_THAT(facts["A"].zeroOutputChannels, ElementsAre(1));
+  EXPECT_THAT(facts["B"].zeroOutputChannels, IsEmpty());
 }
 
 TEST(ZeroChannels, ABiasOrAnActivationThatMovesZeroStopsIt) {
@@ -70,7 +72,7 @@ TEST(ZeroChannels, ABiasOrAnActivationThatMovesZeroStopsIt) {
   Node a = conv("A", "x", "a", 3, 2);
   clearFilter(a, 0);
   clearFilter(a, 1);
-  a.biasNonzero[1] = true; // channel 1 is the bias everywhere: not zero
+  a.constantNonzero[1] = true; // channel 1 is the bias everywhere: not zero
   Node clip = op("Clip", {"a"}, "c");
   clip.mapsZeroToZero = true;
   g.nodes = {a, clip, conv("B", "c", "b", 2, 2)};
