@@ -21,9 +21,11 @@ ChannelGraph::Node layerChannelNode(const ConvLayer &layer, const std::string &i
       const float *filter = layer.weights.data() + (k * perGroupIn + c) * taps;
       node.filterReads[k][c] = std::any_of(filter, filter + taps, [](float w) { return w != 0.0f; });
     }
-  node.constantNonzero.assign(size_t(g.outChannels), false);
+  // The kernel's sums start from the bias and the activation is a clamp:
+  // both exact in float.
+  node.constantOutput.assign(size_t(g.outChannels), 0.0);
   for (size_t k = 0; k < layer.bias.size(); ++k)
-    node.constantNonzero[k] = applyActivation(double(layer.bias[k]), g.activation) != 0.0;
+    node.constantOutput[k] = applyActivation(double(layer.bias[k]), g.activation);
   return node;
 }
 

@@ -17,9 +17,8 @@
 namespace convgen {
 
 /// \p layer as a Conv node of the channel graph, from \p input to \p output:
-/// which (output, input) channel pairs have a nonzero weight, and which
-/// output channels are nonzero when every input is zero (the activation of
-/// the bias).
+/// which (output, input) channel pairs have a nonzero weight, and what each
+/// output channel is where every input is zero (the activation of the bias).
 ChannelGraph::Node layerChannelNode(const ConvLayer &layer, const std::string &input,
                                     const std::string &output);
 

@@ -38,7 +38,7 @@ using TensorShapes = std::unordered_map<std::string, std::vector<int64_t>>;
 
 /// A layer convgen generates: its Conv, the nodes fused into it, and its
 /// node of the channel graph (name, inputs, outputs, filterReads,
-/// constantNonzero, groups). A layer whose weights could not be read has a
+/// constantOutput, groups). A layer whose weights could not be read has a
 /// node without filterReads, which the pass treats as unknown.
 struct FusedLayerNode {
   const onnx::NodeProto *conv = nullptr;

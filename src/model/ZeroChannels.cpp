@@ -1,6 +1,7 @@
 #include "model/ZeroChannels.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 namespace convgen {
@@ -9,12 +10,16 @@ namespace {
 
 using Node = ChannelGraph::Node;
 using Mask = std::vector<bool>;
+/// Per channel, the value it holds at every position, where known.
+using Constants = std::vector<std::optional<double>>;
 
 enum class Kind { Conv, ChannelWise, Concat, Add, Unknown };
 
-/// Per tensor of known channel count: which channels are zero, which read.
+/// Per tensor of known channel count: which channels are constant (zero
+/// among them), which read.
 struct Masks {
-  std::map<std::string, Mask> zero, read;
+  std::map<std::string, Constants> constant;
+  std::map<std::string, Mask> read;
 };
 
 int64_t channelsOf(const ChannelGraph &graph, const std::string &tensor) {
@@ -33,7 +38,7 @@ bool isConvShaped(const ChannelGraph &graph, const Node &node) {
   const int64_t in = channelsOf(graph, node.inputs[0]), out = channelsOf(graph, node.outputs[0]);
   if (in <= 0 || out <= 0 || in % node.groups || out % node.groups ||
       int64_t(node.filterReads.size()) != out ||
-      (!node.constantNonzero.empty() && int64_t(node.constantNonzero.size()) != out))
+      (!node.constantOutput.empty() && int64_t(node.constantOutput.size()) != out))
     return false;
   return std::all_of(node.filterReads.begin(), node.filterReads.end(),
                      [&](const Mask &row) { return int64_t(row.size()) == in / node.groups; });
@@ -73,68 +78,96 @@ Kind kindOf(const ChannelGraph &graph, const Node &node) {
   return Kind::Unknown;
 }
 
-/// Whether a channel-wise node keeps channel \p c zero.
-bool keepsZero(const Node &node, size_t c) {
-  if (node.op == "Clip")
-    return node.mapsZeroToZero;
-  if (node.op == "BatchNormalization")
-    return node.channelMapsZeroToZero[c];
-  return true; // Relu, pools, Identity, Dropout (scaled or not): 0 stays 0
+/// What a channel-wise node makes of a channel that is the constant
+/// \p value everywhere: the value it then holds everywhere, or nullopt.
+/// Relu, max pooling (pads are -inf), Identity keep a constant exactly;
+/// the others only keep 0 (an average over padding, a dropout's scale or a
+/// normalisation computed in another precision would not be exact).
+std::optional<double> channelWise(const Node &node, size_t c, double value) {
+  if (node.op == "Relu")
+    return std::max(value, 0.0);
+  if (node.op == "MaxPool" || node.op == "GlobalMaxPool" || node.op == "Identity")
+    return value;
+  const bool keepsZero = node.op == "Clip"                 ? node.mapsZeroToZero
+                         : node.op == "BatchNormalization" ? bool(node.channelMapsZeroToZero[c])
+                                                           : true; // pools, Dropout
+  if (value == 0.0 && keepsZero)
+    return 0.0;
+  return std::nullopt;
 }
 
-/// Sets \p mask[i] where \p value; true if it changed anything.
-bool raise(Mask &mask, size_t i, bool value) {
-  if (!value || mask[i])
+/// Sets \p values[i] to \p value where it was unknown; true if it changed.
+bool learn(Constants &values, size_t i, std::optional<double> value) {
+  if (!value || values[i])
     return false;
-  mask[i] = true;
+  values[i] = value;
   return true;
 }
 
-/// One forward sweep: zero channels produced from zero inputs.
+bool isZero(const std::optional<double> &value) { return value && *value == 0.0; }
+
+/// One forward sweep: channels that hold one value everywhere, from inputs
+/// that are zero (a Conv) or constant (the rest).
 bool forward(const ChannelGraph &graph, const std::vector<Kind> &kinds, Masks &m) {
   bool changed = false;
   for (size_t n = 0; n < graph.nodes.size(); ++n) {
     const Node &node = graph.nodes[n];
     switch (kinds[n]) {
     case Kind::Conv: {
-      const Mask &in = m.zero.at(node.inputs[0]);
-      Mask &out = m.zero.at(node.outputs[0]);
+      // Only zero inputs: a constant nonzero input is not constant in the
+      // output where the window overlaps the zero padding.
+      const Constants &in = m.constant.at(node.inputs[0]);
+      Constants &out = m.constant.at(node.outputs[0]);
       const size_t perGroupIn = in.size() / size_t(node.groups);
       const size_t perGroupOut = out.size() / size_t(node.groups);
       for (size_t k = 0; k < out.size(); ++k) {
         const size_t group = k / perGroupOut;
-        bool zero = node.constantNonzero.empty() || !node.constantNonzero[k];
-        for (size_t c = 0; zero && c < perGroupIn; ++c)
-          zero = !node.filterReads[k][c] || in[group * perGroupIn + c];
-        changed |= raise(out, k, zero);
+        bool constant = true;
+        for (size_t c = 0; constant && c < perGroupIn; ++c)
+          constant = !node.filterReads[k][c] || isZero(in[group * perGroupIn + c]);
+        if (constant)
+          changed |= learn(out, k, node.constantOutput.empty() ? 0.0 : node.constantOutput[k]);
       }
       break;
     }
     case Kind::ChannelWise: {
-      const Mask &in = m.zero.at(node.inputs[0]);
-      Mask &out = m.zero.at(node.outputs[0]);
+      const Constants &in = m.constant.at(node.inputs[0]);
+      Constants &out = m.constant.at(node.outputs[0]);
       for (size_t c = 0; c < out.size(); ++c)
-        changed |= raise(out, c, in[c] && keepsZero(node, c));
+        if (in[c])
+          changed |= learn(out, c, channelWise(node, c, *in[c]));
       break;
     }
     case Kind::Concat: {
-      Mask &out = m.zero.at(node.outputs[0]);
+      Constants &out = m.constant.at(node.outputs[0]);
       size_t offset = 0;
       for (const std::string &input : node.inputs) {
-        const Mask &in = m.zero.at(input);
+        const Constants &in = m.constant.at(input);
         for (size_t c = 0; c < in.size(); ++c)
-          changed |= raise(out, offset + c, in[c]);
+          changed |= learn(out, offset + c, in[c]);
         offset += in.size();
       }
       break;
     }
     case Kind::Add: {
-      Mask &out = m.zero.at(node.outputs[0]);
+      // Two constants add to one constant, in float as the model adds them
+      // (one rounding, whose sign is the exact sum's). More inputs keep
+      // only zeros: a chain of roundings could move a sum across 0.
+      Constants &out = m.constant.at(node.outputs[0]);
       for (size_t c = 0; c < out.size(); ++c) {
-        bool zero = true;
-        for (const std::string &input : node.inputs)
-          zero = zero && m.zero.at(input)[c];
-        changed |= raise(out, c, zero);
+        bool allZero = true, allConstant = true;
+        float sum = 0.0f;
+        for (const std::string &input : node.inputs) {
+          const std::optional<double> &value = m.constant.at(input)[c];
+          allZero = allZero && isZero(value);
+          allConstant = allConstant && value.has_value();
+          if (value)
+            sum += float(*value);
+        }
+        if (allZero)
+          changed |= learn(out, c, 0.0);
+        else if (allConstant && node.inputs.size() == 2)
+          changed |= learn(out, c, double(sum));
       }
       break;
     }
@@ -143,6 +176,14 @@ bool forward(const ChannelGraph &graph, const std::vector<Kind> &kinds, Masks &m
     }
   }
   return changed;
+}
+
+/// Sets \p mask[i] where \p value; true if it changed anything.
+bool raise(Mask &mask, size_t i, bool value) {
+  if (!value || mask[i])
+    return false;
+  mask[i] = true;
+  return true;
 }
 
 /// One backward sweep: channels read by someone who needs them.
@@ -155,7 +196,7 @@ bool backward(const ChannelGraph &graph, const std::vector<Kind> &kinds, Masks &
       // Input channel c is read through a nonzero weight of an output
       // channel someone reads, unless c is known zero (its weights are skipped).
       const Mask &outRead = m.read.at(node.outputs[0]);
-      const Mask &inZero = m.zero.at(node.inputs[0]);
+      const Constants &inValues = m.constant.at(node.inputs[0]);
       Mask &inRead = m.read.at(node.inputs[0]);
       const size_t perGroupIn = inRead.size() / size_t(node.groups);
       const size_t perGroupOut = outRead.size() / size_t(node.groups);
@@ -165,7 +206,7 @@ bool backward(const ChannelGraph &graph, const std::vector<Kind> &kinds, Masks &
         const size_t group = k / perGroupOut;
         for (size_t c = 0; c < perGroupIn; ++c) {
           const size_t channel = group * perGroupIn + c;
-          changed |= raise(inRead, channel, node.filterReads[k][c] && !inZero[channel]);
+          changed |= raise(inRead, channel, node.filterReads[k][c] && !isZero(inValues[channel]));
         }
       }
       break;
@@ -202,6 +243,14 @@ bool backward(const ChannelGraph &graph, const std::vector<Kind> &kinds, Masks &
   return changed;
 }
 
+std::vector<int64_t> zeroIndices(const Constants &values) {
+  std::vector<int64_t> indices;
+  for (size_t i = 0; i < values.size(); ++i)
+    if (isZero(values[i]))
+      indices.push_back(int64_t(i));
+  return indices;
+}
+
 std::vector<int64_t> indicesOf(const Mask &mask, bool value) {
   std::vector<int64_t> indices;
   for (size_t i = 0; i < mask.size(); ++i)
@@ -216,7 +265,7 @@ std::map<std::string, ConvChannelFacts> propagateZeroChannels(const ChannelGraph
   Masks m;
   for (const auto &[tensor, channels] : graph.channels)
     if (channels > 0) {
-      m.zero[tensor] = Mask(size_t(channels), false);
+      m.constant[tensor] = Constants(size_t(channels));
       m.read[tensor] = Mask(size_t(channels), false);
     }
   for (const std::string &output : graph.graphOutputs)
@@ -236,8 +285,8 @@ std::map<std::string, ConvChannelFacts> propagateZeroChannels(const ChannelGraph
     if (kinds[n] != Kind::Conv)
       continue;
     const Node &node = graph.nodes[n];
-    facts[node.name] = {indicesOf(m.zero.at(node.inputs[0]), true),
-                        indicesOf(m.zero.at(node.outputs[0]), true),
+    facts[node.name] = {zeroIndices(m.constant.at(node.inputs[0])),
+                        zeroIndices(m.constant.at(node.outputs[0])),
                         indicesOf(m.read.at(node.outputs[0]), false)};
   }
   return facts;

@@ -2,14 +2,22 @@
 // known to be zero, and which no consumer reads, propagated through the
 // graph to a fixed point (SparTA's idea, for channels).
 //
-// Forward, a channel is zero when its producer makes it zero exactly: a
-// Conv output channel whose nonzero weights all lie on zero input channels
-// (zero padding stays zero) and whose constant (bias, then the activation
-// fused into it) is zero; an operator that maps 0 to 0 channel by channel
-// (Relu, a Clip whose range holds 0, MaxPool, AveragePool, their Global
-// forms, Identity, Dropout, a BatchNormalization channel whose affine map
-// keeps 0); a Concat shifts channels; an Add keeps a channel zero only
-// where every input has it zero.
+// Forward, a channel is zero when its producer makes it zero exactly. To
+// find such channels the pass tracks channels that hold one value at every
+// position (zero among them), all exact in float:
+//   - a Conv output channel whose nonzero weights all lie on zero input
+//     channels holds its bias after the fused activation (zero padding
+//     changes nothing: the weights it would meet are on zero channels);
+//   - Relu, MaxPool and GlobalMaxPool (pads are -inf) and Identity keep a
+//     constant; AveragePool, GlobalAveragePool, Dropout, a Clip whose range
+//     holds 0 and a BatchNormalization channel whose affine map keeps 0 keep
+//     only a zero;
+//   - a Concat shifts channels;
+//   - an Add of two constants is their float sum, so relu(a + b) is zero
+//     where a + b <= 0 (a residual add behind two pruned filters); with more
+//     inputs only an all-zero channel stays zero.
+// A constant channel that is not zero is never used for anything else:
+// folding it into a consumer's bias would not be exact under zero padding.
 //
 // Backward, a channel is unread when the tensor is no graph output and no
 // consumer reads it: a Conv reads input channel c only through nonzero
@@ -36,11 +44,12 @@ struct ChannelGraph {
     std::string op;   ///< ONNX op type: "Conv", "Relu", "Concat", ...
     std::vector<std::string> inputs, outputs; ///< tensor names; data inputs only
     /// Conv: per output channel, per input channel of its group, whether
-    /// any weight is nonzero; and per output channel, whether the output is
-    /// nonzero where every input is zero: its bias after the activation
-    /// fused into it, so relu(b) for b <= 0 counts as zero (empty: none is).
+    /// any weight is nonzero; and per output channel, what the output is
+    /// where every input it reads is zero: its bias after the activation
+    /// fused into it, as the layer computes it in float (so relu(b) is 0
+    /// for b <= 0); empty: 0.
     std::vector<std::vector<bool>> filterReads;
-    std::vector<bool> constantNonzero;
+    std::vector<double> constantOutput;
     int64_t groups = 1;
     /// Concat: the axis (channels are axis 1 of NCHW).
     int64_t axis = 1;

@@ -4,7 +4,8 @@ by weights (80 %), exported to ONNX. convgen removes exactly the nonzeros that
 the example's brute-force recount finds (running the network, no convgen
 rule), every layer verifies in context, the code holds fewer fma than with
 --no-propagate, and the manifests name the unread channels. A model with no
-zero channels generates byte-identical PTX with and without propagation."""
+zero channels generates byte-identical PTX with and without propagation.
+Unstructured pruning alone (90 %) matches its recount too."""
 import glob
 import json
 import os
@@ -45,6 +46,14 @@ class ZeroChannelsTest(unittest.TestCase):
                         "--prune", "0.8", "-o", os.path.join(cls.work.name, "tiny.npz"),
                         "--onnx"], check=True, capture_output=True)
 
+        # Unstructured alone: whole filters of the 3-channel stem still go,
+        # and residual adds of two constant channels make zeros behind ReLUs.
+        cls.unstructured = os.path.join(cls.work.name, "u90.onnx")
+        subprocess.run([sys.executable, EXPORT, os.path.join(EXAMPLE, "tiny_resnet.py") +
+                        ":tiny_resnet", "--input-shape", "1,3,32,32", "--prune", "0.9",
+                        "-o", os.path.join(cls.work.name, "u90.npz"), "--onnx"],
+                       check=True, capture_output=True)
+
     @classmethod
     def tearDownClass(cls):
         cls.work.cleanup()
@@ -67,6 +76,14 @@ class ZeroChannelsTest(unittest.TestCase):
         self.assertEqual(verify.returncode, 0, verify.stdout + verify.stderr)
         self.assertIn("15 PASS, 0 FAIL", verify.stdout)
         self.assertIn("in context:", verify.stdout)
+
+    def test_the_recount_matches_on_unstructured_pruning_too(self):
+        result = subprocess.run([sys.executable, os.path.join(EXAMPLE, "recount.py"),
+                                 self.unstructured, "--convgen", self.tool],
+                                capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        verify = self.convgen("verify", "--weights", self.unstructured, "--all")
+        self.assertEqual(verify.returncode, 0, verify.stdout + verify.stderr)
 
     def test_propagation_removes_code_and_says_which_channels(self):
         on, off = (os.path.join(self.work.name, name) for name in ("on", "off"))

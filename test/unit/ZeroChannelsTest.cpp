@@ -26,7 +26,7 @@ Node conv(const std::string &name, const std::string &in, const std::string &out
   node.outputs = {out};
   node.groups = groups;
   node.filterReads.assign(size_t(outChannels), std::vector<bool>(size_t(inChannels / groups), true));
-  node.constantNonzero.assign(size_t(outChannels), false);
+  node.constantOutput.assign(size_t(outChannels), 0.0);
   return node;
 }
 
@@ -72,7 +72,7 @@ TEST(ZeroChannels, ABiasOrAnActivationThatMovesZeroStopsIt) {
   Node a = conv("A", "x", "a", 3, 2);
   clearFilter(a, 0);
   clearFilter(a, 1);
-  a.constantNonzero[1] = true; // channel 1 is the bias everywhere: not zero
+  a.constantOutput[1] = 0.5; // channel 1 is the bias everywhere: not zero
   Node clip = op("Clip", {"a"}, "c");
   clip.mapsZeroToZero = true;
   g.nodes = {a, clip, conv("B", "c", "b", 2, 2)};
@@ -101,6 +101,36 @@ TEST(ZeroChannels, AResidualAddKeepsAChannelZeroOnlyWhereBothAre) {
   EXPECT_THAT(facts["C"].zeroInputChannels, ElementsAre(3));
   EXPECT_THAT(facts["A"].unreadOutputChannels, ElementsAre(1, 3));
   EXPECT_THAT(facts["B"].unreadOutputChannels, ElementsAre(1, 3));
+}
+
+// A residual block behind two pruned filters with biases: each branch is a
+// constant channel, and relu(a + b) is zero where the float sum is <= 0.
+// An average pool keeps only zeros; three inputs keep only all-zero ones.
+TEST(ZeroChannels, ConstantChannelsAddUpAndAReluZeroesANegativeSum) {
+  ChannelGraph g;
+  g.channels = {{"x", 3}, {"a", 3}, {"b", 3}, {"s", 3}, {"r", 3}, {"y", 2}};
+  g.graphOutputs = {"y"};
+  Node a = conv("A", "x", "a", 3, 3), b = conv("B", "x", "b", 3, 3), c = conv("C", "r", "y", 3, 2);
+  for (size_t k = 0; k < 3; ++k) {
+    clearFilter(a, k);
+    clearFilter(b, k);
+  }
+  a.constantOutput = {0.5, 0.25, 0.0};
+  b.constantOutput = {-0.5, 0.0, -1.0};
+  g.nodes = {a, b, op("Add", {"a", "b"}, "s"), op("Relu", {"s"}, "r"), c};
+  // 0.5 - 0.5 = 0, 0.25 + 0 > 0, 0 - 1 < 0: channels 0 and 2 are zero.
+  EXPECT_THAT(propagateZeroChannels(g)["C"].zeroInputChannels, ElementsAre(0, 2));
+
+  g.nodes[3] = op("AveragePool", {"s"}, "r"); // keeps zeros, not constants
+  EXPECT_THAT(propagateZeroChannels(g)["C"].zeroInputChannels, ElementsAre(0));
+
+  g.channels["d"] = 3;
+  Node d = conv("D", "x", "d", 3, 3);
+  for (size_t k = 0; k < 3; ++k)
+    clearFilter(d, k);
+  g.nodes = {a, b, d, op("Sum", {"a", "b", "d"}, "s"), op("Relu", {"s"}, "r"), c};
+  EXPECT_THAT(propagateZeroChannels(g)["C"].zeroInputChannels, IsEmpty())
+      << "a + b + 0 is not added up: only all-zero channels pass three inputs";
 }
 
 TEST(ZeroChannels, ConcatShiftsChannelsAndPoolsKeepZeros) {
