@@ -49,6 +49,25 @@ else
   echo "setup: all ${#packages[@]} Debian packages present"
 fi
 
+# The Python package (python/convgen): a .pth file in Debian python3's site
+# directory names this checkout's python/, so `import convgen.torch` works
+# without PyPI or pip. It uses this checkout's build (build/) or $CONVGEN_TOOL
+# and $CONVGEN_LIB.
+python_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/python"
+if site_dir="$(/usr/bin/python3 -c 'import site; print(site.getsitepackages()[0])' 2>/dev/null)"; then
+  pth="$site_dir/convgen.pth"
+  if [[ "$(cat "$pth" 2>/dev/null)" != "$python_dir" ]]; then
+    if [[ $(id -u) -eq 0 ]]; then
+      mkdir -p "$site_dir" && printf '%s\n' "$python_dir" >"$pth"
+    elif command -v sudo >/dev/null; then
+      sudo mkdir -p "$site_dir" && printf '%s\n' "$python_dir" | sudo tee "$pth" >/dev/null
+    else
+      echo "setup: warning: cannot write $pth (not root, no sudo): put $python_dir on PYTHONPATH" >&2
+    fi
+  fi
+  [[ -f "$pth" ]] && echo "setup: the convgen Python package is importable ($pth -> $python_dir)"
+fi
+
 cuda="${CUDA_HOME:-/usr/local/cuda}"
 cuda_missing=()
 [[ -f "$cuda/include/cuda.h" ]] || cuda_missing+=("$cuda/include/cuda.h (CUDA Driver API header)")

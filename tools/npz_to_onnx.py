@@ -38,7 +38,8 @@ import zipfile
 
 import numpy as np
 
-from file_mode import new_file_mode
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from convgen.file_mode import new_file_mode  # noqa: E402
 
 try:
     import onnx

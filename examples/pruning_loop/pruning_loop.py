@@ -17,6 +17,12 @@ with `convgen verify --all`. The rounds show what the cache does:
   4. prune conv3 alone to 90 %     one mask changes: one miss, two hits
   5. export again, no change       every layer hits and nothing is written
 
+Each round goes through the convgen package (python/convgen): convgen.torch.export
+and convgen.torch.generate. On a CUDA GPU the rounds also run there: round one
+loads a copy of the model with convgen.torch.load, each later round copies the
+new weights in and calls model.convgen_reload(), which reloads only the changed
+layers, and the swapped model's output is compared with PyTorch's.
+
 With --onnx each round also exports the model as ONNX (export_pytorch's onnx
 flag: the same folded, pruned weights) and convgen reads ROUND.onnx instead of
 the .npz, through the same cache; the rounds hit and miss the same way, except
@@ -29,6 +35,7 @@ Exit codes: 0 success, 1 convgen or a verify failed, or a round did not hit or m
 expected, 2 cannot run (no torch, no convgen, or the export failed).
 """
 import argparse
+import copy
 import json
 import os
 import re
@@ -39,7 +46,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
+sys.path.insert(0, os.path.join(ROOT, "python"))  # the convgen package, if setup.sh did not
 
 try:
     import numpy as np
@@ -50,7 +57,9 @@ except ImportError as error:  # pragma: no cover - depends on the machine
     print(f"pruning_loop: needs numpy and torch ({error})", file=sys.stderr)
     sys.exit(2)
 
-from export_pytorch import ExportError, export, onnx_path  # noqa: E402
+import convgen.torch as cgt  # noqa: E402
+from convgen import ConvgenError  # noqa: E402
+from convgen.exporter import ExportError  # noqa: E402
 
 
 class SmallCnn(nn.Module):
@@ -128,10 +137,12 @@ def run(command):
 
 def regenerate(args, weights, generated):
     """convgen --all through the cache: (seconds, hits, misses, files written)."""
-    result, seconds = run([args.convgen, "--weights", weights, "--all", "-o", generated,
-                           "--cache-dir", args.cache_dir])
-    if result.returncode != 0:
-        raise RuntimeError(f"convgen failed ({result.returncode}): {result.stderr.strip()}")
+    start = time.monotonic()
+    try:
+        result = cgt.generate(weights, generated, cache_dir=args.cache_dir, tool=args.convgen)
+    except ConvgenError as error:
+        raise RuntimeError(f"convgen failed: {error}") from error
+    seconds = time.monotonic() - start
     hits = len(re.findall(r": hit,", result.stderr))
     misses = len(re.findall(r": (?:miss|corrupt),", result.stderr))
     untouched = len(re.findall(r"up to date", result.stderr))
@@ -158,6 +169,31 @@ def code_masks(args, weights, npz):
 def is_one_of(layer, names):
     """Whether convgen's layer name (an ONNX node name like /conv3/Conv) is one of `names`."""
     return any(layer == name or f"/{name}/" in layer for name in names)
+
+
+def gpu_round(model, example, generated, gpu, row):
+    """On a GPU, the round's model through the package: round one loads a
+    copy of it (convgen.torch.load), later rounds copy the new weights in and
+    reload (model.convgen_reload(): only the changed layers). Then the
+    swapped copy's output is compared with PyTorch's. False without a GPU."""
+    if not torch.cuda.is_available():
+        return False
+    if not gpu:
+        gpu["model"] = copy.deepcopy(model).cuda().eval()
+        gpu["x"] = example.cuda()
+        _, table = cgt.load(gpu["model"], generated, gpu["x"], policy="always")
+        how = "load"
+    else:
+        gpu["model"].load_state_dict(model.state_dict())
+        table = gpu["model"].convgen_reload()
+        how = "reload"
+    with torch.no_grad():
+        got = gpu["model"](gpu["x"])
+        with cgt.disabled(gpu["model"]):
+            expected = gpu["model"](gpu["x"])
+    row["gpu"] = {"how": how, "swapped": len(table.swapped()),
+                  "max_abs_error": (got - expected).abs().max().item()}
+    return True
 
 
 def verify(args, weights):
@@ -208,17 +244,18 @@ def main(argv=None):
     summary, ok = [], True
     example = torch.randn(1, 1, 32, 32)
     previous_masks = {}
+    gpu = {}  # the model on the GPU, swapped in, when there is one
     for number, (what, amount, names, steps, expected) in enumerate(ROUNDS, start=1):
         if amount is not None:
             prune_to(model, amount, names)
         train(model, generator, steps)
         npz = os.path.join(work, f"round{number}.npz")
+        weights = os.path.join(work, f"round{number}.onnx") if args.onnx else npz
         try:
-            export(model, example, npz, onnx=args.onnx)
+            cgt.export(model, example, weights)
         except ExportError as error:
             print(f"pruning_loop: round {number}: export: {error}", file=sys.stderr)
             return 2
-        weights = onnx_path(npz) if args.onnx else npz
         try:
             seconds, hits, misses, written = regenerate(args, weights, generated)
         except RuntimeError as error:
@@ -256,7 +293,14 @@ def main(argv=None):
             print(f"pruning_loop: round {number} ({what}): expected {expected}, got {hits} hits "
                   f"and {misses} misses, {written} layers written", file=sys.stderr)
         ok = ok and verified and as_expected
+        if gpu_round(model, example, generated, gpu, row):
+            print(f"      GPU: {row['gpu']['swapped']} of 3 layers swapped in "
+                  f"({row['gpu']['how']}), max |error| {row['gpu']['max_abs_error']:.2e} "
+                  f"against PyTorch", flush=True)
+            ok = ok and row["gpu"]["max_abs_error"] <= 1e-3
 
+    if not gpu:
+        print("GPU: none, so the rounds were not run through convgen.torch.load and reload")
     if args.summary_json:
         with open(args.summary_json, "w") as f:
             json.dump(summary, f, indent=1)

@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <llvm/ADT/StringExtras.h>
+#include <llvm/Support/SHA256.h>
 #include <nlohmann/json.hpp>
 
 namespace convgen {
@@ -22,6 +24,20 @@ std::string maskHash(const std::vector<float> &weights) {
 std::string valuesHash(const std::vector<float> &values) {
   return hexDigest(
       fnv1a64({reinterpret_cast<const unsigned char *>(values.data()), values.size() * 4}));
+}
+
+/// SHA-256 of the model's own weights (OIHW) and then the bias, as
+/// little-endian f32: what the layer was generated from, before the graph
+/// removed anything, so that a PyTorch model can check that its layer is
+/// the one generated (python/convgen/torch.py hashes the same bytes).
+static std::string modelWeightsSha256(const ConvLayer &layer) {
+  llvm::SHA256 hash;
+  const std::vector<float> &weights = layer.referenceWeights();
+  hash.update(llvm::ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(weights.data()),
+                                      weights.size() * 4));
+  hash.update(llvm::ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(layer.bias.data()),
+                                      layer.bias.size() * 4));
+  return llvm::toHex(hash.final(), /*LowerCase=*/true);
 }
 
 /// Packed nonzeros, then the bias: little-endian f32 (the hosts convgen
@@ -186,6 +202,7 @@ static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer
       {"dense_multiply_adds_in_template", result.denseMultiplyAdds},
       {"mask_hash", maskHash(layer.weights)},
       {"values_hash", valuesHash(packed) + valuesHash(layer.bias)},
+      {"model_weights_sha256", modelWeightsSha256(layer)},
       {"ptx_bytes", result.ptxBytes},
   };
   if (!layer.channels.empty()) {
