@@ -213,6 +213,12 @@ static nlohmann::json buildManifest(const ConvLayer &layer, const GeneratedLayer
         {"unread_outputs", layer.channels.unreadOutputChannels},
         {"removed_nonzeros", layer.removedNonzeros},
         {"removed_multiply_adds_per_image", layer.removedNonzeros * out.h * out.w},
+        // Each nonzero is one fma per output of a thread's tile in sparse
+        // code; dense code keeps every multiply-add whatever the values.
+        {"removed_fma_in_code", result.mode == "sparse"
+                                    ? layer.removedNonzeros * tiling.imagesPerThread *
+                                          tiling.rowsPerThread * tiling.outputsPerThread
+                                    : 0},
         {"note", "from the graph: input channels known zero and output channels nobody reads "
                  "have no code; unread outputs are not computed (they hold the activation of "
                  "the bias), so nothing may read them as data"}};

@@ -109,6 +109,12 @@ class ZeroChannelsTest(unittest.TestCase):
         with open(os.path.join(off, "convgen-model.json")) as f:
             self.assertFalse(any("unread_output_channels" in layer
                                  for layer in json.load(f)["layers"]))
+        # The fma the manifests say were removed are exactly the difference.
+        removed_fma = 0
+        for layer in model["layers"]:
+            with open(os.path.join(on, layer["manifest"])) as f:
+                removed_fma += json.load(f).get("channels", {}).get("removed_fma_in_code", 0)
+        self.assertEqual(removed_fma, fma_in_ptx(off) - fma_in_ptx(on))
 
     def test_a_model_without_zero_channels_gets_the_same_ptx(self):
         model = os.path.join(SOURCE_DIR, "examples", "esrgan_medium_x4",
