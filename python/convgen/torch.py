@@ -146,14 +146,18 @@ def _generated_layers(generated_dir):
     if not os.path.exists(model_manifest):
         raise ConvgenError(f"{generated_dir} has no {MODEL_MANIFEST}: generate every layer with "
                            "`convgen --all` (convgen.torch.generate does)")
-    layers = {}
+    layers, calls = {}, {}
     for entry in _read_json(model_manifest).get("layers", []):
         manifest = _read_json(os.path.join(generated_dir, entry["manifest"]))
         # "layer1.0.conv1.weight", or "... * ..._mask", or "... folded with ...".
         source = manifest.get("weights", {}).get("source", "").split(" ")[0]
         module = source[:source.rfind(".weight")] if ".weight" in source else entry["name"]
         layers[module] = (entry, manifest)
-    return model_manifest, layers
+        calls[module] = calls.get(module, 0) + 1
+    # A module called twice is two layers (two Conv nodes) with facts of
+    # their own: one kernel cannot stand for both.
+    twice = {module for module, count in calls.items() if count > 1}
+    return model_manifest, layers, twice
 
 
 def weights_sha256(weight, bias):
@@ -168,10 +172,12 @@ def weights_sha256(weight, bias):
 def _geometry_problem(conv, call, manifest):
     """Why the generated layer does not fit this call of `conv`, or None."""
     g = manifest.get("geometry", {})
-    expected = {"input": list(g.get("input", []))[1:], "stride": list(g.get("stride", [])),
-                "dilation": list(g.get("dilation", [])), "groups": g.get("groups")}
-    actual = {"input": list(call.inputs[0].shape[1:]), "stride": list(conv.stride),
-              "dilation": list(conv.dilation), "groups": conv.groups}
+    expected = {"input": list(g.get("input", []))[1:], "output": list(g.get("output", []))[1:],
+                "stride": list(g.get("stride", [])), "dilation": list(g.get("dilation", [])),
+                "groups": g.get("groups")}
+    actual = {"input": list(call.inputs[0].shape[1:]), "output": list(call.output.shape[1:]),
+              "stride": list(conv.stride), "dilation": list(conv.dilation),
+              "groups": conv.groups}
     for key in expected:
         if expected[key] != actual[key]:
             return (f"generated for {key} {expected[key]}, the model has {actual[key]}: "
@@ -189,7 +195,7 @@ class _Match:
         self.layer = entry["name"]
 
 
-def _match(conv_calls, calls, layers):
+def _match(conv_calls, calls, layers, twice):
     """(rows, matches): every conv of the model, and the ones that fit."""
     rows, matches = [], []
     for name, call in conv_calls:
@@ -200,6 +206,9 @@ def _match(conv_calls, calls, layers):
         entry, manifest = layers[name]
         row = SwapRow(name, layer=entry["name"])
         rows.append(row)
+        if name in twice:
+            row.reason = "called more than once in the model: a generated layer per call"
+            continue
         problem = _geometry_problem(conv, call, manifest)
         if problem:
             row.reason = problem
@@ -242,16 +251,25 @@ class _Swap:
         self.runtime, self.layer = runtime, match.layer
         self.device, self.dtype = device, match.dtype
         self.input_chw, self.output_chw = runtime.shape(match.layer)
+        self.bn = match.bn
         self.folds_bn = match.bn is not None
         self.active = True
 
     def __deepcopy__(self, memo):
-        return self  # a copy of the model shares the loaded kernels (the export copies it)
+        # A copy of the model (the export makes one) runs PyTorch only: the
+        # kernels stay with the model that loaded them.
+        copied = _Swap.__new__(_Swap)
+        copied.__dict__.update(self.__dict__)
+        copied.bn = None
+        copied.active = False
+        return copied
 
     def applies(self, conv, x):
-        return (self.active and not conv.training and x.is_cuda and x.device == self.device
-                and x.dtype == self.dtype and x.dim() == 4
-                and tuple(x.shape[1:]) == self.input_chw)
+        """convgen runs inference only: autograd would lose the conv."""
+        return (self.active and not conv.training and (self.bn is None or not self.bn.training)
+                and not (torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad))
+                and x.is_cuda and x.device == self.device and x.dtype == self.dtype
+                and x.dim() == 4 and tuple(x.shape[1:]) == self.input_chw)
 
     def run(self, x):
         x = x.contiguous()
@@ -338,7 +356,7 @@ def time_on_gpu(match, swap):
         y = type(conv).forward(conv, x)
         return type(bn).forward(bn, y) if bn is not None else y
 
-    with torch.no_grad():
+    with torch.no_grad(), torch.cuda.device(swap.device):
         return _cuda_ms(lambda: swap.run(x)), _cuda_ms(pytorch)
 
 
@@ -354,21 +372,26 @@ def _timing_key(match, device):
 
 # ---------------------------------------------------------------- load, reload
 
-def _device_for(example_input, device):
-    """The CUDA device the layers run on, or None where there is none."""
+def _device_for(model, device):
+    """(the CUDA device the layers run on, or None; why none)."""
+    parameter = next(model.parameters(), None)
+    where = parameter.device if parameter is not None else torch.device("cpu")
     if device is not None:
         device = torch.device(device)
-    elif torch.is_tensor(example_input) and example_input.is_cuda:
-        device = example_input.device
+        if device.type != "cuda":
+            raise ValueError(f"convgen layers run on a CUDA device, not {device}")
+    elif where.type == "cuda":
+        device = where
     elif torch.cuda.is_available():
-        device = torch.device("cuda", torch.cuda.current_device())
+        return None, "kept: the model is on the CPU (convgen runs on a CUDA device)"
     elif os.environ.get("CONVGEN_CUDA_DRIVER"):
-        return torch.device("cuda", 0)  # the host CUDA driver (tests): no torch CUDA
+        return torch.device("cuda", 0), ""  # the host CUDA driver (tests): no torch CUDA
     else:
-        return None
-    if device.type != "cuda":
-        raise ValueError(f"convgen layers run on a CUDA device, not {device}")
-    return torch.device("cuda", device.index if device.index is not None else 0)
+        return None, "kept: no CUDA device"
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available()
+                              else 0)
+    return device, ""
 
 
 class _Session:
@@ -378,10 +401,11 @@ class _Session:
         self.generated_dir, self.example_input = generated_dir, example_input
         self.policy, self.timer, self.cache = policy, timer, cache
         self.device, self.runtime = device, runtime
+        self.no_device = ""
         self.table = SwapTable()
 
     def __deepcopy__(self, memo):
-        return self
+        return None  # a copy is not loaded: its swaps are inactive
 
 
 def load(model, generated_dir, example_input, policy="auto", timer=None, cache=None,
@@ -389,20 +413,25 @@ def load(model, generated_dir, example_input, policy="auto", timer=None, cache=N
     """Swaps the model's convolutions for the generated layers that match and,
     with policy "auto", are faster. Returns (model, table).
 
-    example_input: the input the model runs at (a tensor, or a shape for a
-    float32 one), which fixes every layer's input shape. timer: called as
-    timer(match, swap) to give (convgen ms, PyTorch ms) instead of timing on
-    the GPU (tests). cache: a TimingCache or its path (default
-    ~/.cache/convgen/torch-decisions.json), or False for none."""
+    example_input: the input the model runs at (a tensor on the model's device,
+    or a shape for a float32 one), which fixes every layer's input shape.
+    timer: called as timer(match, swap) to give (convgen ms, PyTorch ms)
+    instead of timing on the GPU (tests). cache: a TimingCache or its path
+    (default ~/.cache/convgen/torch-decisions.json), or False for none.
+    device: where the kernels run; by default the model's device."""
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+    parameter = next(model.parameters(), None)
     if not torch.is_tensor(example_input):
-        example_input = torch.randn(*example_input)
+        example_input = torch.randn(*example_input, device=parameter.device if parameter is not None
+                                    else "cpu")
     if cache is None or isinstance(cache, (str, os.PathLike)):
         cache = TimingCache(cache)
-    _uninstall(model)
-    session = _Session(str(generated_dir), example_input, policy, timer, cache or None,
-                       _device_for(example_input, device), None)
+    unload(model)
+    target, no_device = _device_for(model, device)
+    session = _Session(str(generated_dir), example_input, policy, timer, cache or None, target,
+                       None)
+    session.no_device = no_device
     model.convgen_reload = types.MethodType(reload, model)
     model._convgen_session = session
     _decide(model, session)
@@ -423,27 +452,66 @@ def reload(model):
     return session.table
 
 
+def unload(model):
+    """Gives the model its PyTorch convolutions back and frees the kernels
+    (before torch.save(model): a loaded model does not pickle)."""
+    _uninstall(model)
+    session = vars(model).get("_convgen_session")
+    if session is not None and session.runtime is not None:
+        session.runtime.close()
+    for attribute in ("_convgen_session", "convgen_reload"):
+        if attribute in vars(model):
+            delattr(model, attribute)
+    return model
+
+
+def _relies_on_others(match):
+    """Whether the layer's code drops channels because of other layers."""
+    channels = match.manifest.get("channels", {})
+    return bool(channels.get("zero_inputs") or channels.get("unread_outputs"))
+
+
 def _decide(model, session):
-    model_manifest, layers = _generated_layers(session.generated_dir)
+    """Matches, times and swaps, in eval mode (timing runs the BatchNorms,
+    which in training mode would update their statistics)."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             calls = _trace(model, session.example_input)
+        _decide_traced(model, session, calls)
     finally:
         model.train(was_training)
+
+
+def _decide_traced(model, session, calls):
+    model_manifest, layers, twice = _generated_layers(session.generated_dir)
     seen, conv_calls = set(), []
     for call in calls:
         if isinstance(call.module, nn.Conv2d) and call.name not in seen:
             seen.add(call.name)
             conv_calls.append((call.name, call))
-    rows, matches = _match(conv_calls, calls, layers)
+    rows, matches = _match(conv_calls, calls, layers, twice)
     session.table = SwapTable(rows)
+    # A layer generated in its graph's context dropped channels because of
+    # the weights of others: it is only right while they all still match.
+    matched = {match.name for _, match in matches}
+    unmatched = sorted(set(layers) - matched)
+    if unmatched:
+        kept = []
+        for row, match in matches:
+            if _relies_on_others(match):
+                row.reason = (f"its code relies on zero or unread channels of other layers, and "
+                              f"{len(unmatched)} generated layer(s) no longer match "
+                              f"(e.g. {unmatched[0]}): export and generate again")
+            else:
+                kept.append((row, match))
+        matches = kept
     if not matches:
         return
     if session.device is None:
         for row, _ in matches:
-            row.reason = "kept: no CUDA device"
+            row.reason = session.no_device
         return
     if session.policy == "never":
         for row, _ in matches:

@@ -74,10 +74,17 @@ std::vector<bool> batchNormKeepsZero(const OnnxGraphView &view, const NodeProto 
       return {};
     parameters.push_back(std::move(*values));
   }
-  const std::vector<double> &gamma = parameters[0], &beta = parameters[1], &mean = parameters[2];
+  const std::vector<double> &gamma = parameters[0], &beta = parameters[1], &mean = parameters[2],
+                            &variance = parameters[3];
+  const AttributeProto *epsilon = findAttribute(norm, "epsilon");
+  const double eps = epsilon ? double(epsilon->f()) : 1e-5;
   std::vector<bool> keeps(gamma.size());
   for (size_t c = 0; c < keeps.size(); ++c)
-    keeps[c] = beta[c] == 0.0 && (mean[c] == 0.0 || gamma[c] == 0.0);
+    // 0 * anything finite is 0; a variance that makes the scale infinite
+    // or NaN would not be.
+    keeps[c] = beta[c] == 0.0 && (mean[c] == 0.0 || gamma[c] == 0.0) &&
+               std::isfinite(gamma[c]) && std::isfinite(mean[c]) &&
+               std::isfinite(variance[c]) && variance[c] + eps > 0.0;
   return keeps;
 }
 

@@ -252,6 +252,7 @@ private:
   std::unordered_map<std::string, std::vector<int64_t>> Shapes; ///< -1: unknown dimension
   std::unordered_map<std::string, std::vector<const NodeProto *>> Consumers;
   std::set<std::string> GraphOutputs;
+  std::set<std::string> GraphInputs;
   std::map<std::string, LayerNodes> Layers; ///< by layer name
 };
 
@@ -329,8 +330,10 @@ void OnnxTensorSource::indexGraph() {
       shape.push_back(dim.has_dim_value() ? dim.dim_value() : -1);
     Shapes[info.name()] = shape;
   };
-  for (const auto &info : graph.input())
+  for (const auto &info : graph.input()) {
     addShape(info);
+    GraphInputs.insert(info.name());
+  }
   for (const auto &info : graph.value_info())
     addShape(info);
   for (const auto &info : graph.output()) {
@@ -677,7 +680,7 @@ OnnxTensorSource::propagateZeroChannels(const ModelFile &model) const {
         layer.fused.push_back(node);
     try {
       layer.node = layerChannelNode(model.loadLayer(spec), nodes.conv->input(0), spec.graphOutput);
-    } catch (const InputError &) {
+    } catch (const Error &) { // reported when the layer itself is loaded
       // Unknown to the pass: a Conv without filterReads reads everything.
       layer.node.name = spec.name;
       layer.node.op = "Conv";
@@ -688,8 +691,10 @@ OnnxTensorSource::propagateZeroChannels(const ModelFile &model) const {
   }
   OnnxGraphView view{Model.graph(), Shapes, Opset,
                      [this](const std::string &name) -> std::optional<std::vector<double>> {
+                       // An initializer that is also a graph input can be
+                       // given another value at run time: not a constant.
                        const TensorProto *tensor = constant(name);
-                       if (!tensor)
+                       if (!tensor || GraphInputs.count(name))
                          return std::nullopt;
                        try {
                          return values(*tensor, "");

@@ -10,8 +10,15 @@ namespace {
 
 using Node = ChannelGraph::Node;
 using Mask = std::vector<bool>;
-/// Per channel, the value it holds at every position, where known.
-using Constants = std::vector<std::optional<double>>;
+/// A channel that holds one value at every position. `summed`: the value
+/// is a sum of two constants (an Add), exact in float but not in every
+/// precision a runtime may add them in, so it is not added again.
+struct Constant {
+  double value = 0;
+  bool summed = false;
+};
+/// Per channel, the value it holds everywhere, where known.
+using Constants = std::vector<std::optional<Constant>>;
 
 enum class Kind { Conv, ChannelWise, Concat, Add, Unknown };
 
@@ -83,28 +90,29 @@ Kind kindOf(const ChannelGraph &graph, const Node &node) {
 /// Relu, max pooling (pads are -inf), Identity keep a constant exactly;
 /// the others only keep 0 (an average over padding, a dropout's scale or a
 /// normalisation computed in another precision would not be exact).
-std::optional<double> channelWise(const Node &node, size_t c, double value) {
+std::optional<Constant> channelWise(const Node &node, size_t c, Constant in) {
+  const double value = in.value;
   if (node.op == "Relu")
-    return std::max(value, 0.0);
+    return value <= 0.0 ? Constant{0.0, false} : in; // a zero is exact in any precision
   if (node.op == "MaxPool" || node.op == "GlobalMaxPool" || node.op == "Identity")
-    return value;
+    return in;
   const bool keepsZero = node.op == "Clip"                 ? node.mapsZeroToZero
                          : node.op == "BatchNormalization" ? bool(node.channelMapsZeroToZero[c])
                                                            : true; // pools, Dropout
   if (value == 0.0 && keepsZero)
-    return 0.0;
+    return Constant{0.0, false};
   return std::nullopt;
 }
 
 /// Sets \p values[i] to \p value where it was unknown; true if it changed.
-bool learn(Constants &values, size_t i, std::optional<double> value) {
+bool learn(Constants &values, size_t i, std::optional<Constant> value) {
   if (!value || values[i])
     return false;
   values[i] = value;
   return true;
 }
 
-bool isZero(const std::optional<double> &value) { return value && *value == 0.0; }
+bool isZero(const std::optional<Constant> &constant) { return constant && constant->value == 0.0; }
 
 /// One forward sweep: channels that hold one value everywhere, from inputs
 /// that are zero (a Conv) or constant (the rest).
@@ -126,7 +134,7 @@ bool forward(const ChannelGraph &graph, const std::vector<Kind> &kinds, Masks &m
         for (size_t c = 0; constant && c < perGroupIn; ++c)
           constant = !node.filterReads[k][c] || isZero(in[group * perGroupIn + c]);
         if (constant)
-          changed |= learn(out, k, node.constantOutput.empty() ? 0.0 : node.constantOutput[k]);
+          changed |= learn(out, k, Constant{node.constantOutput.empty() ? 0.0 : node.constantOutput[k]});
       }
       break;
     }
@@ -150,24 +158,25 @@ bool forward(const ChannelGraph &graph, const std::vector<Kind> &kinds, Masks &m
       break;
     }
     case Kind::Add: {
-      // Two constants add to one constant, in float as the model adds them
-      // (one rounding, whose sign is the exact sum's). More inputs keep
-      // only zeros: a chain of roundings could move a sum across 0.
+      // Two constants add to one constant. One rounding, in any precision,
+      // keeps the sign of the exact sum (rounding is monotonic and 0 is
+      // exact), so whether it is <= 0 is known; a sum of sums is not (the
+      // roundings differ between precisions), nor a sum of three.
       Constants &out = m.constant.at(node.outputs[0]);
       for (size_t c = 0; c < out.size(); ++c) {
-        bool allZero = true, allConstant = true;
-        float sum = 0.0f;
+        bool allZero = true, addable = node.inputs.size() == 2;
+        double sum = 0.0;
         for (const std::string &input : node.inputs) {
-          const std::optional<double> &value = m.constant.at(input)[c];
-          allZero = allZero && isZero(value);
-          allConstant = allConstant && value.has_value();
-          if (value)
-            sum += float(*value);
+          const std::optional<Constant> &in = m.constant.at(input)[c];
+          allZero = allZero && isZero(in);
+          addable = addable && in && (!in->summed || in->value == 0.0);
+          if (in)
+            sum += in->value;
         }
         if (allZero)
-          changed |= learn(out, c, 0.0);
-        else if (allConstant && node.inputs.size() == 2)
-          changed |= learn(out, c, double(sum));
+          changed |= learn(out, c, Constant{0.0, false});
+        else if (addable)
+          changed |= learn(out, c, Constant{double(float(sum)), sum != 0.0});
       }
       break;
     }

@@ -42,6 +42,26 @@ def pruned_model(amount=0.8):
     return model.eval()
 
 
+def structured_model():
+    """The example ResNet with half of each conv's filters pruned (L2) and
+    their channels removed as channel pruning does: the BatchNorm after each
+    zero filter outputs 0. convgen then finds zero channels across layers."""
+    model = tiny_resnet()
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for name, conv in list(modules.items()):
+            if not isinstance(conv, nn.Conv2d):
+                continue
+            prune.ln_structured(conv, "weight", amount=0.5, n=2, dim=0)
+            prune.remove(conv, "weight")
+            bn = modules[name[:-1] + "1" if name.endswith("downsample.0")
+                         else name.replace("conv", "bn")]
+            removed = conv.weight.flatten(1).abs().sum(1) == 0
+            for tensor in (bn.weight, bn.bias, bn.running_mean):
+                tensor[removed] = 0.0
+    return model.eval()
+
+
 def convs(model):
     return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
@@ -168,6 +188,47 @@ class HostDriverLoadTest(unittest.TestCase):
         self.generate(model, "reload")
         table = model.convgen_reload()
         self.assertEqual(len(table.swapped()), 15, str(table))
+
+
+    def test_layers_that_rely_on_others_are_refused_when_one_changes(self):
+        model = structured_model()
+        generated = self.generate(model, "structured")
+        relying = set()
+        with open(os.path.join(generated, "convgen-model.json")) as f:
+            for layer in json.load(f)["layers"]:
+                with open(os.path.join(generated, layer["manifest"])) as m:
+                    channels = json.load(m).get("channels", {})
+                if channels.get("zero_inputs") or channels.get("unread_outputs"):
+                    relying.add(layer["name"])
+        self.assertGreater(len(relying), 5)
+        model, table = cgt.load(model, generated, self.x, policy="always", cache=False)
+        self.assertEqual(len(table.swapped()), 15, str(table))
+        with torch.no_grad():  # a kept filter: a pruned one's BatchNorm zeroes it when folded
+            weight = model.layer3[1].conv2.weight
+            weight[tuple((weight != 0).nonzero()[0])] += 1.0
+        table = model.convgen_reload()
+        for row in table:
+            if row.module == "layer3.1.conv2":
+                self.assertIn("stale", row.reason)
+            elif row.layer in relying:
+                self.assertFalse(row.swapped, row.module)
+                self.assertIn("relies on zero or unread channels of other layers", row.reason)
+            else:
+                self.assertTrue(row.swapped, f"{row.module}: {row.reason}")
+
+    def test_a_copy_runs_pytorch_and_unload_restores_the_model(self):
+        import copy
+        model = pruned_model()
+        generated = self.generate(model, "copy")
+        model, _ = cgt.load(model, generated, self.x, policy="always", cache=False)
+        twin = copy.deepcopy(model)
+        self.assertFalse(twin.conv1._convgen_swap.active)
+        self.assertTrue(model.conv1._convgen_swap.active)
+        with self.assertRaises(cgt.ConvgenError):
+            cgt.reload(twin)
+        cgt.unload(model)
+        self.assertFalse(any("forward" in vars(m) for m in model.modules()))
+        self.assertFalse(hasattr(model, "convgen_reload"))
 
 
 @unittest.skipIf(torch is None or not torch.cuda.is_available(), "needs a CUDA GPU")

@@ -105,7 +105,8 @@ TEST(ZeroChannels, AResidualAddKeepsAChannelZeroOnlyWhereBothAre) {
 
 // A residual block behind two pruned filters with biases: each branch is a
 // constant channel, and relu(a + b) is zero where the float sum is <= 0.
-// An average pool keeps only zeros; three inputs keep only all-zero ones.
+// An average pool keeps only zeros; three inputs, or a sum of a sum, keep
+// only all-zero ones.
 TEST(ZeroChannels, ConstantChannelsAddUpAndAReluZeroesANegativeSum) {
   ChannelGraph g;
   g.channels = {{"x", 3}, {"a", 3}, {"b", 3}, {"s", 3}, {"r", 3}, {"y", 2}};
@@ -131,6 +132,15 @@ TEST(ZeroChannels, ConstantChannelsAddUpAndAReluZeroesANegativeSum) {
   g.nodes = {a, b, d, op("Sum", {"a", "b", "d"}, "s"), op("Relu", {"s"}, "r"), c};
   EXPECT_THAT(propagateZeroChannels(g)["C"].zeroInputChannels, IsEmpty())
       << "a + b + 0 is not added up: only all-zero channels pass three inputs";
+
+  // (a + b) + d in two Adds: a sum of a sum is not trusted (its roundings
+  // differ between precisions), though 0.25 - 1 would be < 0 here.
+  d.constantOutput = {-0.5, -1.0, -1.0};
+  g.channels["t"] = 3;
+  g.nodes = {a, b, d, op("Add", {"a", "b"}, "t"), op("Add", {"t", "d"}, "s"),
+             op("Relu", {"s"}, "r"), c};
+  EXPECT_THAT(propagateZeroChannels(g)["C"].zeroInputChannels, ElementsAre(0))
+      << "channel 0 is 0 + -0.5 (a zero sum is exact), channel 1 a sum of a sum";
 }
 
 TEST(ZeroChannels, ConcatShiftsChannelsAndPoolsKeepZeros) {
