@@ -171,6 +171,15 @@ VerifyReport verifyKernel(const ConvLayer &layer, const BuiltKernel &kernel,
                 batch * g.denseMultiplyAdds() / std::max<int64_t>(g.batch, 1) >
                     options.sampleAboveMultiplyAdds;
   const DType dtype = kernel.info.dtype;
+  auto checkChannels = [&](const std::vector<int64_t> &channels, int64_t count, const char *what) {
+    for (int64_t c : channels)
+      if (c < 0 || c >= count)
+        throw CheckFailure(layer.name + ": channel " + std::to_string(c) + " of its " + what +
+                           " is outside 0.." + std::to_string(count - 1));
+  };
+  checkChannels(layer.channels.zeroInputChannels, g.inChannels, "zero inputs");
+  checkChannels(layer.channels.zeroOutputChannels, g.outChannels, "zero outputs");
+  checkChannels(layer.channels.unreadOutputChannels, g.outChannels, "unread outputs");
   std::vector<float> input = randomInput(g, batch, options.seed, dtype);
   zeroChannels(input, g, batch, layer.channels.zeroInputChannels);
   HW out = g.outSize();
