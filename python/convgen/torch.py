@@ -41,6 +41,7 @@ import torch
 import torch.nn as nn
 
 from . import ConvgenError, find_tool
+from .exporter import ExportError
 from .exporter import export as _export_files
 from .exporter import _trace, fused_after, layer_tensors
 from .policy import POLICIES, TimingCache, choose
@@ -220,7 +221,10 @@ def _match(conv_calls, calls, layers, twice):
         bn_call, activation = fused_after(calls, call, fold_bn=True)
         folded = None
         for bn in ([bn_call] if bn_call else []) + [None]:
-            weight, bias = layer_tensors(conv, bn, name)
+            try:
+                weight, bias = layer_tensors(conv, bn, name)
+            except ExportError:
+                continue  # a BatchNorm without running statistics cannot have been folded
             if weights_sha256(weight, bias) == expected:
                 folded = bn
                 break
@@ -533,9 +537,9 @@ def _decide_traced(model, session, calls):
         row.swapped, row.reason = choose(session.policy, convgen_ms, torch_ms)
         if row.timing == "" and session.policy == "auto":
             row.reason = "kept: no CUDA device to time on in PyTorch (pass a timer)"
-        unread = session.runtime.unread_channels(match.layer)
         if row.swapped:
             _install(match, swap)
+            unread = session.runtime.unread_channels(match.layer)
             if unread:
                 row.reason += (f"; {len(unread)} output channels not computed (nothing in the "
                                "model reads them)")
